@@ -1,0 +1,60 @@
+"""msgen web app: Gradio Blocks with the Generate, Decompose and Train tabs.
+
+Thin and declarative (hysts' Spaces ``app.py`` / ``model.py`` split): build the tabs from
+``msgen.ui.*`` and launch. Each tab module holds its layout (``build``) and pure handlers.
+``python app.py`` serves on 127.0.0.1:7860; ``--host``/``--port`` (or GRADIO_SERVER_NAME /
+GRADIO_SERVER_PORT) change that, ``--shared`` turns on per-visitor privacy (automatic on Spaces).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import gradio as gr
+
+from msgen.ui import common
+
+TITLE = "msgen: watch a multi-scale generator build a picture"
+INTRO = (
+    "Pick a model and a seed: the generator paints a 4x4 picture first and refines it level by level. "
+    "Every scale's image and every level's feature maps are shown beside the result. "
+    "Train your own generator on a handful of images in the **Train** tab."
+)
+
+
+def build_app(*, runs_dir: str | Path | None = None, shared: bool | None = None) -> gr.Blocks:
+    from msgen.ui import decompose, generate, train
+
+    ctx = common.AppContext(
+        runs_dir=Path(runs_dir or os.environ.get("MSGEN_RUNS", "runs")),
+        shared=common.on_spaces() if shared is None else shared,
+    )
+    with gr.Blocks(title="msgen") as demo:
+        gr.Markdown(f"# {TITLE}\n{INTRO}")
+        ctx.components["owner"] = gr.BrowserState(None, storage_key="msgen_owner")
+        with gr.Tabs():
+            with gr.Tab("Generate", id="generate"):
+                generate.build(ctx)
+            with gr.Tab("Decompose", id="decompose"):
+                decompose.build(ctx)
+            with gr.Tab("Train", id="train"):
+                train.build(ctx)
+    demo.ctx = ctx
+    return demo
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="msgen web app")
+    p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    p.add_argument("--runs", default=None, help="runs folder (default ./runs or $MSGEN_RUNS)")
+    p.add_argument("--shared", action="store_true", help="per-visitor privacy, as on a Hugging Face Space")
+    args = p.parse_args(argv)
+    demo = build_app(runs_dir=args.runs, shared=True if args.shared else None)
+    demo.queue(default_concurrency_limit=4).launch(server_name=args.host, server_port=args.port)
+
+
+if __name__ == "__main__":
+    main()

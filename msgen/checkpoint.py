@@ -1,0 +1,250 @@
+"""Exported models and training state on disk, and the Hub.
+
+An exported model is a folder, the same locally and on the Hugging Face Hub
+(``huggingface_hub.PyTorchModelHubMixin`` / diffusers ``save_pretrained`` layout):
+
+* ``config.json``      the family's frozen config, plus a ``"msgen"`` block of metadata
+                       (title, data set, licence, training command, steps, metrics ...);
+* ``model.safetensors`` ``generator.*`` (the EMA generator) and, when kept for fine-tuning,
+                       ``discriminator.*``;
+* ``README.md``        the model card.
+
+Training state (optimisers, step, EMA, RNG) lives apart, in ``<run>/state/``, so an exported
+model never carries it. Everything is written to a temporary name and moved into place with
+``os.replace``: a killed process leaves the previous version, never half a file. Pickle-based
+files (``.pt``, ``.pth``, ``.pkl``, ``.bin``, ``.ckpt``) are refused, never loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .models import build_discriminator, build_generator, config_from_dict
+
+PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt")
+MODEL_FILES = ("config.json", "model.safetensors", "README.md")
+REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
+
+
+class CheckpointError(ValueError):
+    """A model or state folder that cannot be used, with a message a user can act on."""
+
+
+# --- atomic writes ---------------------------------------------------------------------------
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# --- export / import ---------------------------------------------------------------------------
+def save_model(
+    out_dir: str | os.PathLike,
+    generator: torch.nn.Module,
+    *,
+    discriminator: torch.nn.Module | None = None,
+    meta: dict[str, Any] | None = None,
+    card: str | None = None,
+) -> Path:
+    """Export ``generator`` (and optionally its discriminator) as a model folder, atomically.
+
+    The folder is assembled under a temporary name beside ``out_dir`` and swapped in, so a
+    reader sees either the old model or the new one.
+    """
+    from .card import model_card  # late import: the card module formats metrics tables
+
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    config = generator.config
+    meta = dict(meta or {})
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.new-"))
+    try:
+        tensors = {f"generator.{k}": v for k, v in generator.state_dict().items()}
+        if discriminator is not None:
+            tensors.update({f"discriminator.{k}": v for k, v in discriminator.state_dict().items()})
+        save_file({k: v.detach().contiguous().cpu().float() if v.is_floating_point() else v.detach().contiguous().cpu()
+                   for k, v in tensors.items()}, str(tmp / "model.safetensors"), metadata={"format": "pt", "library": "msgen"})
+        cfg = dataclasses.asdict(config) | {"msgen": meta}
+        (tmp / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=False) + "\n")
+        (tmp / "README.md").write_text(card if card is not None else model_card(config, meta))
+        for extra in ("samples.png",):
+            src = out_dir / extra
+            if src.is_file() and not (tmp / extra).exists():
+                shutil.copy2(src, tmp / extra)
+        old = None
+        if out_dir.exists():
+            old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
+            os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _refuse_pickles(path: Path) -> None:
+    if path.is_file() and path.suffix.lower() in PICKLE_SUFFIXES:
+        raise CheckpointError(
+            f"{path.name}: pickle-based checkpoints ({', '.join(PICKLE_SUFFIXES)}) are refused because "
+            "loading them can run arbitrary code; export the model as config.json + model.safetensors"
+        )
+    if path.is_dir() and not (path / "model.safetensors").is_file():
+        pickles = sorted(p.name for p in path.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
+        if pickles:
+            raise CheckpointError(
+                f"{path}: only pickle-based weights found ({', '.join(pickles)}); they are refused because "
+                "loading them can run arbitrary code. msgen models are config.json + model.safetensors"
+            )
+
+
+def read_model_dir(path: str | os.PathLike) -> tuple[Any, dict[str, Any], dict[str, torch.Tensor]]:
+    """(config, meta, tensors) of a local model folder, with clear errors for anything off."""
+    path = Path(path)
+    _refuse_pickles(path)
+    if path.is_file():
+        if path.name in ("config.json", "model.safetensors"):
+            path = path.parent
+        else:
+            raise CheckpointError(f"{path}: not a model folder (expected a folder with config.json + model.safetensors)")
+    if not path.is_dir():
+        raise CheckpointError(f"no model folder at {path}")
+    missing = [n for n in ("config.json", "model.safetensors") if not (path / n).is_file()]
+    if missing:
+        raise CheckpointError(f"{path} is not a model folder: missing {', '.join(missing)}")
+    try:
+        data = json.loads((path / "config.json").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path / 'config.json'} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path / 'config.json'} must hold a JSON object")
+    meta = data.pop("msgen", {}) or {}
+    try:
+        config = config_from_dict(data)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path / 'config.json'}: {exc}") from None
+    try:
+        tensors = load_file(str(path / "model.safetensors"))
+    except Exception as exc:  # safetensors raises its own error types for corrupt headers
+        raise CheckpointError(f"{path / 'model.safetensors'} could not be read: {exc}") from None
+    return config, meta, tensors
+
+
+def _split(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def load_generator(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """The exported generator of a local model folder, in eval mode, with ``meta`` and ``source``."""
+    config, meta, tensors = read_model_dir(path)
+    gen = build_generator(config)
+    state = _split(tensors, "generator.")
+    try:
+        gen.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not match config.json: {str(exc).splitlines()[0]}") from None
+    gen.meta = meta
+    gen.source = str(path)
+    return gen.eval().requires_grad_(False).to(device)
+
+
+def load_discriminator_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    return _split(read_model_dir(path)[2], "discriminator.")
+
+
+def build_pair(config: Any) -> tuple[torch.nn.Module, torch.nn.Module | None]:
+    return build_generator(config), build_discriminator(config)
+
+
+# --- Hub ---------------------------------------------------------------------------------------
+def resolve(path_or_repo_id: str | os.PathLike) -> Path:
+    """A local folder for a path or a Hub repo id (downloaded, or from the local cache offline)."""
+    text = str(path_or_repo_id)
+    path = Path(text).expanduser()
+    if path.exists():
+        _refuse_pickles(path)
+        return path
+    if Path(text).suffix.lower() in PICKLE_SUFFIXES:
+        _refuse_pickles(Path(text))
+    if not REPO_ID.match(text):
+        raise CheckpointError(f"no model folder at {text!r}, and it is not a Hub repo id (owner/name)")
+    return _snapshot(text)
+
+
+def _snapshot(repo_id: str) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    try:
+        # Only the three files of an exported model: a repo that also holds pickles never
+        # gets them onto this disk.
+        folder = snapshot_download(repo_id, allow_patterns=list(MODEL_FILES) + ["samples.png"], etag_timeout=10)
+    except LocalEntryNotFoundError:
+        how = "HF_HUB_OFFLINE is set" if offline else "the Hub could not be reached"
+        raise CheckpointError(f"Hub model {repo_id!r} is not in the local cache and {how}") from None
+    except RepositoryNotFoundError:
+        raise CheckpointError(f"Hub repo {repo_id!r} does not exist or is private (pass a token)") from None
+    except (HfHubHTTPError, OSError, ValueError) as exc:
+        raise CheckpointError(f"could not fetch Hub model {repo_id!r}: {str(exc).splitlines()[0]}") from None
+    return Path(folder)
+
+
+def push_to_hub(model_dir: str | os.PathLike, repo_id: str, *, token: str | None, private: bool = True) -> str:
+    """Upload an exported model folder (only its model files) to ``repo_id``; returns the repo URL."""
+    from huggingface_hub import HfApi
+
+    model_dir = Path(model_dir)
+    read_model_dir(model_dir)  # refuse to publish anything that would not load
+    if not REPO_ID.match(repo_id or ""):
+        raise CheckpointError(f"{repo_id!r} is not a Hub repo id of the form owner/name")
+    api = HfApi(token=token or None)
+    try:
+        url = api.create_repo(repo_id, private=private, exist_ok=True)
+        api.upload_folder(
+            folder_path=str(model_dir),
+            repo_id=repo_id,
+            allow_patterns=list(MODEL_FILES) + ["samples.png"],
+            commit_message="Upload msgen model",
+        )
+    except Exception as exc:  # network, auth and HTTP errors all become one clear line
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"push to the Hub failed ({type(exc).__name__}): {first}") from None
+    return str(url)

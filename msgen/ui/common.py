@@ -1,0 +1,80 @@
+"""What the app's tabs share: the model cache, the runs folder, visitors' privacy, cross-tab wiring.
+
+Run locally, every run lives in one runs folder and is listed for the one user. On a shared
+host (a Hugging Face Space, or ``--shared``), each browser gets an opaque owner token (kept in
+its localStorage through ``gr.BrowserState``); its runs live in ``<runs>/sessions/<sha256(token)>``
+so other visitors never see them in lists, and a name alone never reaches them. Such folders
+expire after a time-to-live.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..zoo import WEIGHTS_DIR, ModelCache, ModelEntry, list_models
+
+OWNER_TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
+SESSION_TTL_S = 6 * 3600  # uploads and models of a shared-host visitor are deleted after this
+
+
+def on_spaces() -> bool:
+    return bool(os.environ.get("SPACE_ID"))
+
+
+@dataclass
+class AppContext:
+    runs_dir: Path
+    shared: bool = False
+    weights_dir: Path = WEIGHTS_DIR
+    cache: ModelCache = field(default_factory=ModelCache)
+    components: dict[str, Any] = field(default_factory=dict)  # cross-tab wiring, e.g. "model_dropdown"
+    ttl_s: float = SESSION_TTL_S
+
+    def owner_dir(self, owner: str | None) -> Path:
+        """Folder holding the runs visible to ``owner`` (the one runs folder when not shared)."""
+        if not self.shared:
+            return self.runs_dir
+        if not owner or not OWNER_TOKEN.match(owner):
+            raise ValueError("this browser session has no valid owner token; reload the page")
+        digest = hashlib.sha256(owner.encode()).hexdigest()[:32]
+        return self.runs_dir / "sessions" / digest
+
+    def models(self, owner: str | None) -> list[ModelEntry]:
+        try:
+            runs = self.owner_dir(owner)
+        except ValueError:
+            runs = None
+        shipped = list_models(runs_dir=Path("/nonexistent-msgen-runs"), weights_dir=self.weights_dir)
+        if runs is None:
+            return shipped
+        return shipped + [e for e in list_models(runs_dir=runs, weights_dir=Path("/nonexistent-msgen-weights"))]
+
+    def find(self, name: str, owner: str | None) -> ModelEntry:
+        for entry in self.models(owner):
+            if entry.name == name:
+                return entry
+        raise ValueError(f"unknown model {name!r}; pick one from the list")
+
+    def expire_sessions(self, now: float | None = None) -> int:
+        """Delete shared-host session folders untouched for longer than the TTL; returns how many."""
+        root = self.runs_dir / "sessions"
+        if not self.shared or not root.is_dir():
+            return 0
+        now = time.time() if now is None else now
+        removed = 0
+        for d in root.iterdir():
+            try:
+                newest = max((p.stat().st_mtime for p in d.rglob("*")), default=d.stat().st_mtime)
+            except OSError:
+                continue
+            if now - newest > self.ttl_s:
+                shutil.rmtree(d, ignore_errors=True)
+                removed += 1
+        return removed

@@ -1,0 +1,137 @@
+"""Which models exist, and the device-resident cache that serves them.
+
+Models come from two places: the shipped ``weights/<name>/`` folders and the user's runs
+(``<runs>/<name>/model/``). ``list_models`` describes them (family, resolution, data set) without
+loading weights; ``ModelCache`` loads each once onto the best device (CUDA, then MPS, then CPU;
+half precision on a GPU) and keeps a bounded LRU of them. A cache key includes the weights'
+modification time, so a model retrained under the same name is reloaded, not served stale.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import checkpoint as ckpt
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+WEIGHTS_DIR = Path(os.environ.get("MSGEN_WEIGHTS", PACKAGE_ROOT / "weights"))
+RUNS_DIR = Path(os.environ.get("MSGEN_RUNS", "runs"))
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    path: Path
+    family: str
+    resolution: int
+    levels: tuple[int, ...]
+    dataset: str
+    source: str  # "shipped" or "run"
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.family}, {self.resolution}px, {self.dataset})"
+
+
+def _entry(name: str, path: Path, source: str) -> ModelEntry | None:
+    try:
+        data = json.loads((path / "config.json").read_text())
+        res = int(data["resolution"])
+        meta = data.get("msgen") or {}
+        return ModelEntry(
+            name=name,
+            path=path,
+            family=str(data["family"]),
+            resolution=res,
+            levels=tuple(2**i for i in range(2, res.bit_length())),
+            dataset=str(meta.get("dataset_short") or meta.get("dataset") or "user images"),
+            source=source,
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # a half-made or foreign folder is not a model; skip it, never crash a listing
+
+
+def list_models(*, runs_dir: str | Path | None = None, weights_dir: str | Path | None = None) -> list[ModelEntry]:
+    """Shipped models first (sorted), then the runs in ``runs_dir`` that have an exported model."""
+    out: list[ModelEntry] = []
+    wdir = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
+    if wdir.is_dir():
+        for p in sorted(wdir.iterdir()):
+            if (p / "model.safetensors").is_file() and (e := _entry(p.name, p, "shipped")):
+                out.append(e)
+    rdir = Path(runs_dir) if runs_dir is not None else RUNS_DIR
+    if rdir.is_dir():
+        for p in sorted(rdir.iterdir()):
+            model = p / "model"
+            if (model / "model.safetensors").is_file() and (e := _entry(p.name, model, "run")):
+                out.append(e)
+    return out
+
+
+def find_model(name: str, *, runs_dir: str | Path | None = None, weights_dir: str | Path | None = None) -> ModelEntry:
+    for entry in list_models(runs_dir=runs_dir, weights_dir=weights_dir):
+        if entry.name == name:
+            return entry
+    raise KeyError(name)
+
+
+def resolve_model(name_or_path: str | os.PathLike, *, runs_dir: str | Path | None = None) -> Path:
+    """A listed model name, a local folder, or a Hub repo id -> a local model folder."""
+    text = str(name_or_path)
+    try:
+        return find_model(text, runs_dir=runs_dir).path
+    except KeyError:
+        pass
+    try:
+        return ckpt.resolve(text)
+    except ckpt.CheckpointError as exc:
+        known = ", ".join(e.name for e in list_models(runs_dir=runs_dir)) or "none"
+        raise ckpt.CheckpointError(f"{exc} (listed models: {known})") from None
+
+
+def best_device() -> torch.device:
+    from .train import pick_device
+
+    return pick_device("auto")
+
+
+class ModelCache:
+    """Bounded LRU of generators resident on one device. Thread-safe; loads happen once."""
+
+    def __init__(self, max_models: int = 4, device: str | torch.device | None = None):
+        self.max_models = max_models
+        self.device = torch.device(device) if device is not None else best_device()
+        self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        self._models: OrderedDict[tuple, torch.nn.Module] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _key(self, path: Path) -> tuple:
+        st = (path / "model.safetensors").stat()
+        return (str(path.resolve()), st.st_mtime_ns, st.st_size)
+
+    def get(self, path: str | Path) -> torch.nn.Module:
+        path = Path(path)
+        key = self._key(path)
+        with self._lock:
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key]
+            gen = ckpt.load_generator(path, device=self.device).to(self.dtype)
+            self._models[key] = gen
+            while len(self._models) > self.max_models:
+                self._models.popitem(last=False)
+            return gen
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._models.clear()
