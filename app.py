@@ -24,13 +24,17 @@ INTRO = (
 )
 
 
-def build_app(*, runs_dir: str | Path | None = None, shared: bool | None = None) -> gr.Blocks:
+def build_app(
+    *, runs_dir: str | Path | None = None, shared: bool | None = None, weights_dir: str | Path | None = None
+) -> gr.Blocks:
     from msgen.ui import decompose, generate, train
 
     ctx = common.AppContext(
         runs_dir=Path(runs_dir or os.environ.get("MSGEN_RUNS", "runs")),
         shared=common.on_spaces() if shared is None else shared,
     )
+    if weights_dir is not None:
+        ctx.weights_dir = Path(weights_dir)
     with gr.Blocks(title="msgen") as demo:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
         ctx.components["owner"] = gr.BrowserState(None, storage_key="msgen_owner")

@@ -1,0 +1,6 @@
+"""decompose tab (being written)."""
+import gradio as gr
+
+
+def build(ctx):
+    gr.Markdown("decompose")

@@ -1,0 +1,6 @@
+"""generate tab (being written)."""
+import gradio as gr
+
+
+def build(ctx):
+    gr.Markdown("generate")

@@ -1,0 +1,97 @@
+"""Shared fixtures: tiny random checkpoints, a real app server on a free loopback port, a browser."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+
+FIXTURES = Path(__file__).parent / "fixtures"
+ARTIFACTS = Path(os.environ.get("MSGEN_TEST_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts"))
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+CHROMIUM = "/usr/bin/chromium"
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_tiny_model(out: Path, *, family: str = "msggan", resolution: int = 16, seed: int = 0, **overrides) -> Path:
+    """A small randomly initialised exported model (tests must not depend on trained weights)."""
+    from msgen.checkpoint import save_model
+    from msgen.models import build_discriminator, build_generator, make_config
+
+    small = {"msggan": dict(channel_base=256, channel_max=32, d_channel_base=256, d_channel_max=32, latent_dim=32, w_dim=32)}
+    cfg = make_config(family, resolution=resolution, **(small.get(family, {}) | overrides))
+    torch.manual_seed(seed)
+    g = build_generator(cfg).eval()
+    d = build_discriminator(cfg)
+    meta = {"title": out.name, "dataset": "random init (tests)", "dataset_short": "test"}
+    return save_model(out, g, discriminator=d, meta=meta)
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    """A weights folder with tiny16 and tiny32 msggan models."""
+    root = tmp_path_factory.mktemp("weights")
+    make_tiny_model(root / "tiny16", resolution=16, seed=1)
+    make_tiny_model(root / "tiny32", resolution=32, seed=2)
+    return root
+
+
+@pytest.fixture(scope="session")
+def app_server(tiny_weights, tmp_path_factory):
+    """The real app (app.build_app) served on a free loopback port; yields (url, demo)."""
+    import app as app_module
+
+    runs = tmp_path_factory.mktemp("runs")
+    demo = app_module.build_app(runs_dir=runs, shared=False, weights_dir=tiny_weights)
+    port = free_port()
+    demo.queue(default_concurrency_limit=8).launch(
+        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True
+    )
+    yield f"http://127.0.0.1:{port}/", demo
+    demo.close()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's chromium through playwright. Skips outside CI when it is missing; fails in CI."""
+    if not Path(CHROMIUM).exists():
+        if IN_CI:
+            pytest.fail(f"{CHROMIUM} is missing in CI: .ci/run must install Debian's chromium")
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install -y chromium); browser tests skipped")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        )
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def artifacts_dir() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
+
+
+@pytest.fixture
+def fixture_images() -> Path:
+    return FIXTURES / "images"
+
+
+def copy_tree(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
