@@ -1,0 +1,98 @@
+"""Trainer: a few-step run exports a loadable model; resume continues exactly; fine-tune starts
+from the base; the stop flag is honoured within a step; callbacks get losses and previews."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import msgen
+from msgen.models import make_config
+from msgen.train import Progress, Trainer, TrainOptions
+from tests.conftest import make_tiny_model
+from tests.test_models import TINY
+
+
+def data(n=12, res=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 3, res, res, generator=g) * 2 - 1
+
+
+def opts(**kw):
+    return TrainOptions(**({"steps": 5, "batch_size": 4, "sample_every": 2, "checkpoint_every": 3, "device": "cpu"} | kw))
+
+
+def tiny_cfg(res=16):
+    return make_config("msggan", resolution=res, **TINY)
+
+
+def test_five_step_run_writes_loadable_model(tmp_path):
+    seen: list[Progress] = []
+    t = Trainer(images=data(), run_dir=tmp_path / "run", config=tiny_cfg(), options=opts(), callbacks=(seen.append,))
+    model_dir = t.train()
+    g = msgen.load(model_dir)
+    img = g(g.sample_latents(1, 0)).finest
+    assert img.shape == (1, 3, 16, 16) and img.std() > 0
+    assert [p.step for p in seen if not p.done] == [1, 2, 3, 4, 5]
+    assert seen[-1].done and seen[-1].preview is not None
+    assert any(p.preview is not None for p in seen[:-1])
+    assert all({"d", "g"} <= set(p.losses) for p in seen[:-1])
+    assert g.meta["steps"] == 5 and (model_dir / "samples.png").is_file()
+
+
+def test_resume_continues_the_same_run_bit_for_bit(tmp_path):
+    straight = Trainer(images=data(), run_dir=tmp_path / "a", config=tiny_cfg(), options=opts(steps=6))
+    straight.train()
+    first = Trainer(images=data(), run_dir=tmp_path / "b", config=tiny_cfg(), options=opts(steps=3))
+    first.train()
+    assert first.step == 3
+    resumed = Trainer(images=data(), run_dir=tmp_path / "b", config=tiny_cfg(), options=opts(steps=6))
+    resumed.train()
+    assert resumed.step == 6
+    a = load_file(str(tmp_path / "a" / "state" / "state.safetensors"))
+    b = load_file(str(tmp_path / "b" / "state" / "state.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k  # same weights, EMA, Adam moments and RNG
+
+
+def test_fine_tune_starts_from_the_base_weights(tmp_path):
+    base = make_tiny_model(tmp_path / "base", resolution=16, seed=11)
+    t = Trainer(images=data(), run_dir=tmp_path / "ft", base=base, options=opts(steps=1))
+    ref = msgen.load(base)
+    for (k, v), (k2, v2) in zip(ref.state_dict().items(), t.G.state_dict().items()):
+        assert k == k2 and torch.equal(v, v2)
+    from msgen.checkpoint import load_discriminator_state
+
+    d_ref = load_discriminator_state(base)
+    assert all(torch.equal(d_ref[k], v) for k, v in t.D.state_dict().items())
+    t.train()
+    assert msgen.load(t.model_dir).meta["base"] == str(base)
+
+
+def test_stop_flag_is_honoured_within_one_step(tmp_path):
+    stop = threading.Event()
+
+    def cb(p: Progress):
+        if p.step == 2:
+            stop.set()
+
+    t = Trainer(images=data(), run_dir=tmp_path / "s", config=tiny_cfg(), options=opts(steps=50), callbacks=(cb,), stop=stop)
+    t.train()
+    assert t.step == 2
+    g = msgen.load(t.model_dir)  # the checkpoint written on stop loads
+    assert g.meta["steps"] == 2
+
+
+def test_bad_options_and_data_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="batch size"):
+        TrainOptions(batch_size=0)
+    with pytest.raises(ValueError, match="augmentations"):
+        TrainOptions(augment=("rotate",))
+    with pytest.raises(ValueError, match="at least one image"):
+        Trainer(images=torch.zeros(0, 3, 16, 16), run_dir=tmp_path / "x", config=tiny_cfg())
+    with pytest.raises(ValueError, match="32px"):
+        Trainer(images=data(res=16), run_dir=tmp_path / "y", config=tiny_cfg(32))
