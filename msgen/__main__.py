@@ -72,7 +72,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         resolution = read_model_dir(base)[0].resolution
     else:
         resolution = args.resolution
-    data = load_image_set(args.data, resolution, fit=args.fit, background=_colour(args.background))
+    data = load_image_set(args.data, resolution, fit=args.fit, background=_colour(args.background),
+                          limits=_limits(args.max_files))
     for rej in data.rejected[:20]:
         print(f"skipped {rej.name}: {rej.reason}", file=sys.stderr)
     if len(data.rejected) > 20:
@@ -111,7 +112,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from .metrics import evaluate, format_table
 
     g = msgen.load(args.model)
-    real = load_image_set(args.data, g.config.resolution, fit=args.fit).images
+    real = load_image_set(args.data, g.config.resolution, fit=args.fit, limits=_limits(args.max_files)).images
     if real.shape[0] == 0:
         raise ValueError(f"no usable images in {args.data}")
     result = evaluate(g, real, n=args.n, seed=args.seed, truncation=args.truncation)
@@ -144,6 +145,18 @@ def cmd_push(args: argparse.Namespace) -> None:
     url = push_to_hub(resolve_model(args.model), args.repo, token=args.token or os.environ.get("HF_TOKEN"),
                       private=not args.public)
     print(f"pushed to {url}")
+
+
+def _limits(max_files: int | None):
+    """Upload limits, with a larger file count for trusted local data sets (e.g. 60,000 images)."""
+    import dataclasses
+
+    from .data import LIMITS
+
+    if not max_files:
+        return LIMITS
+    return dataclasses.replace(LIMITS, max_files=max_files, max_zip_entries=max(LIMITS.max_zip_entries, max_files + 100),
+                               max_total_bytes=max(LIMITS.max_total_bytes, max_files * 64 * 2**10))
 
 
 def _colour(text: str) -> tuple[int, int, int]:
@@ -197,6 +210,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--fit", default="crop", choices=("crop", "pad"))
     t.add_argument("--background", default="white", help="for transparent images: white, black or R,G,B")
     t.add_argument("--limit", type=int, default=None, help="use at most this many images")
+    t.add_argument("--max-files", type=int, default=None, help="raise the upload file-count limit for a local data set")
     t.add_argument("--title", default=None)
     t.add_argument("--dataset", default=None, help="data set description for the card")
     t.add_argument("--dataset-short", default=None, help="short data set name for model lists")
@@ -213,6 +227,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--truncation", type=float, default=1.0)
     e.add_argument("--fit", default="crop", choices=("crop", "pad"))
     e.add_argument("--json", action="store_true")
+    e.add_argument("--max-files", type=int, default=None, help="raise the file-count limit for a local data set")
     e.set_defaults(func=cmd_eval)
 
     d = sub.add_parser("data", help="build a public data set from Debian packages")

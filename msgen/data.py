@@ -48,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageColor, ImageOps
+from PIL import Image, ImageColor, ImageOps, UnidentifiedImageError
 from torchvision.transforms.v2 import functional as F
 
 __all__ = ["DataError", "Limits", "LIMITS", "Rejected", "ImageSet", "load_image_set", "load_image", "to_uint8"]
@@ -356,16 +356,23 @@ def _decode(data: bytes, resolution: int, fit: str, background: tuple, limits: L
     problem = _content_problem(data)
     if problem:
         raise DataError(problem)
+    # PIL warns about corrupt EXIF, truncated TIFF tags and bomb sizes; each file gets a
+    # verdict of its own, so the warnings would only be log noise from untrusted input.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _decode_image(data, resolution, fit, background, limits)
+
+
+def _decode_image(data: bytes, resolution: int, fit: str, background: tuple, limits: Limits) -> torch.Tensor:
     try:
-        with warnings.catch_warnings():  # our own limit below is stricter than PIL's warning
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data), formats=_FORMATS)  # reads the header only
+        im = Image.open(io.BytesIO(data), formats=_FORMATS)  # reads the header only
     except Image.DecompressionBombError as e:  # PIL's own check fired first: recover the size it saw
         found = re.search(r"\((\d+) pixels\)", str(e))
         size = f"{int(found[1]) / 1e6:.1f} MP" if found else "too large"
         raise DataError(f"image is {size}, over the {_mp(limits.max_pixels)} MP limit (decompression bomb?)") from None
-    except Exception as e:
-        raise DataError(f"not a readable image ({_brief(e)})") from None
+    except Exception as e:  # PIL's "cannot identify" message shows a BytesIO repr; say it plainly
+        detail = "damaged header" if isinstance(e, UnidentifiedImageError) else _brief(e)
+        raise DataError(f"not a readable image ({detail})") from None
     w, h = im.size
     if w * h > limits.max_pixels:
         raise DataError(f"image is {w}x{h} = {w * h / 1e6:.1f} MP, over the {_mp(limits.max_pixels)} MP limit")

@@ -94,6 +94,7 @@ def pick_device(name: str = "auto") -> torch.device:
     if name != "auto":
         return torch.device(name)
     if torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
@@ -146,16 +147,16 @@ class GANRecipe:
         with torch.no_grad():
             fake = G(z, mix=mix).images
         real_pyr = D.real_pyramid(real)
-        do_r1 = opt.r1_gamma > 0 and step % opt.r1_every == 0
-        if do_r1:
-            real_pyr = {k: v.detach().requires_grad_(True) for k, v in real_pyr.items()}
         real_logits = D(aug(real_pyr))
         fake_logits = D(aug(fake))
         loss_d = d_loss(real_logits, fake_logits, opt.loss)
         total_d = loss_d
         losses = {"d": loss_d.item()}
-        if do_r1:
-            r1 = r1_penalty(real_logits, real_pyr)
+        if opt.r1_gamma > 0 and step % opt.r1_every == 0:
+            # R1 on the un-augmented pyramid, in its own pass: grid_sample (translation) has no
+            # double backward on CUDA, and the penalty's job, smoothing D around the data, is the same.
+            clean = {k: v.detach().requires_grad_(True) for k, v in real_pyr.items()}
+            r1 = r1_penalty(D(clean), clean)
             total_d = total_d + 0.5 * opt.r1_gamma * opt.r1_every * r1
             losses["r1"] = r1.item()
         self.optimizers["discriminator"].zero_grad(set_to_none=True)
