@@ -48,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageColor, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageColor, ImageOps, UnidentifiedImageError
 from torchvision.transforms.v2 import functional as F
 
 __all__ = ["DataError", "Limits", "LIMITS", "Rejected", "ImageSet", "load_image_set", "load_image", "to_uint8"]
@@ -97,6 +97,7 @@ _FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
 _JUNK = {"__macosx", "thumbs.db", "desktop.ini", "icon\r"}
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 _NESTED_ZIP = "nested zip archive (not opened: unzip it first)"
+_SRGB = ImageCms.createProfile("sRGB")
 
 
 def load_image_set(source, resolution: int, *, fit: str = "crop", background=(255, 255, 255),
@@ -445,10 +446,23 @@ def _upright(im: Image.Image) -> Image.Image:
 def _to_rgb(im: Image.Image, background: tuple) -> Image.Image:
     if im.mode in ("I", "F") or im.mode.startswith("I;16"):
         im = _deep_to_l(im)
+    im = _to_srgb(im)
     if im.has_transparency_data:  # alpha channel, or palette / colour-key transparency
         base = Image.new("RGBA", im.size, (*background, 255))
         return Image.alpha_composite(base, im.convert("RGBA")).convert("RGB")
     return im.convert("RGB")
+
+
+def _to_srgb(im: Image.Image) -> Image.Image:
+    """Apply an embedded colour profile (Display P3 phone photos, print CMYK) so colours are sRGB."""
+    icc = im.info.get("icc_profile")
+    if not icc or im.mode not in ("RGB", "RGBA", "CMYK"):
+        return im
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        return ImageCms.profileToProfile(im, source, _SRGB, outputMode="RGB" if im.mode == "CMYK" else im.mode)
+    except Exception:  # a broken profile is no reason to lose the picture
+        return im
 
 
 def _deep_to_l(im: Image.Image) -> Image.Image:
@@ -497,6 +511,8 @@ def _check_args(resolution, fit, background) -> tuple[int, int, int]:
 def _as_path(item) -> str | os.PathLike:
     # Gradio may hand over plain paths, or file objects carrying .path / .name.
     if isinstance(item, (str, os.PathLike)):
+        if not os.fspath(item):  # Path("") would quietly mean the working directory
+            raise DataError("empty file path")
         return item
     for attr in ("path", "name"):
         value = getattr(item, attr, None)

@@ -242,7 +242,8 @@ class Trainer:
             raise ValueError(f"images are {images.shape[-1]}px but the model is {self.G.config.resolution}px")
         self.images = images.float()
         self.G.to(self.device).train()
-        self.D.to(self.device).train()
+        if self.D is not None:  # likelihood families (hvae) train without one
+            self.D.to(self.device).train()
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.recipe = make_recipe(self.G, self.D, options)
         self.data_gen = torch.Generator().manual_seed(options.seed)
@@ -330,9 +331,11 @@ class Trainer:
         }
         if self.base:
             meta.setdefault("base", self.base)
-        model_dir = ckpt.save_model(self.model_dir, self.G_ema.cpu(), discriminator=self.D.cpu(), meta=meta)
+        model_dir = ckpt.save_model(self.model_dir, self.G_ema.cpu(), discriminator=self.D.cpu() if self.D is not None else None,
+                                    meta=meta)
         self.G_ema.to(self.device)
-        self.D.to(self.device)
+        if self.D is not None:
+            self.D.to(self.device)
         preview = self.preview()
         import torchvision.utils as vutils
 

@@ -29,7 +29,8 @@ def make_tiny_model(out: Path, *, family: str = "msggan", resolution: int = 16, 
     from msgen.checkpoint import save_model
     from msgen.models import build_discriminator, build_generator, make_config
 
-    small = {"msggan": dict(channel_base=256, channel_max=32, d_channel_base=256, d_channel_max=32, latent_dim=32, w_dim=32)}
+    small = {"msggan": dict(channel_base=256, channel_max=32, d_channel_base=256, d_channel_max=32, latent_dim=32, w_dim=32),
+             "hvae": dict(channel_base=256, channel_max=32, z_channels=4)}
     cfg = make_config(family, resolution=resolution, **(small.get(family, {}) | overrides))
     torch.manual_seed(seed)
     g = build_generator(cfg).eval()
@@ -40,10 +41,11 @@ def make_tiny_model(out: Path, *, family: str = "msggan", resolution: int = 16, 
 
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory) -> Path:
-    """A weights folder with tiny16 and tiny32 msggan models."""
+    """A weights folder with tiny16 and tiny32 msggan models and a tinyvae16 hvae model."""
     root = tmp_path_factory.mktemp("weights")
     make_tiny_model(root / "tiny16", resolution=16, seed=1)
     make_tiny_model(root / "tiny32", resolution=32, seed=2)
+    make_tiny_model(root / "tinyvae16", family="hvae", resolution=16, seed=3)
     return root
 
 

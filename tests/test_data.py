@@ -18,9 +18,9 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image
+from PIL import Image, ImageCms
 
-from msgen.data import LIMITS, DataError, ImageSet, Limits, Rejected, load_image, load_image_set, to_uint8
+from msgen.data import DataError, ImageSet, Limits, Rejected, load_image, load_image_set, to_uint8
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GOOD = FIXTURES / "images"
@@ -117,6 +117,8 @@ def _rgb48():
     return png_raw(24, 20, 16, 2, row * 20)
 
 
+SRGB_ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
 CASES = {  # name -> (bytes, expected RGB on a white background, tolerance)
     "png-rgb": (lambda: encode(_solid("RGB", RED), "PNG"), RED, 0),
     "png-grey": (lambda: encode(_solid("L", 100), "PNG"), (100, 100, 100), 0),
@@ -130,6 +132,9 @@ CASES = {  # name -> (bytes, expected RGB on a white background, tolerance)
     "jpeg-rgb": (lambda: encode(_solid("RGB", RED), "JPEG", quality=95), RED, 6),
     "jpeg-grey": (lambda: encode(_solid("L", 60), "JPEG"), (60, 60, 60), 3),
     "jpeg-cmyk": (lambda: encode(_solid("CMYK", (0, 255, 255, 0)), "JPEG", quality=95), RED, 6),
+    "jpeg-mpo": (lambda: encode(_solid("RGB", RED), "MPO", save_all=True, append_images=[_solid("RGB", BLUE)]), RED, 6),
+    "jpeg-srgb-profile": (lambda: encode(_solid("RGB", RED), "JPEG", quality=95, icc_profile=SRGB_ICC), RED, 6),
+    "png-broken-profile": (lambda: encode(_solid("RGB", BLUE), "PNG", icc_profile=b"not a profile"), BLUE, 0),
     "webp-rgb": (lambda: encode(_solid("RGB", BLUE), "WEBP", lossless=True), BLUE, 0),
     "webp-rgba-clear": (lambda: encode(_solid("RGBA", (9, 9, 9, 0)), "WEBP", lossless=True), WHITE, 0),
     "gif-first-frame": (_gif_two_frames, RED, 0),
@@ -311,6 +316,8 @@ def test_too_many_files_and_too_many_bytes_are_whole_source_errors(tmp_path):
 def test_missing_source_and_empty_folder(tmp_path):
     with pytest.raises(DataError, match="no such file or folder"):
         load_image_set(tmp_path / "nope", 16)
+    with pytest.raises(DataError, match="empty file path"):
+        load_image_set("", 16)
     s = load_image_set(tmp_path, 16)
     assert s.images.shape == (0, 3, 16, 16) and s.names == [] and s.rejected == []
 

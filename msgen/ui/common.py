@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import secrets
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -26,6 +27,15 @@ SESSION_TTL_S = 6 * 3600  # uploads and models of a shared-host visitor are dele
 
 def on_spaces() -> bool:
     return bool(os.environ.get("SPACE_ID"))
+
+
+def ensure_owner(owner: str | None) -> str:
+    """The browser's owner token, or a fresh one (192 random bits) when it has none or a bad one.
+
+    Wired to page load so a first visit gets its token before it uploads anything; handlers
+    that store files call it too, so a token exists even when the load event lost a race.
+    """
+    return owner if isinstance(owner, str) and OWNER_TOKEN.match(owner) else secrets.token_urlsafe(24)
 
 
 @dataclass
@@ -46,6 +56,10 @@ class AppContext:
         digest = hashlib.sha256(owner.encode()).hexdigest()[:32]
         return self.runs_dir / "sessions" / digest
 
+    def owner_key(self, owner: str | None) -> str:
+        """A stable id of the visitor's folder, for in-memory bookkeeping such as training jobs."""
+        return str(self.owner_dir(owner).resolve())
+
     def models(self, owner: str | None) -> list[ModelEntry]:
         try:
             runs = self.owner_dir(owner)
@@ -62,14 +76,20 @@ class AppContext:
                 return entry
         raise ValueError(f"unknown model {name!r}; pick one from the list")
 
-    def expire_sessions(self, now: float | None = None) -> int:
-        """Delete shared-host session folders untouched for longer than the TTL; returns how many."""
+    def expire_sessions(self, now: float | None = None, keep: Any = ()) -> int:
+        """Delete shared-host session folders untouched for longer than the TTL; returns how many.
+
+        ``keep``: folders (or paths inside them) that are in use, e.g. by a queued training run.
+        """
         root = self.runs_dir / "sessions"
         if not self.shared or not root.is_dir():
             return 0
         now = time.time() if now is None else now
+        kept = {Path(p).resolve() for p in keep}
         removed = 0
         for d in root.iterdir():
+            if any(k == d.resolve() or d.resolve() in k.parents for k in kept):
+                continue
             try:
                 newest = max((p.stat().st_mtime for p in d.rglob("*")), default=d.stat().st_mtime)
             except OSError:

@@ -1,6 +1,319 @@
-"""decompose tab (being written)."""
+"""Decompose tab: take a picture apart by granularity with a hierarchical VAE, and put it back
+together differently.
+
+Upload an image (or click an example) and pick an ``hvae`` model: the page shows the picture as
+the model sees it, its reconstruction at every level, and each level's latent group (the
+posterior mean as PCA colours beside a map of where that level spends its information, with
+the nats it spends). Then re-sample around a chosen level with a seed and a temperature:
+"keep coarse, vary detail" keeps the levels below it and draws the finer ones afresh; "keep
+detail, vary layout" keeps the fine levels' latents and draws the coarse ones afresh.
+
+Layout in ``build(ctx)``; ``decompose`` and ``resample`` are plain functions of plain values,
+so tests call them without a browser. The image events run with ``preprocess=False`` so that a
+file that is not an image reaches ``msgen.data.load_image`` and comes back as one clear
+``gr.Error`` instead of a decoder traceback; gradio still moves every upload into its cache
+and refuses paths outside it before the handler runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import io
+from pathlib import Path
+from typing import Any
+
 import gradio as gr
+import numpy as np
+import torch
+from PIL import Image
+
+from . import common
+
+FAMILY = "hvae"
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent.parent / "tests" / "fixtures" / "images"
+MODES = {"Keep coarse, vary detail": "detail", "Keep detail, vary layout": "layout"}
+TILE = 128  # pixels per level tile: small levels enlarged with nearest neighbour so they stay crisp
+DEFAULT_TEMPERATURE = 0.8  # VAE samples look cleaner a little below temperature 1
+DEFAULT_COUNT = 8
+MAX_COUNT = 16
+TRAIN_HINT = (
+    "**No hierarchical VAE (`hvae`) model is available yet**, and only that family has the encoder "
+    "Decompose needs. Train one in the **Train** tab (*Start from* → *new hvae from scratch*), or on "
+    "the command line:\n\n"
+    "```\npython -m msgen train --family hvae --resolution 32 --data my_images/ --out runs/my-hvae "
+    "--steps 3000 --batch 32 --lr 1e-3\n```\n\nthen press *Refresh models*."
+)
+INTRO = (
+    "Take a picture apart by granularity with a **hierarchical VAE**: every level from 4x4 up holds its own "
+    "latent group, and the coarse ones decide the layout. Upload an image (or click an example), see its "
+    "reconstruction at every level and what each level's latent encodes, then re-sample around a level: "
+    "**keep the coarse structure and vary the detail**, or **keep the detail and vary the layout**."
+)
 
 
-def build(ctx):
-    gr.Markdown("decompose")
+# --- models -------------------------------------------------------------------------------------
+def hvae_models(ctx: common.AppContext, owner: str | None) -> list:
+    return [e for e in ctx.models(owner) if e.family == FAMILY]
+
+
+def model_choices(ctx: common.AppContext, owner: str | None) -> list[tuple[str, str]]:
+    return [(e.label, e.name) for e in hvae_models(ctx, owner)]
+
+
+def level_choices(levels: tuple[int, ...]) -> list[tuple[str, int]]:
+    # Splitting at the coarsest level would keep nothing (or everything): not worth a choice.
+    return [(f"{lvl}x{lvl}", lvl) for lvl in levels[1:]]
+
+
+def default_level(levels: tuple[int, ...]) -> int:
+    return levels[max(1, len(levels) // 2)]
+
+
+def load_model(ctx: common.AppContext, name: str | None, owner: str | None) -> torch.nn.Module:
+    if not name:
+        raise gr.Error("Pick an hvae model first." if hvae_models(ctx, owner) else "No hvae model is available; "
+                       "train one in the Train tab (new hvae from scratch).")
+    try:
+        entry = ctx.find(str(name), owner)
+    except ValueError as exc:
+        raise gr.Error(str(exc)) from None
+    if entry.family != FAMILY:
+        raise gr.Error(f"{entry.name} is a {entry.family} model, which has no encoder; Decompose needs an "
+                       f"{FAMILY} (hierarchical VAE) model: pick one from the list")
+    return ctx.cache.get(entry.path)
+
+
+# --- input --------------------------------------------------------------------------------------
+def _image_source(value: Any) -> str | bytes:
+    """What gradio hands over (a FileData dict when preprocess=False, a path, a PIL image ...)
+    -> a path or bytes for ``msgen.data.load_image``."""
+    if value is None:
+        raise gr.Error("Upload an image (or click an example) first.")
+    if isinstance(value, dict):
+        if value.get("path"):
+            return str(value["path"])
+        url = str(value.get("url") or "")
+        if url.startswith("data:") and "," in url:
+            return base64.b64decode(url.split(",", 1)[1])
+        raise gr.Error("The upload did not arrive; try again.")
+    if isinstance(value, (str, Path)):
+        return str(value)
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    if isinstance(value, np.ndarray):
+        value = Image.fromarray(value)
+    if isinstance(value, Image.Image):
+        buf = io.BytesIO()
+        value.save(buf, format="PNG")
+        return buf.getvalue()
+    if getattr(value, "path", None):
+        return str(value.path)
+    raise gr.Error(f"Cannot read an image from a {type(value).__name__}.")
+
+
+def load_input(value: Any, resolution: int, fit: str = "crop") -> torch.Tensor:
+    """The uploaded picture as the model sees it: 1 x 3 x r x r in [-1, 1]; gr.Error if unusable."""
+    from ..data import DataError, load_image
+
+    try:
+        return load_image(_image_source(value), resolution, fit=fit if fit in ("crop", "pad") else "crop")[None]
+    except DataError as exc:
+        raise gr.Error(f"Not a usable image: {exc}") from None
+
+
+# --- pictures -----------------------------------------------------------------------------------
+_RAMP = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], np.float32)
+
+
+def _tile(arr: np.ndarray) -> Image.Image:
+    img = Image.fromarray(arr)
+    factor = max(1, TILE // img.width)
+    return img.resize((img.width * factor, img.height * factor), Image.NEAREST)
+
+
+def to_tile(image: torch.Tensor) -> Image.Image:
+    """3 x r x r in [-1, 1] -> an enlarged PIL tile."""
+    x = ((image.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return _tile(x.permute(1, 2, 0).numpy())
+
+
+def heat_tile(values: torch.Tensor) -> Image.Image:
+    """H x W non-negative values -> a viridis-like heat map scaled to its own maximum."""
+    v = values.detach().float().cpu()
+    v = (v / v.max().clamp_min(1e-8)).numpy() * (len(_RAMP) - 1)
+    rgb = np.stack([np.interp(v, np.arange(len(_RAMP)), _RAMP[:, c]) for c in range(3)], -1)
+    return _tile(rgb.round().astype(np.uint8))
+
+
+def pca_tile(latent: torch.Tensor) -> Image.Image:
+    """zc x H x W posterior mean -> its three main directions as colours (grey when zc < 3).
+    Exact eigen-decomposition with fixed signs, so one picture always gives one view."""
+    c, h, w = latent.shape
+    x = latent.detach().double().cpu().reshape(c, h * w)
+    x = x - x.mean(1, keepdim=True)
+    if c < 3:
+        proj = x[:1].expand(3, -1)
+    else:
+        vecs = torch.linalg.eigh(x @ x.T)[1][:, -3:].flip(1)
+        signs = vecs[vecs.abs().argmax(0), torch.arange(3)].sign()
+        proj = (vecs * torch.where(signs == 0, 1.0, signs)).T @ x
+    lo, hi = proj.amin(1, keepdim=True), proj.amax(1, keepdim=True)
+    rgb = ((proj - lo) / (hi - lo).clamp_min(1e-12) * 255).round().to(torch.uint8)
+    return _tile(rgb.T.reshape(h, w, 3).numpy())
+
+
+def side_by_side(a: Image.Image, b: Image.Image, gap: int = 4) -> Image.Image:
+    out = Image.new("RGB", (a.width + gap + b.width, max(a.height, b.height)), (255, 255, 255))
+    out.paste(a, (0, 0))
+    out.paste(b, (a.width + gap, 0))
+    return out
+
+
+# --- handlers -----------------------------------------------------------------------------------
+@torch.inference_mode()
+def decompose(ctx: common.AppContext, model: str | None, image: Any, fit: str = "crop", owner: str | None = None):
+    """(reconstructions gallery, latents gallery, per-level table rows) for one picture."""
+    g = load_model(ctx, model, owner)
+    x = load_input(image, g.config.resolution, fit)
+    enc = g.encode(x)
+    nats = {lvl: float(v[0]) for lvl, v in enc.kl_nats().items()}
+    total = sum(nats.values()) or 1.0
+    recon = [(to_tile(x[0]), f"input ({g.config.resolution}x{g.config.resolution})")]
+    latents, rows = [], []
+    for lvl in g.levels:
+        img = enc.images[lvl][0].float().cpu()
+        target = torch.nn.functional.adaptive_avg_pool2d(x, lvl)[0]
+        recon.append((to_tile(img), f"{lvl}x{lvl}"))
+        mu = enc.mu[lvl][0].float().cpu()
+        latents.append((side_by_side(pca_tile(mu), heat_tile(enc.kl[lvl][0])),
+                        f"{lvl}x{lvl}: {mu.shape[0]} ch, {nats[lvl]:.1f} nats"))
+        rows.append([f"{lvl}x{lvl}", int(mu.shape[0]), round(nats[lvl], 2), round(100 * nats[lvl] / total, 1),
+                     round(float((img - target).pow(2).mean()), 5)])
+    return recon, latents, rows
+
+
+@torch.inference_mode()
+def resample(ctx: common.AppContext, model: str | None, image: Any, fit: str = "crop",
+             mode: str = "detail", level: Any = None, seed: Any = 0, temperature: Any = DEFAULT_TEMPERATURE,
+             count: Any = DEFAULT_COUNT, owner: str | None = None) -> list[tuple[Image.Image, str]]:
+    """The reconstruction followed by ``count`` variants (seeds ``seed``, ``seed + 1``, ...)."""
+    g = load_model(ctx, model, owner)
+    mode = MODES.get(mode, mode)
+    if mode not in ("detail", "layout"):
+        raise gr.Error(f"mode must be one of: {', '.join(MODES)}")
+    try:
+        level = int(level) if level not in (None, "") else default_level(g.levels)
+        seed, count, temperature = int(seed or 0), int(count or DEFAULT_COUNT), float(temperature)
+    except (TypeError, ValueError):
+        raise gr.Error("level, seed and count must be whole numbers and temperature a number") from None
+    if level not in g.levels[1:]:
+        raise gr.Error(f"split level must be one of {[c[1] for c in level_choices(g.levels)]} for this model")
+    if not 0 <= seed < 2**32:
+        raise gr.Error("seed must be between 0 and 4294967295")
+    if not 1 <= count <= MAX_COUNT:
+        raise gr.Error(f"variants must be between 1 and {MAX_COUNT}")
+    if not 0 <= temperature <= 2:
+        raise gr.Error("temperature must be between 0 and 2")
+    x = load_input(image, g.config.resolution, fit)
+    key = {"keep_below": level} if mode == "detail" else {"keep_from": level}
+    out = g.resample(x, seed=seed, temperature=temperature, count=count, **key).finest.float().cpu()
+    kept = f"levels < {level}" if mode == "detail" else f"levels >= {level}"
+    gallery = [(to_tile(g.reconstruct(x).finest[0].float().cpu()), f"reconstruction (keeps {kept})")]
+    gallery += [(to_tile(img), f"seed {(seed + i) % 2**32}") for i, img in enumerate(out)]
+    return gallery
+
+
+# --- layout -------------------------------------------------------------------------------------
+def _examples() -> list[list[str]]:
+    if not EXAMPLES_DIR.is_dir():
+        return []
+    files = sorted(p for p in EXAMPLES_DIR.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"))
+    return [[str(p)] for p in files[:8]]
+
+
+def build(ctx: common.AppContext) -> None:
+    owner = ctx.components["owner"]
+    choices = model_choices(ctx, None)
+    first = choices[0][1] if choices else None
+    levels = ctx.find(first, None).levels if first else (4, 8, 16, 32)
+    gr.Markdown(INTRO)
+    notice = gr.Markdown(TRAIN_HINT, visible=not choices, elem_id="decompose-notice")
+    with gr.Column(visible=bool(choices), elem_id="decompose-main") as main:
+        with gr.Row():
+            with gr.Column(scale=1, min_width=260):
+                model = gr.Dropdown(choices, value=first, label="Hierarchical VAE model", elem_id="decompose-model")
+                image = gr.Image(type="filepath", label="Image to decompose", sources=["upload", "clipboard"],
+                                 height=240, elem_id="decompose-image")
+                fit = gr.Radio(["crop", "pad"], value="crop", label="Non-square images: crop the centre or pad")
+                with gr.Row():
+                    run_btn = gr.Button("Decompose", variant="primary", elem_id="decompose-run")
+                    refresh_btn = gr.Button("Refresh models", size="sm")
+                if _examples():
+                    gr.Examples(_examples(), inputs=[image], label="Examples (click one)", examples_per_page=8)
+            with gr.Column(scale=2):
+                recon = gr.Gallery(label="The picture as the model sees it, then its reconstruction at every level "
+                                   "(each level adds detail on top of the coarser one)", columns=6, height="auto",
+                                   format="png", object_fit="contain", interactive=False, elem_id="decompose-recon")
+                latents = gr.Gallery(label="Each level's latent: posterior mean as PCA colours | where the level "
+                                     "spends information (KL per position; nats in the caption)", columns=5,
+                                     height="auto", format="png", object_fit="contain", interactive=False,
+                                     elem_id="decompose-latents")
+                table = gr.Dataframe(headers=["level", "latent channels", "KL (nats)", "share of KL (%)",
+                                              "reconstruction MSE"], label="Per level", interactive=False,
+                                     elem_id="decompose-table")
+        gr.Markdown("### Re-sample around a level")
+        with gr.Row():
+            mode = gr.Radio(list(MODES), value=list(MODES)[0], label="What to keep", scale=2, elem_id="decompose-mode")
+            level = gr.Dropdown(level_choices(levels), value=default_level(levels), label="Split at level", scale=1,
+                                info="vary detail: this level and finer are re-drawn; vary layout: coarser ones are",
+                                elem_id="decompose-level")
+            seed = gr.Number(0, label="Seed", precision=0, minimum=0, scale=1, elem_id="decompose-seed")
+            temperature = gr.Slider(0.0, 1.5, value=DEFAULT_TEMPERATURE, step=0.05, label="Temperature", scale=2,
+                                    elem_id="decompose-temperature")
+            count = gr.Slider(1, MAX_COUNT, value=DEFAULT_COUNT, step=1, label="Variants", scale=1)
+        resample_btn = gr.Button("Re-sample", variant="primary", elem_id="decompose-resample")
+        variants = gr.Gallery(label="Variants (the first tile is the reconstruction they start from)", columns=9,
+                              height="auto", format="png", object_fit="contain", interactive=False,
+                              elem_id="decompose-variants")
+
+    # Inner functions' parameter names are the API's (gradio_client) parameter names.
+    def on_decompose(model, image, fit, owner):
+        return decompose(ctx, model, image, fit, owner)
+
+    def on_auto(model, image, fit, owner):
+        if image is None or not model:
+            return [], [], None
+        return decompose(ctx, model, image, fit, owner)
+
+    def on_resample(model, image, fit, mode, level, seed, temperature, count, owner):
+        return resample(ctx, model, image, fit, mode, level, seed, temperature, count, owner)
+
+    def on_models(owner, model=None):
+        found = model_choices(ctx, owner)
+        names = [c[1] for c in found]
+        keep = model if model in names else (names[0] if names else None)
+        return gr.update(choices=found, value=keep), gr.update(visible=not found), gr.update(visible=bool(found))
+
+    def on_model(model, level, owner):
+        try:
+            lv = ctx.find(model, owner).levels if model else levels
+        except ValueError:
+            return gr.skip()
+        return gr.update(choices=level_choices(lv), value=level if level in lv[1:] else default_level(lv))
+
+    raw = dict(preprocess=False)  # see the module docstring: our decoder judges the upload
+    run_inputs = [model, image, fit, owner]
+    run_outputs = [recon, latents, table]
+    run_btn.click(on_decompose, run_inputs, run_outputs, api_name="decompose", **raw)
+    # Upload, paste, an example or another model: decompose at once (nothing to do when cleared).
+    image.change(on_auto, run_inputs, run_outputs, api_visibility="private", **raw)
+    resample_inputs = [model, image, fit, mode, level, seed, temperature, count, owner]
+    resample_btn.click(on_resample, resample_inputs, [variants], api_name="decompose_resample", **raw)
+    model.change(on_model, [model, level, owner], [level], api_visibility="private").then(
+        on_auto, run_inputs, run_outputs, api_visibility="private", **raw)
+    refresh_btn.click(on_models, [owner, model], [model, notice, main], api_name="decompose_models")
+    model.focus(on_models, [owner, model], [model, notice, main], api_visibility="private")
+    root = gr.context.Context.root_block
+    if root is not None:
+        root.load(on_models, [owner, model], [model, notice, main], api_visibility="private")

@@ -1,6 +1,501 @@
-"""train tab (being written)."""
+"""Train tab: fine-tune a generator (or train a family from scratch) on uploaded images, live.
+
+Layout in ``build(ctx)``; everything else is a plain function of plain values so tests call it
+without a browser. Upload -> ``prepare`` (the accepted images exactly as they will be trained,
+and every rejection with its reason) -> ``start`` (a ``JobSpec`` queued on the ``JobManager``)
+-> a gr.Timer polls ``poll`` for the progress bar, loss curves, preview grid and quality report
+-> the model appears in the Generate tab, and can be resumed, downloaded or pushed to the Hub.
+The run uses ``msgen.data.load_image_set`` and ``TrainOptions`` exactly as
+``python -m msgen train`` does, so the page and the CLI give the same weights for one seed.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
 import gradio as gr
+import pandas as pd
+import torch
+
+from .. import checkpoint as ckpt
+from ..augment import POLICIES
+from ..models import FAMILIES, get_family, make_config
+from ..train import TrainOptions
+from . import common, runs
+from .jobs import HISTORY_POINTS, Job, JobManager, JobSpec, read_quality
+
+DEFAULT_STEPS = 500  # ~8k images seen: a few minutes at 32px on 2 vCPUs, enough to adapt to 20-200 images
+DEFAULT_BATCH = 16
+DEFAULT_LR = 2e-4
+DEFAULT_PREVIEW_EVERY = 25
+CHECKPOINT_EVERY = 100  # a killed run loses at most this many steps
+RESOLUTIONS = (16, 32, 64, 128)
+GALLERY_MAX = 48  # thumbnails shown; the count says how many more were accepted
+FEW_IMAGES = 16
+MAX_STEPS = {False: 1_000_000, True: 20_000}  # a shared Space bounds one visitor's run
+PREVIEW_ROWS = 6
 
 
-def build(ctx):
-    gr.Markdown("train")
+# --- choices -----------------------------------------------------------------------------------
+def families() -> list[str]:
+    get_family("msggan")  # loads the built-in family modules (msggan, hvae, ...) into FAMILIES
+    return sorted(FAMILIES)
+
+
+def base_choices(ctx: common.AppContext, owner: str | None) -> list[tuple[str, str]]:
+    models = [(f"fine-tune {e.label}", f"model:{e.name}") for e in ctx.models(owner)]
+    scratch = [(f"new {f} from scratch ({get_family(f).description or f})", f"scratch:{f}") for f in families()]
+    return models + scratch
+
+
+def limits_text() -> str:
+    from ..data import LIMITS as L
+
+    mb = lambda n: f"{n / 2**20:g} MB"  # noqa: E731
+    return (f"**Limits:** up to {L.max_files} files, {mb(L.max_file_bytes)} each and {mb(L.max_total_bytes)} in all; "
+            f"images up to {L.max_pixels / 1e6:g} megapixels and at least {L.min_side} px on the short side; "
+            f"zips up to {L.max_zip_entries} entries, no nested zips, no `..` paths, at most "
+            f"{L.max_zip_ratio:g}:1 compression. PNG, JPEG, WebP, GIF, BMP and TIFF are read; "
+            f"{FEW_IMAGES}+ images recommended (50-200 is ideal).")
+
+
+@dataclass
+class Base:
+    resolution: int
+    path: Path | None = None  # fine-tune this exported model ...
+    name: str | None = None
+    config: Any = None  # ... or train this config from scratch
+    family: str = ""
+
+
+def resolve_base(ctx: common.AppContext, choice: str | None, resolution: Any, owner: str | None) -> Base:
+    kind, _, value = (choice or "").partition(":")
+    if kind == "model":
+        entry = ctx.find(value, owner)  # only shipped models and this visitor's runs
+        return Base(resolution=entry.resolution, path=entry.path, name=entry.name, family=entry.family)
+    if kind == "scratch":
+        config = make_config(value, resolution=int(resolution or 32))
+        return Base(resolution=config.resolution, config=config, family=value)
+    raise ValueError("choose a model to fine-tune or a family to train from scratch")
+
+
+# --- upload ------------------------------------------------------------------------------------
+def _paths(files: Any) -> list[str]:
+    if not files:
+        return []
+    files = files if isinstance(files, (list, tuple)) else [files]
+    return [str(getattr(f, "path", None) or getattr(f, "name", None) or f) for f in files]
+
+
+def _thumb(image: torch.Tensor) -> Any:
+    from PIL import Image
+
+    from ..data import to_uint8
+
+    pic = Image.fromarray(to_uint8(image).permute(1, 2, 0).numpy())
+    scale = max(1, 96 // pic.width)
+    return pic.resize((pic.width * scale, pic.height * scale), Image.NEAREST) if scale > 1 else pic
+
+
+def prepare(ctx: common.AppContext, files: Any, base: str | None, resolution: Any, fit: str, owner: str | None):
+    """(gallery, rejected rows, summary markdown, image set or None) for the uploaded files."""
+    from ..data import DataError, load_image_set
+
+    paths = _paths(files)
+    if not paths:
+        return [], [], "Upload images (many files at once) or a zip to begin.", None
+    try:
+        target = resolve_base(ctx, base, resolution, owner)
+        data = load_image_set(paths, target.resolution, fit=fit or "crop")
+    except (DataError, ValueError) as exc:
+        return [], [], f"**Cannot use this upload:** {exc}", None
+    rows = [[r.name, r.reason] for r in data.rejected]
+    n = int(data.images.shape[0])
+    gallery = [(_thumb(img), name) for img, name in zip(data.images[:GALLERY_MAX], data.names)]
+    lines = [f"**{n} image{'s' * (n != 1)} accepted** at {data.resolution}x{data.resolution} ({fit or 'crop'}), "
+             f"{len(rows)} rejected."]
+    if n > GALLERY_MAX:
+        lines.append(f"Showing the first {GALLERY_MAX}.")
+    if n == 0:
+        lines.append("**No usable images: training cannot start.** See the reasons below.")
+    elif n < FEW_IMAGES:
+        lines.append(f"**Warning:** only {n} images. The generator will likely memorise them; "
+                     f"{FEW_IMAGES} or more (50-200 ideal) give it something to generalise from.")
+    return gallery, rows, " ".join(lines), data
+
+
+def upload(ctx: common.AppContext, files: Any, base: str | None, resolution: Any, fit: str, owner: str | None):
+    """Upload event: (gallery, rejected rows, summary, files kept for ``start``, owner token)."""
+    owner = common.ensure_owner(owner) if ctx.shared else owner
+    manager = ctx.components.get("train_jobs")
+    ctx.expire_sessions(keep=manager.busy_run_dirs() if manager is not None else ())
+    gallery, rows, summary, data = prepare(ctx, files, base, resolution, fit, owner)
+    return gallery, rows, summary, _paths(files), owner
+
+
+# --- start / resume / stop ---------------------------------------------------------------------
+def _int(value: Any, label: str, lo: int, hi: int) -> int:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{label} must be a number") from None
+    if not math.isfinite(number) or number != int(number) or not lo <= number <= hi:
+        raise ValueError(f"{label} must be a whole number from {lo:,} to {hi:,}")
+    return int(number)
+
+
+def options_from_form(ctx, steps, batch, lr, augment, preview_every, seed) -> TrainOptions:
+    try:
+        lr = float(lr)
+    except (TypeError, ValueError):
+        raise ValueError("learning rate must be a number") from None
+    chosen = set(augment or ())
+    return TrainOptions(
+        steps=_int(steps, "steps", 1, MAX_STEPS[ctx.shared]),
+        batch_size=_int(batch, "batch size", 1, 256),
+        lr=lr,
+        augment=tuple(p for p in POLICIES if p in chosen),  # POLICIES order, as the CLI's default
+        sample_every=_int(preview_every, "preview interval", 1, 1_000_000),
+        checkpoint_every=CHECKPOINT_EVERY,
+        seed=_int(seed, "seed", 0, 2**32 - 1),
+    )
+
+
+def cli_command(ctx, base: Base, options: TrainOptions, data_dir: Path, run_dir: Path, threads: int) -> str:
+    """The ``python -m msgen train`` line that repeats this run bit for bit (paths hidden on a shared
+    host). It names the torch thread count because a convolution's summation order follows it."""
+    where = ["--data", str(data_dir), "--out", str(run_dir)] if not ctx.shared else ["--data", "DATA", "--out", "OUT"]
+    model = ["--model", base.name] if base.path is not None else ["--family", base.family, "--resolution",
+                                                                   str(base.resolution)]
+    words = ["train", *where, *model, "--steps", str(options.steps), "--batch", str(options.batch_size),
+             "--lr", f"{options.lr:g}", "--augment", ",".join(options.augment) or "none",
+             "--sample-every", str(options.sample_every), "--checkpoint-every", str(options.checkpoint_every),
+             "--seed", str(options.seed)]
+    return f"OMP_NUM_THREADS={threads} python -m msgen " + shlex.join(words)
+
+
+def start(ctx, manager: JobManager, files, base, resolution, fit, steps, batch, lr, augment, preview_every, seed,
+          name, owner) -> tuple[str | None, str]:
+    """Queue a new run; returns (job id or None, status markdown)."""
+    try:
+        root = ctx.owner_dir(owner)
+        if manager.active_count(ctx.owner_key(owner)) >= (1 if ctx.shared else 8):
+            raise ValueError("you already have a run training or in line; stop it or wait for it to finish")
+        options = options_from_form(ctx, steps, batch, lr, augment, preview_every, seed)
+        target = resolve_base(ctx, base, resolution, owner)
+        _gallery, _rows, summary, data = prepare(ctx, files, base, resolution, fit, owner)
+        if data is None or data.images.shape[0] == 0:
+            raise ValueError("no usable images: upload some first" if data is None else
+                             "no usable images in this upload, so there is nothing to train on")
+        ctx.expire_sessions(keep=manager.busy_run_dirs())
+        root.mkdir(parents=True, exist_ok=True)
+        shipped = {e.name for e in ctx.models(owner) if e.source == "shipped"}
+        run_dir = runs.new_run_dir(root, name or f"{target.name or target.family}-ft", taken=shipped)
+        data_dir = runs.write_data(run_dir, data.images, data.names)
+    except (ValueError, OSError) as exc:
+        return None, f"**Cannot start:** {exc}"
+    meta = {"title": run_dir.name, "dataset": f"{data.images.shape[0]} uploaded images", "dataset_short": "your images",
+            "command": cli_command(ctx, target, options, data_dir, run_dir, manager.threads), "source": "msgen web app"}
+    if target.name:
+        meta["base_name"] = target.name
+    spec = JobSpec(run_dir=run_dir, name=run_dir.name, owner_key=ctx.owner_key(owner), data=data_dir,
+                   options=options, base=target.path, config=target.config, meta=meta)
+    job = manager.submit(spec)
+    return job.id, f"**{run_dir.name}** queued ({data.images.shape[0]} images, {options.steps} steps)."
+
+
+def resume(ctx, manager: JobManager, run_name, until, owner) -> tuple[str | None, str]:
+    try:
+        run_dir = runs.run_dir_of(ctx.owner_dir(owner), run_name)
+        if run_dir.resolve() in manager.busy_run_dirs():
+            raise ValueError(f"{run_name} is already training or in line")
+        until = _int(until, "train until step", 1, MAX_STEPS[ctx.shared]) if until else None
+        spec = runs.resume_spec(run_dir, owner_key=ctx.owner_key(owner), until=until)
+        job = manager.submit(spec)
+    except (ValueError, OSError, KeyError) as exc:
+        return None, f"**Cannot resume:** {exc}"
+    return job.id, f"**{run_dir.name}** resuming from its last checkpoint, towards step {spec.options.steps}."
+
+
+def stop(ctx, manager: JobManager, job_id, owner) -> str:
+    job = manager.get(job_id, _key(ctx, owner))
+    if job is None or not job.active:
+        return "Nothing is training for you right now."
+    manager.stop(job)
+    return f"**{job.spec.name}**: stopping after this step; the last checkpoint is kept."
+
+
+def _key(ctx, owner) -> str:
+    try:
+        return ctx.owner_key(owner)
+    except ValueError:
+        return ""
+
+
+# --- live view -----------------------------------------------------------------------------------
+def _clock(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def progress_html(snap: dict[str, Any]) -> str:
+    total = max(1, snap["total"])
+    pct = 100.0 * min(snap["step"], total) / total
+    colour = {"failed": "#d33", "stopped": "#d90", "finished": "#2a2"}.get(snap["state"], "#36c")
+    facts = [f"step {snap['step']:,} / {snap['total']:,}", f"{pct:.0f}%", f"{snap['images_per_s']:.1f} images/s",
+             f"elapsed {_clock(snap['elapsed'])}"]
+    if snap["state"] in ("running", "stopping"):
+        facts.append(f"ETA {_clock(snap['eta_s'])}")
+    return (f'<div class="msgen-train-progress" data-step="{snap["step"]}" data-state="{snap["state"]}">'
+            f'<div style="background:#ddd;border-radius:4px;height:14px;overflow:hidden">'
+            f'<div style="width:{pct:.1f}%;height:100%;background:{colour}"></div></div>'
+            f'<div style="font-size:0.9em;margin-top:4px">{" · ".join(facts)}</div></div>')
+
+
+def loss_frame(history: list[tuple[int, str, float]]) -> pd.DataFrame:
+    """Long-form losses for gr.LinePlot, averaged into about HISTORY_POINTS buckets per series."""
+    frame = pd.DataFrame(history, columns=["step", "series", "value"])
+    if frame.empty:
+        return frame
+    bucket = max(1, math.ceil(frame["step"].max() / HISTORY_POINTS))
+    if bucket > 1:
+        frame["step"] = (frame["step"] - 1) // bucket * bucket + bucket
+        frame = frame.groupby(["series", "step"], as_index=False)["value"].mean()
+    return frame[["step", "series", "value"]]
+
+
+def preview_grid(preview: Any, rows: int = PREVIEW_ROWS) -> Any:
+    """Rows = fixed preview seeds; columns = every level, coarse to fine, enlarged to one size."""
+    import torch.nn.functional as F
+    import torchvision.utils as vutils
+    from PIL import Image
+
+    from ..data import to_uint8
+
+    images = preview.images
+    finest = max(images)
+    size = max(64, finest)
+    cols = [F.interpolate(images[lvl][:rows].float(), size=(size, size), mode="nearest") for lvl in sorted(images)]
+    cells = torch.stack(cols, dim=1).flatten(0, 1)  # row-major: sample i, level j
+    grid = vutils.make_grid(cells, nrow=len(cols), padding=2, pad_value=1.0)
+    return Image.fromarray(to_uint8(grid).permute(1, 2, 0).numpy())
+
+
+def quality_markdown(quality: dict[str, Any]) -> str:
+    before, after = quality.get("before"), quality.get("after")
+    if not before and not after:
+        return ""
+    keys = [k for k in (before or after) if k != "mean"] + ["mean"]
+    rows = ["**Quality:** Laplacian sliced Wasserstein distance (x1e3) between samples and your images, "
+            "per pyramid level (lower is closer).", "", "| level | before | after |", "| --- | --- | --- |"]
+    for k in keys:
+        b = f"{before[k]:.1f}" if before and k in before else "-"
+        a = f"{after[k]:.1f}" if after and k in after else "-"
+        rows.append(f"| {k}{'px' if k != 'mean' else ''} | {b} | {a} |")
+    return "\n".join(rows)
+
+
+def status_markdown(manager: JobManager, job: Job, snap: dict[str, Any]) -> str:
+    name, state = snap["name"], snap["state"]
+    if state == "queued":
+        ahead = manager.position(job)
+        return f"**{name}** is in line: number {ahead} (one run trains at a time)."
+    text = {"running": "training", "stopping": "stopping...", "finished": "finished",
+            "stopped": "stopped; its last checkpoint is kept and can be resumed", "failed": "failed"}[state]
+    extra = f" {snap['message']}" if snap["message"] else ""
+    if state in ("finished", "stopped"):
+        extra += " It is now listed in the Generate tab."
+    return f"**{name}**: {text}.{extra}"
+
+
+def view(ctx, manager: JobManager, job_id, owner) -> dict[str, Any] | None:
+    """Everything the page shows about the visitor's job, or None if there is none."""
+    job = manager.get(job_id, _key(ctx, owner))
+    if job is None:
+        return None
+    snap = job.snapshot()
+    quality = snap["quality"] or read_quality(job.spec.run_dir)
+    return {"status": status_markdown(manager, job, snap), "progress": progress_html(snap),
+            "losses": loss_frame(snap["history"]), "preview": snap["preview"], "preview_step": snap["preview_step"],
+            "quality": quality_markdown(quality), "state": snap["state"], "active": job.active,
+            "history_len": len(snap["history"]), "name": snap["name"]}
+
+
+# --- after -------------------------------------------------------------------------------------------
+def run_choices(ctx, manager: JobManager, owner) -> list[tuple[str, str]]:
+    try:
+        root = ctx.owner_dir(owner)
+    except ValueError:
+        return []
+    return [(r.label, r.name) for r in runs.list_runs(root, manager.busy_run_dirs())]
+
+
+def download(ctx, run_name, owner) -> str:
+    try:
+        return str(runs.zip_model(runs.run_dir_of(ctx.owner_dir(owner), run_name)))
+    except ValueError as exc:  # CheckpointError is a ValueError
+        raise gr.Error(f"Cannot download: {exc}") from None
+
+
+def push(ctx, run_name, repo_id, token, private, owner) -> str:
+    try:
+        run_dir = runs.run_dir_of(ctx.owner_dir(owner), run_name)
+        url = ckpt.push_to_hub(run_dir / "model", (repo_id or "").strip(), token=(token or "").strip() or None,
+                               private=bool(private))
+    except ValueError as exc:
+        return f"**Not pushed:** {exc}. The local model is unchanged."
+    return f"Pushed to {url}"
+
+
+def generate_choices(ctx, owner) -> list:
+    try:
+        from .generate import model_choices
+
+        return model_choices(ctx, owner)
+    except (ImportError, AttributeError):
+        return [(e.label, e.name) for e in ctx.models(owner)]
+
+
+# --- layout and wiring ---------------------------------------------------------------------------
+INTRO = ("Upload your pictures, pick a model to fine-tune (or a family to train from scratch) and watch it learn: "
+         "the loss curves and a preview of every scale update as it trains. One run trains at a time; "
+         "generating keeps working meanwhile.")
+
+
+def build(ctx: common.AppContext) -> None:
+    manager: JobManager = ctx.components.setdefault("train_jobs", JobManager())
+    owner = ctx.components["owner"]
+    gr.Markdown(INTRO)
+    gr.Markdown(limits_text())
+    with gr.Row():
+        with gr.Column(scale=1):
+            files = gr.File(label="Images, or a zip of them", file_count="multiple", elem_id="train-files")
+            fit = gr.Radio(["crop", "pad"], value="crop", label="Non-square images: crop the centre or pad")
+            summary = gr.Markdown("Upload images (many files at once) or a zip to begin.", elem_id="train-summary")
+        with gr.Column(scale=2):
+            gallery = gr.Gallery(label="Accepted, as they will be trained", columns=8, height=280, format="png",
+                                 object_fit="contain", elem_id="train-gallery", interactive=False)
+            rejected = gr.Dataframe(headers=["file", "reason"], label="Rejected files", interactive=False, wrap=True,
+                                    elem_id="train-rejected")
+    choices = base_choices(ctx, None)
+    with gr.Row():
+        # Custom values pass the dropdown so that ctx.find, the one privacy check, judges them.
+        base = gr.Dropdown(choices, value=choices[0][1], label="Start from", scale=3, elem_id="train-base",
+                           allow_custom_value=True)
+        resolution = gr.Dropdown(list(RESOLUTIONS), value=32, label="Resolution (from scratch only)", scale=1)
+        name = gr.Textbox(label="Name of the result", placeholder="e.g. my-cats", scale=2, elem_id="train-name")
+    with gr.Row():
+        steps = gr.Number(DEFAULT_STEPS, label="Steps", precision=0, minimum=1, elem_id="train-steps")
+        batch = gr.Number(DEFAULT_BATCH, label="Batch size", precision=0, minimum=1, elem_id="train-batch")
+        lr = gr.Number(DEFAULT_LR, label="Learning rate")
+        preview_every = gr.Number(DEFAULT_PREVIEW_EVERY, label="Preview every N steps", precision=0, minimum=1,
+                                  elem_id="train-preview-every")
+        seed = gr.Number(0, label="Seed", precision=0, minimum=0)
+    augment = gr.CheckboxGroup(list(POLICIES), value=list(POLICIES), label="Augmentation (DiffAugment; keep all three "
+                               "for small sets)")
+    with gr.Row():
+        start_btn = gr.Button("Start training", variant="primary", elem_id="train-start")
+        stop_btn = gr.Button("Stop", variant="stop", elem_id="train-stop")
+    status = gr.Markdown(elem_id="train-status")
+    progress = gr.HTML(elem_id="train-progress")
+    with gr.Row():
+        plot = gr.LinePlot(x="step", y="value", color="series", label="Losses", height=320, elem_id="train-plot")
+        preview = gr.Image(label="Preview: one row per fixed seed, one column per level (coarse to fine)",
+                           format="png", interactive=False, elem_id="train-preview")
+    quality = gr.Markdown(elem_id="train-quality")
+    with gr.Accordion("Your runs: resume, download, push to the Hub", open=False):
+        with gr.Row():
+            run = gr.Dropdown([], label="Run", scale=3, elem_id="train-run", allow_custom_value=True)
+            refresh_btn = gr.Button("Refresh list", scale=1)
+        with gr.Row():
+            until = gr.Number(None, label="Resume: train until step (empty = the run's own goal)", precision=0)
+            resume_btn = gr.Button("Resume", elem_id="train-resume")
+        with gr.Row():
+            download_btn = gr.Button("Download model zip")
+            zip_file = gr.File(label="config.json + model.safetensors + README.md", interactive=False)
+        with gr.Row():
+            repo = gr.Textbox(label="Hub repo id", placeholder="your-name/my-model")
+            token = gr.Textbox(label="Hugging Face token (write access; not stored)", type="password")
+            private = gr.Checkbox(True, label="private")
+        push_btn = gr.Button("Push to the Hub")
+        push_msg = gr.Markdown()
+    timer = gr.Timer(1.0, active=False)
+    job, seen, upload_files = gr.State(None), gr.State(None), gr.State([])
+    gen_dropdown = ctx.components.get("model_dropdown")
+    lists = [run, base] + ([gen_dropdown] if gen_dropdown is not None else [])
+
+    # Inner functions' parameter names are the API's (gradio_client) parameter names.
+    def list_updates(owner, select: str | None = None) -> list:
+        out = [gr.update(choices=run_choices(ctx, manager, owner), **({"value": select} if select else {})),
+               gr.update(choices=base_choices(ctx, owner))]
+        if gen_dropdown is not None:
+            out.append(gr.update(choices=generate_choices(ctx, owner)))
+        return out
+
+    def on_prepare(files, base, resolution, fit, owner):
+        return prepare(ctx, files, base, resolution, fit, owner)[:3]
+
+    def on_start(files, base, resolution, fit, steps, batch, lr, augment, preview_every, seed, name, owner):
+        job_id, text = start(ctx, manager, files, base, resolution, fit, steps, batch, lr, augment, preview_every,
+                             seed, name, owner)
+        return (job_id, text, gr.Timer(active=True), None) if job_id else (gr.skip(), text, gr.skip(), gr.skip())
+
+    def on_resume(run, until, owner):
+        job_id, text = resume(ctx, manager, run, until, owner)
+        return (job_id, text, gr.Timer(active=True), None) if job_id else (gr.skip(), text, gr.skip(), gr.skip())
+
+    def on_stop(job, owner):
+        return stop(ctx, manager, job, owner)
+
+    def on_poll(job, seen, owner):
+        v = view(ctx, manager, job, owner)
+        if v is None:
+            return [gr.skip()] * 5 + [gr.Timer(active=False), seen] + [gr.skip()] * len(lists)
+        seen = seen or {}
+        fresh_preview = v["preview"] is not None and v["preview_step"] != seen.get("preview_step")
+        fresh_losses = v["history_len"] != seen.get("history_len")
+        ended = not v["active"] and seen.get("active", True)
+        new_seen = {"preview_step": v["preview_step"], "history_len": v["history_len"], "active": v["active"]}
+        return [v["status"], v["progress"], v["losses"] if fresh_losses else gr.skip(),
+                preview_grid(v["preview"]) if fresh_preview else gr.skip(), v["quality"],
+                gr.Timer(active=v["active"]), new_seen,
+                *(list_updates(owner, v["name"]) if ended else [gr.skip()] * len(lists))]
+
+    def on_restore(owner):
+        latest = manager.latest(_key(ctx, owner))
+        return [latest.id if latest else None, None, gr.Timer(active=latest is not None), *list_updates(owner)]
+
+    def on_download(run, owner):
+        return download(ctx, run, owner)
+
+    def on_push(run, repo, token, private, owner):
+        return push(ctx, run, repo, token, private, owner)
+
+    files.change(functools.partial(upload, ctx), [files, base, resolution, fit, owner],
+                 [gallery, rejected, summary, upload_files, owner], api_name="train_upload")
+    for i, comp in enumerate((base, resolution, fit)):
+        comp.change(on_prepare, [upload_files, base, resolution, fit, owner], [gallery, rejected, summary],
+                    api_name="train_prepare" if i == 0 else None, api_visibility="public" if i == 0 else "private")
+    start_btn.click(on_start, [upload_files, base, resolution, fit, steps, batch, lr, augment, preview_every, seed,
+                               name, owner], [job, status, timer, seen], api_name="train_start")
+    stop_btn.click(on_stop, [job, owner], [status], api_name="train_stop",
+                   concurrency_limit=None)
+    timer.tick(on_poll, [job, seen, owner], [status, progress, plot, preview, quality, timer, seen, *lists],
+               api_name="train_poll", show_progress="hidden", concurrency_limit=None)
+    refresh_btn.click(list_updates, [owner], lists, api_name="train_runs", concurrency_limit=None)
+    resume_btn.click(on_resume, [run, until, owner], [job, status, timer, seen], api_name="train_resume")
+    download_btn.click(on_download, [run, owner], [zip_file], api_name="train_download")
+    push_btn.click(on_push, [run, repo, token, private, owner], [push_msg],
+                   api_name="train_push")
+    root = gr.context.Context.root_block
+    if root is not None:
+        # The owner token first (a first visit has none), then this visitor's runs and live job.
+        root.load(common.ensure_owner, [owner], [owner], api_visibility="private").then(
+            on_restore, [owner], [job, seen, timer, *lists], api_visibility="private")

@@ -1,0 +1,288 @@
+"""Public image data sets built from files that Debian packages install, for training from scratch.
+
+Each set is read from its package's files (no downloads: the Space and CI are offline) and
+written as square RGB PNGs, one per image, so that `msgen.data.load_image_set` and the Train
+tab read them like any upload. `DATASETS` says where each comes from and under which licence.
+
+- ``fashion``: Fashion-MNIST training images (Xiao et al. 2017), 28x28 greyscale padded
+  with black, their own background, to 32x32.
+- ``emoji``: every colour glyph of Noto Color Emoji, taken straight from the font's CBDT
+  table with fontTools (so flags, skin tones and ZWJ sequences are included, which a
+  cmap walk would miss), composited on white, padded to square, 64x64.
+- ``sprites``: 32x32 sprites from Dungeon Crawl Stone Soup's tile atlases. The atlases are
+  packed from sprites cropped to their bounding boxes, not laid on a 32-px grid, so fixed
+  grid cells would cut most sprites in half. A sprite is instead a connected (8-neighbour)
+  blob of non-transparent pixels whose box fits in 32x32, together with any smaller blobs
+  lying wholly inside that box (sparkles, detached tips). Larger blobs are sprites fused
+  with a neighbour, or big tiles, and are skipped rather than cut; blobs under 12 px or 64
+  opaque pixels are fragments. Since only whole blobs are taken, no sprite is ever cut
+  through. Sprites are centred and composited on black, the unlit dungeon they are drawn
+  for (their drop shadows vanish into it); exact duplicates are dropped. The floor and wall
+  atlases are opaque textures with no alpha to find sprites by, so they are not used.
+
+Blank or uniform images are skipped everywhere. `limit` keeps a seeded random subset, so a
+small build still spans the whole set; file names come from the source (index, glyph,
+atlas position), so the same image always gets the same name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import io
+import os
+import random
+import re
+import struct
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from msgen.data import DataError
+
+__all__ = ["DatasetInfo", "DATASETS", "build_dataset"]
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a built-in data set is and where its source files live."""
+
+    name: str  # key for build_dataset and `python -m msgen data NAME`
+    title: str  # human name, used in messages and model cards
+    package: str  # Debian package that installs the source files
+    source: str  # file or folder that package installs (tests point it elsewhere)
+    license: str
+    resolution: int  # side of the square PNGs written
+    description: str
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "fashion": DatasetInfo(
+        name="fashion",
+        title="Fashion-MNIST",
+        package="dataset-fashion-mnist",
+        source="/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz",
+        license="MIT",
+        resolution=32,
+        description="60,000 Zalando clothing photos, 28x28 greyscale on black, padded to 32x32.",
+    ),
+    "emoji": DatasetInfo(
+        name="emoji",
+        title="Noto Color Emoji",
+        package="fonts-noto-color-emoji",
+        source="/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf",
+        license="Apache-2.0 (images); the font itself is OFL-1.1",
+        resolution=64,
+        description="Every colour glyph of Google's Noto emoji font, on white, 64x64.",
+    ),
+    "sprites": DatasetInfo(
+        name="sprites",
+        title="Dungeon Crawl Stone Soup tiles",
+        package="crawl-tiles-data",
+        source="/usr/share/crawl/dat/tiles",
+        license="CC0-1.0 (Debian's copyright file: 'Public Domain|CC0: most of tiles')",
+        resolution=32,
+        description="Items, monsters, player-doll parts and dungeon features, on black, 32x32.",
+    ),
+}
+
+_Item = tuple[str, Callable[[], "Image.Image | None"]]  # (stable file-name key, lazy render)
+
+
+def build_dataset(name: str, out_dir, *, limit: int | None = None, seed: int = 0) -> int:
+    """Write data set `name` as PNGs into `out_dir`; returns how many were written.
+
+    `limit` keeps a random subset drawn with `seed` (the whole set when None). Raises
+    `ValueError` for an unknown name and `DataError`, naming the Debian package to install,
+    when its files are missing.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown data set {name!r}; known: {', '.join(sorted(DATASETS))}")
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be >= 0, got {limit}")
+    info = DATASETS[name]
+    source = Path(info.source)
+    if not source.exists():
+        raise _missing(info)
+    items = _BUILDERS[name](source, info)
+    order = list(range(len(items)))
+    if limit is not None:
+        random.Random(seed).shuffle(order)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = 0
+    for index in order:
+        if limit is not None and written >= limit:
+            break
+        key, render = items[index]
+        image = render()
+        if image is None:
+            continue
+        _save_png(image, out / f"{name}_{key}.png")
+        written += 1
+    return written
+
+
+def _missing(info: DatasetInfo, detail: str = "") -> DataError:
+    where = f" at {info.source}" + (f" ({detail})" if detail else "")
+    return DataError(f"{info.title} not found{where}: install it with `apt-get install -y {info.package}`")
+
+
+def _save_png(image: Image.Image, path: Path) -> None:
+    """Temp file + os.replace, so a killed build never leaves a half-written PNG behind."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            image.save(f, format="PNG", optimize=False)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _is_blank(rgb: np.ndarray) -> bool:
+    """Uniform to within a few levels: nothing a generator could learn from."""
+    return int(rgb.max()) - int(rgb.min()) < 8
+
+
+# --- Fashion-MNIST ---------------------------------------------------------------------------
+
+
+def _fashion_items(source: Path, info: DatasetInfo) -> list[_Item]:
+    images = _read_idx_images(source, info)
+    before = (info.resolution - images.shape[1]) // 2
+    after = info.resolution - images.shape[1] - before
+    padded = np.pad(images, ((0, 0), (before, after), (before, after)))  # black: the data's own ground
+
+    def render(i: int) -> Image.Image | None:
+        grey = padded[i]
+        return None if _is_blank(grey) else Image.fromarray(grey, "L").convert("RGB")
+
+    return [(f"{i:05d}", lambda i=i: render(i)) for i in range(len(padded))]
+
+
+def _read_idx_images(path: Path, info: DatasetInfo) -> np.ndarray:
+    """A gzipped IDX file of unsigned bytes (LeCun's MNIST format) as an N x H x W array."""
+    try:
+        with gzip.open(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as e:
+        raise _missing(info, f"unreadable: {e}") from None
+    if len(data) < 16 or data[:3] != b"\0\0\x08" or data[3] != 3:  # 0x08 = ubyte, 3 dims
+        raise _missing(info, "not an IDX image file")
+    dims = struct.unpack(">3I", data[4:16])
+    pixels = np.frombuffer(data, np.uint8, offset=16)
+    if pixels.size != np.prod(dims):
+        raise _missing(info, "truncated IDX file")
+    return pixels.reshape(dims)
+
+
+# --- Noto Color Emoji ------------------------------------------------------------------------
+
+
+def _emoji_items(source: Path, info: DatasetInfo) -> list[_Item]:
+    try:
+        from fontTools.ttLib import TTFont
+    except ImportError:
+        raise DataError("the emoji set needs fontTools: pip install fonttools") from None
+    try:
+        font = TTFont(source, lazy=True)
+        strike = font["CBDT"].strikeData[0]  # Noto ships one strike, 109 ppem, 136x128 PNGs
+        order = [g for g in font.getGlyphOrder() if g in strike]
+    except Exception as e:  # fontTools raises many types on a damaged font
+        raise _missing(info, f"not a colour bitmap font: {e}") from None
+    side = info.resolution
+
+    def render(glyph: str) -> Image.Image | None:
+        png = getattr(strike[glyph], "imageData", None)  # formats 17-19 hold PNG data
+        if not png:
+            return None
+        rgba = Image.open(io.BytesIO(png)).convert("RGBA")
+        square = max(rgba.size)
+        canvas = Image.new("RGBA", (square, square), (255, 255, 255, 255))
+        canvas.alpha_composite(rgba, ((square - rgba.width) // 2, (square - rgba.height) // 2))
+        rgb = canvas.convert("RGB")
+        if _is_blank(np.asarray(rgb)):
+            return None
+        return rgb.resize((side, side), Image.Resampling.LANCZOS)
+
+    return [(_safe(glyph), lambda glyph=glyph: render(glyph)) for glyph in order]
+
+
+def _safe(glyph: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", glyph)
+
+
+# --- Dungeon Crawl sprites -------------------------------------------------------------------
+
+_SHEETS = ("main", "player", "feat", "gui", "icons")  # the atlases of alpha-cut sprites
+_CELL = 32
+_MIN_SIDE, _MIN_OPAQUE = 12, 64  # below these a blob is a fragment, not a sprite
+
+
+def _sprite_items(source: Path, info: DatasetInfo) -> list[_Item]:
+    sheets = [source / f"{s}.png" for s in _SHEETS if (source / f"{s}.png").is_file()]
+    if not sheets:
+        raise _missing(info, f"no tile atlases ({', '.join(s + '.png' for s in _SHEETS)})")
+    seen, items = set(), []
+    for sheet in sheets:
+        with Image.open(sheet) as im:
+            rgba = np.asarray(im.convert("RGBA"))
+        for y, x, cell in _cut_sprites(rgba):
+            digest = hashlib.sha256(cell.tobytes()).digest()
+            if digest not in seen:
+                seen.add(digest)
+                image = Image.fromarray(cell, "RGB")
+                items.append((f"{sheet.stem}_{y:04d}_{x:04d}", lambda image=image: image))
+    return items
+
+
+def _cut_sprites(rgba: np.ndarray):
+    """Yield (y, x, 32x32x3 uint8) for each whole sprite in an atlas; see the module docstring."""
+    try:
+        from scipy import ndimage
+    except ImportError:
+        raise DataError("the sprites set needs SciPy: pip install scipy") from None
+    labels, _ = ndimage.label(rgba[..., 3] > 0, structure=np.ones((3, 3)))
+    boxes = ndimage.find_objects(labels)
+    fits = {i: b for i, b in enumerate(boxes, 1) if _size(b)[0] <= _CELL and _size(b)[1] <= _CELL}
+    members, absorbed = {}, set()
+    for i, box in fits.items():
+        members[i] = [j for j in np.unique(labels[box]) if j and _inside(boxes[j - 1], box)]
+        absorbed.update(j for j in members[i] if j != i)
+    for i, box in fits.items():
+        h, w = _size(box)
+        if i in absorbed or max(h, w) < _MIN_SIDE:
+            continue
+        mask = np.isin(labels[box], members[i])
+        if mask.sum() < _MIN_OPAQUE:
+            continue
+        pixels = rgba[box].astype(np.uint32)
+        alpha = pixels[..., 3:] * mask[..., None]
+        rgb = ((pixels[..., :3] * alpha + 127) // 255).astype(np.uint8)  # over black
+        cell = np.zeros((_CELL, _CELL, 3), np.uint8)
+        top, left = (_CELL - h) // 2, (_CELL - w) // 2
+        cell[top : top + h, left : left + w] = rgb
+        if not _is_blank(cell):
+            yield box[0].start, box[1].start, cell
+
+
+def _size(box) -> tuple[int, int]:
+    return box[0].stop - box[0].start, box[1].stop - box[1].start
+
+
+def _inside(inner, outer) -> bool:
+    return all(o.start <= i.start and i.stop <= o.stop for i, o in zip(inner, outer))
+
+
+_BUILDERS: dict[str, Callable[[Path, DatasetInfo], list[_Item]]] = {
+    "fashion": _fashion_items,
+    "emoji": _emoji_items,
+    "sprites": _sprite_items,
+}

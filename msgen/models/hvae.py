@@ -1,0 +1,390 @@
+"""Hierarchical VAE family ("hvae"): a small NVAE / VDVAE-style ladder with one latent group per level.
+
+Follows Vahdat & Kautz, "NVAE" (NeurIPS 2020) and Child, "Very Deep VAEs" (ICLR 2021), kept
+small enough to sample a 64px picture on two CPU cores in a few milliseconds:
+
+* a bottom-up **encoder** turns the image into a feature map at every level (r, r/2, ... 4);
+* a top-down **decoder** starts from a learned 4x4 state and, at every level 4x4 ... r, draws a
+  spatial latent group ``z_l`` from the prior ``p(z_l | z_<l)`` (or, given an image, from the
+  posterior ``q(z_l | x, z_<l)``, parameterised relative to the prior as in NVAE), adds it to the
+  state, refines the state with residual blocks, and paints it with the level's RGB head in
+  the MSG-GAN / StyleGAN2 skip form ``image_L = tanh(up(acc_{L/2}) + rgb_L(h_L))``.
+
+Because the state at level L depends only on ``z_<=L``, the picture at level L is decided by
+the coarse latents alone: keeping them and re-sampling the finer ones changes detail, never
+layout (``resample``). Latents are handed around as *epsilons*, one flat standard-normal vector
+per picture cut into the levels' groups (``z_l = mu_p + T * sigma_p * eps_l``): a seed is one
+picture on every device, ``truncation`` is the sampling temperature T (0 gives the prior's mean
+picture), and ``mix`` swaps the epsilons of the levels >= the switch. ``encode(x)`` returns the
+posterior means in that same currency, so ``forward(encode(x).latents)`` reconstructs ``x``.
+
+Training (``HVAERecipe``) maximises the ELBO with a Gaussian decoder whose variance is set to
+its optimum per batch (sigma-VAE, Rybkin et al. 2021) with a floor, plus the same likelihood at
+every coarser level against the area-downsampled image, which makes each level's RGB head a
+faithful picture and ties the coarse latents to the layout. Posterior collapse is held off with
+linear KL warm-up and per-level free bits (Kingma et al. 2016); updates with an exploding or
+non-finite gradient norm are skipped and the rest clipped (VDVAE).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import Family, MultiScaleOutput, check_generate_args, register, seeded_normal
+from .layers import image_pyramid, level_channels
+
+
+@dataclass(frozen=True)
+class HVAEConfig:
+    family: str = "hvae"
+    resolution: int = 64  # finest level; a power of two from 8 to 256
+    channel_base: int = 1024  # state channels at level L = base / L, capped: cost stays flat per level
+    channel_max: int = 128  # cap for the coarse levels
+    blocks_per_level: int = 1  # residual blocks after each latent group (VDVAE uses many; 1 is CPU-fast)
+    z_channels: int = 8  # latent channels at 4x4 and 8x8 ...
+    z_channels_min: int = 1  # ... halved per finer level down to this: fine levels hold detail, not layout
+    # Training (read by HVAERecipe; stored here so a run's objective travels with its model).
+    kl_warmup_steps: int = 2000  # KL weight ramps 0 -> 1 over this many steps (at most a quarter of a run)
+    free_nats: float = 2.0  # per level and image: KL below this is not penalised (free bits)
+    min_sigma: float = 0.04  # floor of the decoder's per-pixel std in [-1, 1] units: how sharp it may get
+    aux_weight: float = 1.0  # weight of the coarser levels' likelihood terms against their downsampled image
+    grad_clip: float = 200.0  # clip the gradient norm (loss in nats per image dimension)
+    skip_threshold: float = 2000.0  # skip an update whose gradient norm is above this or not finite
+
+    def __post_init__(self) -> None:
+        r = self.resolution
+        if r < 8 or r > 256 or r & (r - 1):
+            raise ValueError(f"resolution must be a power of two between 8 and 256, got {r}")
+        if self.blocks_per_level < 1 or self.z_channels < 1 or not 1 <= self.z_channels_min <= self.z_channels:
+            raise ValueError("blocks_per_level and z_channels must be >= 1, and 1 <= z_channels_min <= z_channels")
+        if self.free_nats < 0 or self.min_sigma <= 0 or self.aux_weight < 0 or self.kl_warmup_steps < 0:
+            raise ValueError("free_nats, aux_weight and kl_warmup_steps must be >= 0 and min_sigma > 0")
+
+    @property
+    def levels(self) -> tuple[int, ...]:
+        return tuple(2**i for i in range(2, self.resolution.bit_length()))
+
+    def latent_channels(self, level: int) -> int:
+        return min(self.z_channels, max(self.z_channels_min, self.z_channels * 8 // level))
+
+
+@dataclass
+class Encoding:
+    """What ``HVAEGenerator.encode`` returns for a batch of N images."""
+
+    latents: torch.Tensor  # N x D posterior-mean epsilons: forward(latents) reconstructs the images
+    images: dict[int, torch.Tensor]  # level -> N x 3 x l x l reconstruction
+    mu: dict[int, torch.Tensor]  # level -> N x zc x l x l posterior mean of z_l
+    kl: dict[int, torch.Tensor]  # level -> N x l x l KL(q || p) in nats per position
+
+    def kl_nats(self) -> dict[int, torch.Tensor]:
+        """Level -> N: nats each level spends on each image (what the level 'knows' about it)."""
+        return {lvl: m.flatten(1).sum(1) for lvl, m in self.kl.items()}
+
+
+def soft_clamp(x: torch.Tensor, bound: float = 5.0) -> torch.Tensor:
+    # NVAE's soft clamp: keeps means and log-scales bounded without killing their gradients.
+    return bound * torch.tanh(x / bound)
+
+
+def gaussian_kl(mu_q, logsig_q, mu_p, logsig_p) -> torch.Tensor:
+    """Elementwise KL(N(mu_q, sig_q) || N(mu_p, sig_p)) in nats."""
+    return logsig_p - logsig_q + 0.5 * (torch.exp(2 * (logsig_q - logsig_p)) + ((mu_q - mu_p) * torch.exp(-logsig_p)) ** 2) - 0.5
+
+
+class ResBlock(nn.Module):
+    """x + conv(act(conv(act(x)))), the last conv zero-initialised so a fresh block is the identity."""
+
+    def __init__(self, ch: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(ch, ch, 3, padding=1)
+        self.conv2 = nn.Conv2d(ch, ch, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.silu(self.conv1(F.silu(x))))
+
+
+class LevelBlocks(nn.Sequential):
+    """The residual blocks of one decoder level; its output is that level's feature map."""
+
+
+class HVAEGenerator(nn.Module):
+    """The whole VAE (encoder + top-down decoder): exported as the model's "generator"."""
+
+    def __init__(self, config: HVAEConfig):
+        super().__init__()
+        self.config = config
+        self.levels = config.levels
+        chans = level_channels(self.levels, config.channel_base, config.channel_max)
+        self.chans = chans
+        self.zc = tuple(config.latent_channels(lvl) for lvl in self.levels)
+        # Encoder, fine to coarse: enc_blocks[i] works at levels[i]; enc_down[i] maps level i+1 -> i.
+        self.enc_in = nn.Conv2d(3, chans[-1], 3, padding=1)
+        self.enc_blocks = nn.ModuleList(ResBlock(c) for c in chans)
+        self.enc_down = nn.ModuleList(nn.Conv2d(chans[i + 1], chans[i], 1) for i in range(len(chans) - 1))
+        # Decoder, coarse to fine.
+        self.const = nn.Parameter(torch.zeros(1, chans[0], 4, 4))
+        self.dec_up = nn.ModuleList(nn.Conv2d(chans[i], chans[i + 1], 1) for i in range(len(chans) - 1))
+        self.prior = nn.ModuleList(nn.Conv2d(c, 2 * z, 3, padding=1) for c, z in zip(chans, self.zc))
+        self.post = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(2 * c, c, 3, padding=1), nn.SiLU(), nn.Conv2d(c, 2 * z, 1))
+            for c, z in zip(chans, self.zc)
+        )
+        self.z_proj = nn.ModuleList(nn.Conv2d(z, c, 1) for c, z in zip(chans, self.zc))
+        self.blocks = nn.ModuleList(
+            LevelBlocks(*[ResBlock(c) for _ in range(config.blocks_per_level)]) for c in chans
+        )
+        self.to_rgb = nn.ModuleList(nn.Conv2d(c, 3, 1) for c in chans)
+        # A fresh prior is N(0, 1) and a fresh posterior equals it: KL starts at zero.
+        for head in [*self.prior, *(p[-1] for p in self.post)]:
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
+        self.latent_dim = sum(z * lvl * lvl for z, lvl in zip(self.zc, self.levels))
+
+    # --- the shared interface -------------------------------------------------------------
+    def sample_latents(self, n: int, seed: int) -> torch.Tensor:
+        return seeded_normal((n, self.latent_dim), seed)
+
+    def granularity_modules(self) -> dict[int, nn.Module]:
+        return dict(zip(self.levels, self.blocks))
+
+    def forward(
+        self,
+        latents: torch.Tensor,
+        *,
+        upto: int | None = None,
+        truncation: float = 1.0,
+        mix: tuple[torch.Tensor, int] | None = None,
+    ) -> MultiScaleOutput:
+        upto = check_generate_args(self, upto, truncation, mix)
+        eps = self.split_latents(latents)
+        if mix is not None:
+            eps_b = self.split_latents(mix[0])
+            eps = [b if lvl >= mix[1] else a for lvl, a, b in zip(self.levels, eps, eps_b)]
+        return self._top_down(latents.shape[0], upto=upto, eps=eps, temps=[float(truncation)] * len(self.levels))
+
+    # --- latents ----------------------------------------------------------------------------
+    def split_latents(self, latents: torch.Tensor) -> list[torch.Tensor]:
+        """N x D flat epsilons -> one N x zc x l x l group per level."""
+        if latents.ndim != 2 or latents.shape[1] != self.latent_dim:
+            raise ValueError(f"latents must be N x {self.latent_dim} for this model, got {tuple(latents.shape)}")
+        sizes = [z * lvl * lvl for z, lvl in zip(self.zc, self.levels)]
+        parts = torch.split(latents, sizes, dim=1)
+        return [p.reshape(-1, z, lvl, lvl) for p, z, lvl in zip(parts, self.zc, self.levels)]
+
+    def join_latents(self, groups: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat([g.flatten(1) for g in groups], dim=1)
+
+    # --- the ladder -------------------------------------------------------------------------
+    def encoder_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Bottom-up features, one per level (coarse to fine order, like ``levels``)."""
+        r = self.config.resolution
+        if x.ndim != 4 or x.shape[1] != 3 or x.shape[-1] != r or x.shape[-2] != r:
+            raise ValueError(f"images must be N x 3 x {r} x {r} for this {r}px model, got {tuple(x.shape)}")
+        p = next(self.parameters())
+        e = self.enc_in(x.to(p.device, p.dtype))
+        feats = []
+        for i in range(len(self.levels) - 1, -1, -1):
+            e = self.enc_blocks[i](e)
+            feats.append(e)
+            if i > 0:
+                e = self.enc_down[i - 1](F.avg_pool2d(e, 2))
+        return feats[::-1]
+
+    def _top_down(
+        self,
+        n: int,
+        *,
+        upto: int,
+        eps: list[torch.Tensor | None],
+        temps: list[float],
+        feats: list[torch.Tensor] | None = None,
+        post_levels: frozenset[int] = frozenset(),
+        post_noise: list[torch.Tensor] | None = None,
+    ) -> MultiScaleOutput:
+        """Run the decoder. Level l takes its latent from the posterior when l is in
+        ``post_levels`` (mean, or mean + sigma * post_noise), else ``mu_p + T * sigma_p * eps``."""
+        p = next(self.parameters())
+        h = self.const.expand(n, -1, -1, -1)
+        images: dict[int, torch.Tensor] = {}
+        kl: dict[int, torch.Tensor] = {}
+        post_eps: dict[int, torch.Tensor] = {}
+        mus: dict[int, torch.Tensor] = {}
+        acc = None
+        for i, lvl in enumerate(self.levels):
+            if i > 0:
+                h = F.interpolate(self.dec_up[i - 1](h), scale_factor=2.0, mode="nearest")
+            mu_p, logsig_p = soft_clamp(self.prior[i](F.silu(h))).chunk(2, dim=1)
+            if lvl in post_levels:
+                d_mu, d_logsig = soft_clamp(self.post[i](torch.cat([h, feats[i]], dim=1))).chunk(2, dim=1)
+                mu_q, logsig_q = mu_p + d_mu, logsig_p + d_logsig
+                kl[lvl] = gaussian_kl(mu_q, logsig_q, mu_p, logsig_p).sum(1)
+                post_eps[lvl] = d_mu * torch.exp(-logsig_p)
+                mus[lvl] = mu_q
+                z = mu_q if post_noise is None else mu_q + torch.exp(logsig_q) * post_noise[i].to(p.device, p.dtype)
+            else:
+                z = mu_p if temps[i] == 0 else mu_p + temps[i] * torch.exp(logsig_p) * eps[i].to(p.device, p.dtype)
+            h = self.blocks[i](h + self.z_proj[i](z))
+            res = self.to_rgb[i](h)
+            acc = res if acc is None else F.interpolate(acc, scale_factor=2.0, mode="bilinear", align_corners=False) + res
+            images[lvl] = torch.tanh(acc)
+            if lvl == upto:
+                break
+        return MultiScaleOutput(images=images, extras={"kl": kl, "post_eps": post_eps, "mu": mus})
+
+    def posterior(self, x: torch.Tensor, *, upto: int | None = None, noise: torch.Tensor | None = None) -> MultiScaleOutput:
+        """Decode ``x`` through its posterior at every level: means, or reparameterised samples
+        when ``noise`` (N x D standard normal) is given. Extras: per-level KL maps and posterior eps."""
+        upto = self.levels[-1] if upto is None else upto
+        if upto not in self.levels:
+            raise ValueError(f"scale {upto} is not one of this model's levels {list(self.levels)}")
+        feats = self.encoder_features(x)
+        noise_groups = self.split_latents(noise) if noise is not None else None
+        return self._top_down(x.shape[0], upto=upto, eps=[None] * len(self.levels), temps=[1.0] * len(self.levels),
+                              feats=feats, post_levels=frozenset(self.levels), post_noise=noise_groups)
+
+    # --- Decompose ------------------------------------------------------------------------
+    def encode(self, x: torch.Tensor) -> Encoding:
+        """Posterior means of ``x`` (N x 3 x r x r in [-1, 1]) at every level, with its reconstruction."""
+        out = self.posterior(x)
+        eps = self.join_latents([out.extras["post_eps"][lvl] for lvl in self.levels])
+        return Encoding(latents=eps, images=out.images, mu=out.extras["mu"], kl=out.extras["kl"])
+
+    def reconstruct(self, x: torch.Tensor, upto: int | None = None) -> MultiScaleOutput:
+        """``x`` through its posterior means: the image at every level up to ``upto``."""
+        out = self.posterior(x, upto=upto)
+        return MultiScaleOutput(images=out.images, extras={"kl": out.extras["kl"]})
+
+    def resample(
+        self,
+        x: torch.Tensor,
+        *,
+        keep_below: int | None = None,
+        keep_from: int | None = None,
+        seed: int = 0,
+        temperature: float = 1.0,
+        count: int = 1,
+    ) -> MultiScaleOutput:
+        """Variants of each image in ``x``: ``count`` per image, from seeds ``seed``, ``seed + 1``, ...
+
+        ``keep_below=L``: the levels < L keep ``x``'s posterior (its layout), the levels >= L are
+        drawn from the prior at ``temperature`` (new detail). ``keep_from=L``: the levels >= L keep
+        ``x``'s posterior epsilons (its detail, re-read in the new context), the levels < L are
+        drawn afresh (new layout). Output images are ordered image-major (x[0]'s variants first).
+        """
+        if (keep_below is None) == (keep_from is None):
+            raise ValueError("give exactly one of keep_below (vary detail) or keep_from (vary layout)")
+        split = keep_below if keep_below is not None else keep_from
+        if split not in self.levels:
+            raise ValueError(f"level {split} is not one of this model's levels {list(self.levels)}")
+        check_generate_args(self, None, temperature, None)
+        if not 1 <= count <= 256:
+            raise ValueError(f"count must be between 1 and 256, got {count}")
+        n = x.shape[0]
+        noise = torch.cat([self.sample_latents(1, (seed + j) % 2**32) for j in range(count)])
+        noise = self.split_latents(noise.repeat(n, 1))
+        xs = x.repeat_interleave(count, dim=0)
+        feats = self.encoder_features(xs)
+        temps = [float(temperature)] * len(self.levels)
+        if keep_below is not None:
+            kept = frozenset(lvl for lvl in self.levels if lvl < keep_below)
+            return self._top_down(n * count, upto=self.levels[-1], eps=noise, temps=temps, feats=feats, post_levels=kept)
+        own = self.posterior(xs).extras["post_eps"]
+        eps = [own[lvl] if lvl >= keep_from else e for lvl, e in zip(self.levels, noise)]
+        temps = [1.0 if lvl >= keep_from else t for lvl, t in zip(self.levels, temps)]
+        return self._top_down(n * count, upto=self.levels[-1], eps=eps, temps=temps)
+
+
+# --- training ------------------------------------------------------------------------------------
+def gaussian_nll(target: torch.Tensor, mean: torch.Tensor, min_sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image NLL (nats) of ``target`` under N(mean, sigma^2) with sigma^2 the batch MSE
+    (the calibrated decoder of sigma-VAE), floored at ``min_sigma``; returns (nll per image, sigma)."""
+    se = (target - mean).pow(2)
+    var = se.detach().mean().clamp_min(min_sigma**2)
+    dims = se[0].numel()
+    nll = se.flatten(1).sum(1) / (2 * var) + 0.5 * dims * torch.log(2 * math.pi * var)
+    return nll, var.sqrt()
+
+
+def kl_weight(step: int, warmup: int) -> float:
+    return 1.0 if warmup <= 0 else min(1.0, (step + 1) / warmup)
+
+
+def free_bits(kl_per_image: torch.Tensor, nats: float) -> torch.Tensor:
+    """Kingma et al.'s free bits on one level: the batch-mean KL, not penalised below ``nats``."""
+    return kl_per_image.mean().clamp_min(nats)
+
+
+class HVAERecipe:
+    """One ELBO step: posterior pass with reparameterised noise from the run's generator, KL
+    warm-up and free bits per level, likelihood at every level, clipped or skipped update.
+
+    Of the shared ``TrainOptions`` it reads ``lr``, ``steps`` (the warm-up is at most a quarter of a
+    run) and the seeds; the GAN-only ones (augment, loss, r1, mixing, betas) do not apply:
+    DiffAugment exists to blind a discriminator, and beta1 = 0 suits adversarial games, not a
+    likelihood, so Adam runs with (0.9, 0.99)."""
+
+    def __init__(self, generator: HVAEGenerator, discriminator: Any = None, options: Any = None):
+        self.G, self.opt = generator, options
+        self.modules = {"generator": generator}
+        lr = options.lr if options is not None else 2e-4
+        self.optimizers = {"generator": torch.optim.Adam(generator.parameters(), lr=lr, betas=(0.9, 0.99))}
+
+    def losses(self, real: torch.Tensor, step: int, gen: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+        G, cfg = self.G, self.G.config
+        noise = torch.randn(real.shape[0], G.latent_dim, generator=gen).to(real.device)
+        out = G.posterior(real, noise=noise)
+        targets = image_pyramid(real, G.levels)
+        total_steps = getattr(self.opt, "steps", 0) or 0
+        warmup = min(cfg.kl_warmup_steps, max(1, total_steps // 4)) if total_steps else cfg.kl_warmup_steps
+        beta = kl_weight(step, warmup)
+        dims = real[0].numel()
+        nll_fine, sigma = gaussian_nll(targets[G.levels[-1]], out.images[G.levels[-1]], cfg.min_sigma)
+        aux = sum(gaussian_nll(targets[l], out.images[l], cfg.min_sigma)[0].mean() for l in G.levels[:-1])
+        kls = {lvl: m.flatten(1).sum(1) for lvl, m in out.extras["kl"].items()}
+        kl_pen = sum(free_bits(k, cfg.free_nats) for k in kls.values())
+        kl_total = sum(k.mean() for k in kls.values())
+        loss = (nll_fine.mean() + cfg.aux_weight * aux + beta * kl_pen) / dims
+        stats = {
+            "loss": loss.item(),
+            "elbo": ((nll_fine.mean() + kl_total) / dims).item(),  # negative ELBO, nats per dimension
+            "nll": (nll_fine.mean() / dims).item(),
+            "kl": kl_total.item(),  # nats per image, all levels
+            "kl_weight": beta,
+            "sigma": sigma.item(),
+            "mse": F.mse_loss(out.images[G.levels[-1]], targets[G.levels[-1]]).item(),
+        }
+        stats.update({f"kl_{lvl}": k.mean().item() for lvl, k in kls.items()})
+        return loss, stats
+
+    def step(self, real: torch.Tensor, step: int, gen: torch.Generator) -> dict[str, float]:
+        loss, stats = self.losses(real, step, gen)
+        opt, cfg = self.optimizers["generator"], self.G.config
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(self.G.parameters(), cfg.grad_clip).item()
+        skipped = not math.isfinite(norm) or norm > cfg.skip_threshold
+        if not skipped:
+            opt.step()
+        opt.zero_grad(set_to_none=True)
+        return stats | {"grad_norm": norm, "skipped": float(skipped)}
+
+
+register(
+    Family(
+        name="hvae",
+        config_cls=HVAEConfig,
+        generator_cls=HVAEGenerator,
+        discriminator_cls=None,
+        description="hierarchical VAE (NVAE/VDVAE-style ladder, a latent group per level; can decompose an image)",
+        recipe="msgen.models.hvae:HVAERecipe",
+    )
+)

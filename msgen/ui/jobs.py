@@ -1,0 +1,291 @@
+"""The Train tab's job manager: one training run at a time in a background thread, the rest in line.
+
+A web page must not train inside a request: a run outlives the request, the visitor may reload
+the page, and other visitors must keep generating while it trains. So ``JobManager`` owns a
+single worker thread that takes ``Job``s first come first served; the page polls a job's
+``snapshot()`` (a gr.Timer) for the progress bar, the loss curves and the latest preview, and
+``stop()`` sets the ``Trainer``'s stop flag, which it honours between two steps and answers with
+a final checkpoint. The worker trains with fewer torch threads than the process has (one on a
+2-core host), so generation requests keep a core of their own.
+
+Each job reads its images with ``msgen.data.load_image_set`` and builds the same ``Trainer`` and
+``TrainOptions`` as ``python -m msgen train``, so a run started on the page gives the weights the
+CLI gives for the same data, seed and options. Besides the model the run folder gets
+``quality.json``: the per-level Laplacian SWD (Karras et al. 2018) between samples and the
+training set, before and after training.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import checkpoint as ckpt
+from ..train import Progress, Trainer, TrainOptions
+
+QUALITY_SAMPLES = 256  # cap on images per side of the SWD comparison; keeps it to seconds on a CPU
+QUALITY_SEED = 7  # fixed: "before" and "after" read the same patch positions
+HISTORY_POINTS = 400  # loss curves are thinned to about this many points per series for the plot
+ACTIVE = ("queued", "running", "stopping")
+
+
+def training_threads() -> int:
+    """Torch threads for the training worker: leave one core to the people generating meanwhile."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+@dataclass
+class JobSpec:
+    """Everything a run needs, resolved by the page (or a test) before it is queued."""
+
+    run_dir: Path
+    name: str
+    owner_key: str  # the folder of the visitor who started it: only they may see or stop it
+    data: Path | list[Path]  # what load_image_set reads: the run's data/ folder, a zip, or files
+    options: TrainOptions
+    fit: str = "crop"
+    background: tuple[int, int, int] = (255, 255, 255)
+    base: Path | None = None  # exported model to fine-tune ...
+    config: Any = None  # ... or the config to train from scratch (also used to resume)
+    meta: dict[str, Any] = field(default_factory=dict)
+    resume: bool = False
+
+
+@dataclass(eq=False)  # identity, not field-by-field: jobs hold tensors and events
+class Job:
+    spec: JobSpec
+    id: str = field(default_factory=lambda: secrets.token_urlsafe(12))
+    state: str = "queued"  # queued, running, stopping, finished, stopped, failed
+    step: int = 0
+    total: int = 0
+    images_per_s: float = 0.0
+    eta_s: float | None = None
+    elapsed: float = 0.0
+    history: list[tuple[int, str, float]] = field(default_factory=list)  # (step, series, value)
+    preview: Any = None  # MultiScaleOutput of the EMA generator on the fixed preview seeds
+    preview_step: int = -1
+    message: str = ""
+    quality: dict[str, Any] = field(default_factory=dict)
+    created: float = field(default_factory=time.time)
+    stop_event: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE
+
+    def on_progress(self, p: Progress) -> None:
+        self.step, self.total, self.elapsed = p.step, p.total, p.elapsed
+        self.images_per_s, self.eta_s = p.images_per_s, p.eta_s
+        for key, value in p.losses.items():
+            self.history.append((p.step, key, float(value)))
+        if p.preview is not None:
+            self.preview, self.preview_step = p.preview, p.step
+
+    def snapshot(self) -> dict[str, Any]:
+        """A consistent copy for the page (the worker keeps appending while it is read)."""
+        return {"id": self.id, "name": self.spec.name, "state": self.state, "step": self.step, "total": self.total,
+                "images_per_s": self.images_per_s, "eta_s": self.eta_s, "elapsed": self.elapsed,
+                "history": list(self.history), "preview": self.preview, "preview_step": self.preview_step,
+                "message": self.message, "quality": dict(self.quality)}
+
+
+class JobManager:
+    """First come, first served; one job trains at a time; thread-safe."""
+
+    def __init__(self, threads: int | None = None, keep_finished: int = 64):
+        self.threads = threads or training_threads()
+        self.keep_finished = keep_finished
+        self._jobs: dict[str, Job] = {}
+        self._queue: collections.deque[Job] = collections.deque()
+        self._current: Job | None = None
+        self._cond = threading.Condition()
+        self._worker: threading.Thread | None = None
+
+    # --- what the page calls -----------------------------------------------------------------
+    def submit(self, spec: JobSpec) -> Job:
+        with self._cond:
+            busy = {j.spec.run_dir.resolve() for j in self._jobs.values() if j.active}
+            if spec.run_dir.resolve() in busy:
+                raise ValueError(f"run {spec.name!r} is already training or in line")
+            job = Job(spec, total=spec.options.steps)
+            self._jobs[job.id] = job
+            self._queue.append(job)
+            self._prune()
+            self._ensure_worker()
+            self._cond.notify_all()
+            return job
+
+    def get(self, job_id: str | None, owner_key: str) -> Job | None:
+        """The job, if it exists and belongs to ``owner_key``; a stranger's id is as good as none."""
+        job = self._jobs.get(job_id or "")
+        return job if job is not None and job.spec.owner_key == owner_key else None
+
+    def latest(self, owner_key: str) -> Job | None:
+        mine = [j for j in self._jobs.values() if j.spec.owner_key == owner_key]
+        active = [j for j in mine if j.active]
+        pool = active or mine
+        return max(pool, key=lambda j: j.created) if pool else None
+
+    def position(self, job: Job) -> int:
+        """0 while training, k for the k-th in line, -1 when it is over."""
+        with self._cond:
+            if job is self._current:
+                return 0
+            for i, queued in enumerate(self._queue, start=1):
+                if queued is job:
+                    return i
+            return -1
+
+    def stop(self, job: Job) -> None:
+        with self._cond:
+            if job in self._queue:
+                self._queue.remove(job)
+                job.state, job.message = "stopped", "removed from the line before it started"
+            elif job.state == "running":
+                job.state = "stopping"
+            job.stop_event.set()
+
+    def busy_run_dirs(self) -> set[Path]:
+        with self._cond:
+            return {j.spec.run_dir.resolve() for j in self._jobs.values() if j.active}
+
+    def active_count(self, owner_key: str) -> int:
+        return sum(1 for j in self._jobs.values() if j.active and j.spec.owner_key == owner_key)
+
+    def wait(self, job: Job, timeout: float = 60.0) -> bool:
+        """Block until ``job`` is over (tests, the bench); True if it ended in time."""
+        deadline = time.monotonic() + timeout
+        while job.active and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return not job.active
+
+    # --- the worker ----------------------------------------------------------------------------
+    def _prune(self) -> None:
+        done = sorted((j for j in self._jobs.values() if not j.active), key=lambda j: j.created)
+        for job in done[: max(0, len(done) - self.keep_finished)]:
+            del self._jobs[job.id]
+
+    def _ensure_worker(self) -> None:
+        if self._worker is not None and self._worker.is_alive():
+            return
+        ready = threading.Event()
+        restore = torch.get_num_threads()
+        self._worker = threading.Thread(target=self._loop, args=(ready,), name="msgen-train", daemon=True)
+        self._worker.start()
+        ready.wait(5)
+        # torch.set_num_threads sets the calling thread's OpenMP count *and* the default that new
+        # threads copy; the worker has taken its own count, so put the default back for the rest.
+        torch.set_num_threads(restore)
+
+    def _loop(self, ready: threading.Event) -> None:
+        torch.get_num_threads()  # initialise this thread's OpenMP state before changing it
+        torch.set_num_threads(self.threads)
+        ready.set()
+        while True:
+            with self._cond:
+                while not self._queue:
+                    self._cond.wait()
+                job = self._current = self._queue.popleft()
+                job.state = "stopping" if job.stop_event.is_set() else "running"
+            try:
+                run_job(job)
+            except Exception as exc:  # one bad run must never take the worker down
+                job.state, job.message = "failed", _brief(exc)
+            finally:
+                with self._cond:
+                    self._current = None
+
+
+def run_job(job: Job) -> None:
+    """Train one job in the calling thread: the same data loading and Trainer as the CLI."""
+    from ..data import load_image_set
+
+    spec = job.spec
+    resolution = _resolution(spec)
+    data = load_image_set(spec.data, resolution, fit=spec.fit, background=spec.background)
+    if data.images.shape[0] == 0:
+        raise ValueError("no usable images in this run's data")
+    trainer = Trainer(images=data.images, run_dir=spec.run_dir, config=spec.config if spec.base is None else None,
+                      base=spec.base, options=spec.options, callbacks=(job.on_progress,), stop=job.stop_event,
+                      meta=spec.meta)
+    job.step = _state_step(spec.run_dir)
+    quality = _read_quality(spec.run_dir)
+    if "before" not in quality and job.step == 0:
+        job.message = "measuring the starting point (SWD)"
+        quality["before"] = _swd(trainer.G_ema, data.images)
+        _write_quality(spec.run_dir, quality)
+    job.message = ""
+    trainer.train()
+    stopped = job.stop_event.is_set() and trainer.step < spec.options.steps
+    job.message = "measuring the result (SWD)"
+    quality["after"] = _swd(trainer.G_ema, data.images)
+    quality["after_step"] = trainer.step
+    _write_quality(spec.run_dir, quality)
+    job.quality = quality
+    # Re-export so that the model card carries the quality report (weights are unchanged).
+    trainer.meta["metrics"] = _card_metrics(quality)
+    trainer.export()
+    job.step = trainer.step
+    job.state = "stopped" if stopped else "finished"
+    job.message = ""
+
+
+def _resolution(spec: JobSpec) -> int:
+    if spec.base is not None:
+        return int(ckpt.read_model_dir(spec.base)[0].resolution)
+    return int(spec.config.resolution)
+
+
+def _state_step(run_dir: Path) -> int:
+    try:
+        return int(json.loads((run_dir / "state" / "state.json").read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+def _swd(generator: torch.nn.Module, real: torch.Tensor) -> dict[str, float]:
+    from ..metrics import sample_images, swd
+
+    n = min(len(real), QUALITY_SAMPLES)
+    real = real[torch.linspace(0, len(real) - 1, n).long()] if len(real) > n else real
+    fake = sample_images(generator, n, seed=QUALITY_SEED)
+    return {str(k): round(float(v), 3) for k, v in swd(real.float(), fake, seed=QUALITY_SEED).items()}
+
+
+def _card_metrics(quality: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    if "before" in quality:
+        out["SWD x1e3 before"] = quality["before"]
+    if "after" in quality:
+        out[f"SWD x1e3 after (step {quality.get('after_step', '?')})"] = quality["after"]
+    return out
+
+
+def _read_quality(run_dir: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((run_dir / "quality.json").read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_quality(run_dir: Path, quality: dict[str, Any]) -> None:
+    ckpt.atomic_write_text(run_dir / "quality.json", json.dumps(quality, indent=1))
+
+
+def read_quality(run_dir: Path) -> dict[str, Any]:
+    return _read_quality(run_dir)
+
+
+def _brief(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:300]

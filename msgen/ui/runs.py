@@ -1,0 +1,215 @@
+"""Run folders as the Train tab sees them: safe names, listing, data snapshots, resume, download.
+
+Every path here is built from a visitor's folder (``AppContext.owner_dir``) and a name that
+matched ``RUN_NAME``; nothing a visitor types is ever joined to a path unchecked, so no run is
+written outside the runs folder and no shipped model is touched. A run started on the page
+keeps its training set in ``<run>/data/`` as lossless PNGs at the training resolution, already
+cropped and resized: reloading them with ``msgen.data.load_image_set`` gives the very tensor
+that was trained on, so a resume (from the page or ``python -m msgen train --data <run>/data``)
+sees the same images, and no original upload is kept.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import secrets
+import shlex
+import shutil
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import checkpoint as ckpt
+from ..models import config_from_dict
+from ..train import resume_options
+from .jobs import JobSpec
+
+RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+RESERVED = {"sessions"}  # the shared-host root inside the runs folder
+DOWNLOADS = Path(tempfile.gettempdir()) / "msgen-downloads"
+DOWNLOAD_TTL_S = 3600
+MODEL_ZIP_FILES = ("config.json", "model.safetensors", "README.md", "samples.png")
+
+
+def sanitise_name(text: str | None) -> str:
+    """A run name from free text: letters, digits, ``_ . -``; never empty, never a path."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", (text or "").strip())
+    name = re.sub(r"-{2,}", "-", name).lstrip("._-")[:64].rstrip("._-")
+    return name or time.strftime("run-%Y%m%d-%H%M%S")
+
+
+def new_run_dir(root: Path, wanted: str | None, *, taken: set[str] = frozenset()) -> Path:
+    """A fresh folder name under ``root``; a clash with a run, a shipped model or a reserved
+    name gets ``-2``, ``-3`` ... appended instead of overwriting anything."""
+    base = sanitise_name(wanted)
+    name, i = base, 1
+    while name.lower() in RESERVED or name in taken or (root / name).exists():
+        i += 1
+        name = f"{base[:58]}-{i}"
+    path = root / name
+    if path.resolve().parent != root.resolve():  # belt and braces: RUN_NAME already rules this out
+        raise ValueError(f"invalid run name {name!r}")
+    return path
+
+
+def run_dir_of(root: Path, name: str | None) -> Path:
+    """The existing run ``name`` under ``root``, or ValueError; a stranger's run is never reached."""
+    if not name or not RUN_NAME.match(name) or name.lower() in RESERVED:
+        raise ValueError(f"no run named {name!r}")
+    path = root / name
+    if path.is_symlink() or not path.is_dir() or path.resolve().parent != root.resolve():
+        raise ValueError(f"no run named {name!r}")
+    return path
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    name: str
+    path: Path
+    status: str  # running, stopped, finished, interrupted, training, queued
+    step: int
+    steps: int
+    has_model: bool
+    resumable: bool
+    family: str
+    resolution: int
+    base: str | None
+
+    @property
+    def label(self) -> str:
+        model = "" if self.has_model else ", no model yet"
+        return f"{self.name} ({self.status}, step {self.step}/{self.steps}, {self.family} {self.resolution}px{model})"
+
+
+def read_run(path: Path, busy: set[Path] = frozenset()) -> RunInfo | None:
+    try:
+        info = json.loads((path / "run.json").read_text())
+        step, steps = int(info["step"]), int(info["steps"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # not a run (an upload, a half-made folder): skip it, never crash a listing
+    state_step = _json(path / "state" / "state.json").get("step")
+    if isinstance(state_step, int):
+        step = state_step
+    status = str(info.get("status", "unknown"))
+    if path.resolve() in busy:
+        status = "training"
+    elif status == "running":
+        status = "interrupted"  # the process that wrote "running" is gone
+    has_state = (path / "state" / "state.json").is_file()
+    meta = info.get("meta") or {}
+    return RunInfo(name=path.name, path=path, status=status, step=step, steps=steps,
+                   has_model=(path / "model" / "model.safetensors").is_file(),
+                   resumable=has_state and status in ("stopped", "interrupted", "finished"),
+                   family=str(info.get("family", "?")), resolution=int(info.get("resolution") or 0),
+                   base=meta.get("base_name") or info.get("base"))
+
+
+def list_runs(root: Path, busy: set[Path] = frozenset()) -> list[RunInfo]:
+    if not root.is_dir():
+        return []
+    runs = []
+    for p in sorted(root.iterdir()):
+        if p.is_dir() and not p.is_symlink() and RUN_NAME.match(p.name) and p.name.lower() not in RESERVED:
+            if (info := read_run(p, busy)) is not None:
+                runs.append(info)
+    return runs
+
+
+def _json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+# --- data snapshot ---------------------------------------------------------------------------
+def write_data(run_dir: Path, images: torch.Tensor, names: list[str]) -> Path:
+    """The training set as ``<run>/data/00000_<name>.png`` at the training resolution (lossless)."""
+    from PIL import Image
+
+    from ..data import to_uint8
+
+    data_dir = run_dir / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    arrays = to_uint8(images).permute(0, 2, 3, 1).numpy()
+    for i, (arr, name) in enumerate(zip(arrays, names)):
+        stem = sanitise_name(Path(name).stem)[:40]
+        buf = io.BytesIO()
+        Image.fromarray(arr).save(buf, format="PNG")
+        ckpt.atomic_write_bytes(data_dir / f"{i:05d}_{stem}.png", buf.getvalue())
+    return data_dir
+
+
+def _data_of(run_dir: Path, meta: dict[str, Any]) -> tuple[Path, str, Any]:
+    """Where a run's images are (its own snapshot, else the CLI command's --data) and how to fit them."""
+    if (run_dir / "data").is_dir():
+        return run_dir / "data", "crop", (255, 255, 255)
+    command = str(meta.get("command") or "")
+    try:
+        from ..__main__ import _colour, parser
+
+        words = shlex.split(command)
+        args = parser().parse_args(words[words.index("train"):])
+        source = Path(args.data)
+        if source.exists():
+            return source, args.fit, _colour(args.background)
+    except (ValueError, SystemExit, AttributeError):
+        pass
+    raise ValueError("this run's images are not on this machine any more, so it cannot be resumed here")
+
+
+def resume_spec(run_dir: Path, *, owner_key: str, until: int | None) -> JobSpec:
+    """A job that continues ``run_dir`` from its last checkpoint (towards ``until`` steps)."""
+    info = _json(run_dir / "run.json")
+    state = _json(run_dir / "state" / "state.json")
+    if not info or "step" not in state:
+        raise ValueError(f"{run_dir.name} has no checkpoint to resume from")
+    step = int(state["step"])
+    steps = int(until) if until else int(info.get("steps", step))
+    if steps <= step:
+        raise ValueError(f"{run_dir.name} is already at step {step}; ask for more steps to continue it")
+    if steps > 1_000_000:
+        raise ValueError("steps must be at most 1,000,000")
+    options = resume_options(run_dir, steps=steps)
+    config = config_from_dict(info["config"])
+    meta = dict(info.get("meta") or {})
+    data, fit, background = _data_of(run_dir, meta)
+    return JobSpec(run_dir=run_dir, name=run_dir.name, owner_key=owner_key, data=data,
+                   options=options, fit=fit, background=background, config=config, meta=meta, resume=True)
+
+
+# --- download --------------------------------------------------------------------------------
+def zip_model(run_dir: Path) -> Path:
+    """``<name>.zip`` holding ``<name>/{config.json, model.safetensors, README.md, samples.png}``."""
+    model_dir = run_dir / "model"
+    ckpt.read_model_dir(model_dir)  # never hand out a model that would not load
+    _sweep_downloads()
+    out = DOWNLOADS / secrets.token_hex(8) / f"{run_dir.name}.zip"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".zip.tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name in MODEL_ZIP_FILES:
+            if (model_dir / name).is_file():
+                zf.write(model_dir / name, f"{run_dir.name}/{name}")
+    tmp.replace(out)
+    return out
+
+
+def _sweep_downloads(now: float | None = None) -> None:
+    now = time.time() if now is None else now
+    if not DOWNLOADS.is_dir():
+        return
+    for d in DOWNLOADS.iterdir():
+        try:
+            if now - d.stat().st_mtime > DOWNLOAD_TTL_S:
+                shutil.rmtree(d, ignore_errors=True)
+        except OSError:
+            continue

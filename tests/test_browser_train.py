@@ -1,0 +1,66 @@
+"""Train tab in a real browser (Debian chromium through playwright): upload, start a short run,
+watch the progress bar, loss plot and preview grid update, stop it."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from tests.conftest import FIXTURES
+
+
+def progress_step(page) -> int:
+    bar = page.locator("#train-progress .msgen-train-progress")
+    return int(bar.get_attribute("data-step")) if bar.count() else -1
+
+
+def wait_for(predicate, timeout=60.0, every=0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("timed out")
+
+
+def test_upload_train_watch_and_stop(app_server, browser, artifacts_dir):
+    url, _demo = app_server
+    page = browser.new_page(viewport={"width": 1400, "height": 2200})
+    try:
+        page.goto(url, wait_until="networkidle")
+        page.get_by_role("tab", name="Train").click()
+        files = sorted(str(p) for p in (FIXTURES / "images").iterdir()) + [str(FIXTURES / "broken" / "page.png")]
+        page.locator("#train-files input[type=file]").set_input_files(files)
+        summary = page.locator("#train-summary")
+        summary.get_by_text(re.compile("16 images accepted")).wait_for(timeout=30_000)
+        assert "1 rejected" in summary.inner_text()
+        assert page.locator("#train-gallery img").count() >= 16
+        assert "looks like HTML" in page.locator("#train-rejected").inner_text()
+        page.locator("#train-name input, #train-name textarea").first.fill("browser-run")
+        page.locator("#train-steps input").fill("100000")
+        page.locator("#train-batch input").fill("4")
+        page.locator("#train-preview-every input").fill("3")
+        page.locator("#train-start").click()
+
+        first = wait_for(lambda: progress_step(page) > 0 and progress_step(page), timeout=60)
+        preview = page.locator("#train-preview img")
+        preview.wait_for(timeout=30_000)
+        src = preview.get_attribute("src")
+        wait_for(lambda: progress_step(page) > first + 6, timeout=60)  # the bar moved on ...
+        wait_for(lambda: preview.get_attribute("src") != src, timeout=30)  # ... and a newer preview came
+        plot = page.locator("#train-plot")
+        wait_for(lambda: plot.locator("canvas, svg").count() > 0, timeout=30)
+        assert re.search(r"images/s", page.locator("#train-progress").inner_text())
+        page.screenshot(path=str(artifacts_dir / "train_running.png"), full_page=True)
+
+        page.locator("#train-stop").click()
+        t0 = time.monotonic()
+        page.locator("#train-status").get_by_text(re.compile("stopped")).wait_for(timeout=15_000)
+        assert time.monotonic() - t0 < 8  # stop honoured within a step, plus a poll or two
+        stopped_at = progress_step(page)
+        time.sleep(1.5)
+        assert progress_step(page) == stopped_at  # nothing trains after Stop
+        page.screenshot(path=str(artifacts_dir / "train_stopped.png"), full_page=True)
+    finally:
+        page.close()

@@ -1,0 +1,132 @@
+"""Tests for msgen.datasets: each builder writes real, non-blank PNGs of the right size.
+
+The real builds need the Debian packages; outside CI a missing package skips with the
+reason, inside CI (CI=true) it fails, because CI installs them. Synthetic sources check
+the parsers and the sprite cutter without any package.
+"""
+
+import dataclasses
+import gzip
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from msgen.data import DataError, load_image_set
+from msgen.datasets import DATASETS, build_dataset
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def need(name: str) -> None:
+    info = DATASETS[name]
+    if not Path(info.source).exists() and not IN_CI:
+        pytest.skip(f"{info.title} not installed (apt-get install -y {info.package})")
+
+
+def pngs(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.png"))
+
+
+@pytest.mark.parametrize("name", sorted(DATASETS))
+def test_builder_writes_non_blank_images_of_the_right_size(name, tmp_path):
+    need(name)
+    info = DATASETS[name]
+    assert build_dataset(name, tmp_path, limit=6, seed=1) == 6
+    files = pngs(tmp_path)
+    assert len(files) == 6 and all(f.name.startswith(f"{name}_") for f in files)
+    assert not [p for p in tmp_path.iterdir() if p.suffix != ".png"]  # no temp files left behind
+    for f in files:
+        with Image.open(f) as im:
+            assert im.format == "PNG" and im.mode == "RGB" and im.size == (info.resolution,) * 2
+            a = np.asarray(im)
+        assert int(a.max()) - int(a.min()) > 30, f"{f.name} is blank"
+    loaded = load_image_set(tmp_path, info.resolution)  # what the Train tab will do with it
+    assert len(loaded.names) == 6 and loaded.rejected == []
+
+
+@pytest.mark.parametrize("name", sorted(DATASETS))
+def test_limit_draws_a_seeded_subset(name, tmp_path):
+    need(name)
+    build_dataset(name, tmp_path / "a", limit=4, seed=3)
+    build_dataset(name, tmp_path / "b", limit=4, seed=3)
+    build_dataset(name, tmp_path / "c", limit=4, seed=4)
+    a, b, c = ([p.name for p in pngs(tmp_path / d)] for d in "abc")
+    assert a == b and a != c
+    assert all((tmp_path / "a" / n).read_bytes() == (tmp_path / "b" / n).read_bytes() for n in a)
+
+
+@pytest.mark.parametrize("name", sorted(DATASETS))
+def test_missing_package_names_the_package(name, tmp_path, monkeypatch):
+    info = DATASETS[name]
+    monkeypatch.setitem(DATASETS, name, dataclasses.replace(info, source=str(tmp_path / "gone")))
+    with pytest.raises(DataError, match=rf"{info.title} not found.*`apt-get install -y {info.package}`"):
+        build_dataset(name, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_name_lists_the_known_ones(tmp_path):
+    with pytest.raises(ValueError, match="emoji, fashion, sprites"):
+        build_dataset("mnist", tmp_path)
+
+
+def _idx(images: np.ndarray) -> bytes:
+    return struct.pack(">BBBB3I", 0, 0, 8, 3, *images.shape) + images.astype(np.uint8).tobytes()
+
+
+def test_fashion_parser_pads_with_black_and_skips_blank(tmp_path, monkeypatch):
+    images = np.zeros((3, 28, 28), np.uint8)
+    images[0, 5:20, 8:12] = 200
+    images[2, :, :14] = 90  # images[1] is blank
+    source = tmp_path / "train.gz"
+    source.write_bytes(gzip.compress(_idx(images)))
+    monkeypatch.setitem(DATASETS, "fashion", dataclasses.replace(DATASETS["fashion"], source=str(source)))
+    assert build_dataset("fashion", tmp_path / "out") == 2
+    first = np.asarray(Image.open(tmp_path / "out" / "fashion_00000.png"))
+    assert first.shape == (32, 32, 3)
+    assert (first[:2] == 0).all() and (first[7:22, 10:14] == 200).all()
+    assert not (tmp_path / "out" / "fashion_00001.png").exists()
+
+
+def test_fashion_damaged_file_is_a_clear_error(tmp_path, monkeypatch):
+    source = tmp_path / "train.gz"
+    source.write_bytes(gzip.compress(_idx(np.ones((2, 28, 28)))[:-100]))
+    monkeypatch.setitem(DATASETS, "fashion", dataclasses.replace(DATASETS["fashion"], source=str(source)))
+    with pytest.raises(DataError, match="truncated IDX file.*apt-get install"):
+        build_dataset("fashion", tmp_path / "out")
+
+
+def test_sprite_cutter_takes_whole_sprites_only(tmp_path, monkeypatch):
+    atlas = np.zeros((64, 128, 4), np.uint8)
+    atlas[4:24, 4:20] = (200, 50, 50, 255)  # a 20x16 red ring ...
+    atlas[8:20, 8:16] = 0
+    atlas[13:15, 11:13] = (250, 250, 0, 255)  # ... with a detached sparkle inside its box
+    atlas[2:30, 40:60] = (50, 200, 50, 255)  # two sprites fused into one 40-px-wide blob
+    atlas[2:30, 60:80] = (50, 50, 200, 255)
+    atlas[34:60, 90:120] = (90, 90, 90, 128)  # half-transparent grey
+    atlas[40:60, 4:8] = (255, 255, 255, 255)  # thin, but 20 px tall and 80 px: a sprite
+    atlas[50:53, 50:53] = (255, 0, 255, 255)  # 3x3: a fragment
+    atlas[40:45, 30:42] = (0, 255, 255, 255)  # 12 px wide but only 60 px: a fragment
+    sheets = tmp_path / "tiles"
+    sheets.mkdir()
+    Image.fromarray(atlas, "RGBA").save(sheets / "main.png")
+    Image.fromarray(atlas, "RGBA").save(sheets / "player.png")  # exact duplicates are dropped
+    monkeypatch.setitem(DATASETS, "sprites", dataclasses.replace(DATASETS["sprites"], source=str(sheets)))
+    out = tmp_path / "out"
+    assert build_dataset("sprites", out) == 3
+    names = [p.name for p in pngs(out)]
+    assert names == ["sprites_main_0004_0004.png", "sprites_main_0034_0090.png", "sprites_main_0040_0004.png"]
+    ring = np.asarray(Image.open(out / names[0]))  # centred: box at rows 6..25, cols 8..23
+    assert ring[6, 8].tolist() == [200, 50, 50] and ring[15, 15].tolist() == [250, 250, 0]
+    assert (ring[:6] == 0).all() and (ring[10, 12] == 0).all()  # black ground
+    grey = np.asarray(Image.open(out / names[1]))
+    assert grey.max() == 45  # 90 at half alpha over black
+
+
+def test_sprite_atlases_missing_from_an_existing_folder(tmp_path, monkeypatch):
+    monkeypatch.setitem(DATASETS, "sprites", dataclasses.replace(DATASETS["sprites"], source=str(tmp_path)))
+    with pytest.raises(DataError, match="no tile atlases.*apt-get install -y crawl-tiles-data"):
+        build_dataset("sprites", tmp_path / "out")
