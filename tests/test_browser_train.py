@@ -28,7 +28,7 @@ def test_upload_train_watch_and_stop(app_server, browser, artifacts_dir):
     url, _demo = app_server
     page = browser.new_page(viewport={"width": 1400, "height": 2200})
     try:
-        page.goto(url, wait_until="networkidle")
+        page.goto(url)
         page.get_by_role("tab", name="Train").click()
         files = sorted(str(p) for p in (FIXTURES / "images").iterdir()) + [str(FIXTURES / "broken" / "page.png")]
         page.locator("#train-files input[type=file]").set_input_files(files)

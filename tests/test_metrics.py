@@ -85,10 +85,33 @@ def test_laplacian_pyramid_reconstructs():
     pyr = metrics._laplacian_pyramid(x, 3)
     rec = pyr[-1]
     for band in reversed(pyr[:-1]):
-        up = torch.zeros_like(band)
-        up[:, :, ::2, ::2] = rec
-        rec = band + metrics._blur(up, gain=4.0)
+        rec = band + metrics._pyr_up(rec)
     torch.testing.assert_close(rec, x, atol=1e-5, rtol=0)
+
+
+def test_laplacian_pyramid_matches_progan_numpy():
+    # ProGAN builds its pyramid with scipy.ndimage.convolve(mode="mirror") and a 5x5 binomial
+    # kernel (x4 after zero-insertion); our torch version must give the same bands.
+    ndimage = pytest.importorskip("scipy.ndimage")
+    import numpy as np
+
+    k = np.outer([1, 4, 6, 4, 1], [1, 4, 6, 4, 1]).astype(np.float32)[None, None] / 256
+
+    def down(a):
+        return ndimage.convolve(a, k, mode="mirror")[:, :, ::2, ::2]
+
+    def up(a):
+        z = np.zeros((*a.shape[:2], a.shape[2] * 2, a.shape[3] * 2), np.float32)
+        z[:, :, ::2, ::2] = a
+        return ndimage.convolve(z, 4 * k, mode="mirror")
+
+    x = shapes(3, seed=7)
+    ref = [x.numpy().copy()]
+    for _ in range(2):
+        ref.append(down(ref[-1]))
+        ref[-2] = ref[-2] - up(ref[-1])
+    for ours, theirs in zip(metrics._laplacian_pyramid(x, 3), ref):
+        np.testing.assert_allclose(ours.numpy(), theirs, atol=1e-5)
 
 
 def test_swd_deterministic_and_symmetric(sets):

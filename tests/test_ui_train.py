@@ -142,7 +142,7 @@ def test_page_run_exports_a_loadable_model_with_quality_and_data_snapshot(ctx):
     assert "finished" in v["status"] and 'data-step="10"' in v["progress"]
     assert set(v["losses"]["series"]) >= {"d", "g"} and v["losses"]["step"].max() == 10
     assert "| mean |" in v["quality"] and "SWD" in (run_dir / "model" / "README.md").read_text()
-    assert T.preview_grid(v["preview"]).size == (3 * 66 + 2, T.PREVIEW_ROWS * 66 + 2)  # 3 levels, 64 px cells
+    assert T.preview_grid(v["preview"]).size == (3 * 98 + 2, T.PREVIEW_ROWS * 98 + 2)  # 3 levels, 96 px cells
     assert "tiny16" in {e.name for e in ctx.models(None)} and "my-cats" in {e.name for e in ctx.models(None)}
     assert [n for _label, n in T.run_choices(ctx, ctx.components["train_jobs"], None)] == ["my-cats"]
 

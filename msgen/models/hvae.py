@@ -52,7 +52,8 @@ class HVAEConfig:
     # Training (read by HVAERecipe; stored here so a run's objective travels with its model).
     kl_warmup_steps: int = 2000  # KL weight ramps 0 -> 1 over this many steps (at most a quarter of a run)
     free_nats: float = 2.0  # per level and image: KL below this is not penalised (free bits)
-    min_sigma: float = 0.04  # floor of the decoder's per-pixel std in [-1, 1] units: how sharp it may get
+    min_sigma: float = 0.1  # floor of the decoder's per-pixel std in [-1, 1] units: lower is sharper but
+    # spends more nats on pixel detail, which a small prior then samples as noise
     aux_weight: float = 1.0  # weight of the coarser levels' likelihood terms against their downsampled image
     grad_clip: float = 200.0  # clip the gradient norm (loss in nats per image dimension)
     skip_threshold: float = 2000.0  # skip an update whose gradient norm is above this or not finite
@@ -234,7 +235,10 @@ class HVAEGenerator(nn.Module):
                 z = mu_p if temps[i] == 0 else mu_p + temps[i] * torch.exp(logsig_p) * eps[i].to(p.device, p.dtype)
             h = self.blocks[i](h + self.z_proj[i](z))
             res = self.to_rgb[i](h)
-            acc = res if acc is None else F.interpolate(acc, scale_factor=2.0, mode="bilinear", align_corners=False) + res
+            # Detached: a level's picture is fitted by its own likelihood term only, so the finer
+            # levels' losses cannot bend it into a mere base for their residuals.
+            acc = res if acc is None else F.interpolate(acc.detach(), scale_factor=2.0, mode="bilinear",
+                                                        align_corners=False) + res
             images[lvl] = torch.tanh(acc)
             if lvl == upto:
                 break
@@ -291,13 +295,13 @@ class HVAEGenerator(nn.Module):
         n = x.shape[0]
         noise = torch.cat([self.sample_latents(1, (seed + j) % 2**32) for j in range(count)])
         noise = self.split_latents(noise.repeat(n, 1))
-        xs = x.repeat_interleave(count, dim=0)
-        feats = self.encoder_features(xs)
         temps = [float(temperature)] * len(self.levels)
         if keep_below is not None:
+            # The encoder runs once per image; its features are shared by that image's variants.
+            feats = [f.repeat_interleave(count, dim=0) for f in self.encoder_features(x)]
             kept = frozenset(lvl for lvl in self.levels if lvl < keep_below)
             return self._top_down(n * count, upto=self.levels[-1], eps=noise, temps=temps, feats=feats, post_levels=kept)
-        own = self.posterior(xs).extras["post_eps"]
+        own = {lvl: e.repeat_interleave(count, dim=0) for lvl, e in self.posterior(x).extras["post_eps"].items()}
         eps = [own[lvl] if lvl >= keep_from else e for lvl, e in zip(self.levels, noise)]
         temps = [1.0 if lvl >= keep_from else t for lvl, t in zip(self.levels, temps)]
         return self._top_down(n * count, upto=self.levels[-1], eps=eps, temps=temps)

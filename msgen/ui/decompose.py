@@ -253,11 +253,11 @@ def build(ctx: common.AppContext) -> None:
                     gr.Examples(_examples(), inputs=[image], label="Examples (click one)", examples_per_page=8)
             with gr.Column(scale=2):
                 recon = gr.Gallery(label="The picture as the model sees it, then its reconstruction at every level "
-                                   "(each level adds detail on top of the coarser one)", columns=6, height="auto",
+                                   "(each level adds detail on top of the coarser one)", columns=6, height=210,
                                    format="png", object_fit="contain", interactive=False, elem_id="decompose-recon")
                 latents = gr.Gallery(label="Each level's latent: posterior mean as PCA colours | where the level "
                                      "spends information (KL per position; nats in the caption)", columns=5,
-                                     height="auto", format="png", object_fit="contain", interactive=False,
+                                     height=210, format="png", object_fit="contain", interactive=False,
                                      elem_id="decompose-latents")
                 table = gr.Dataframe(headers=["level", "latent channels", "KL (nats)", "share of KL (%)",
                                               "reconstruction MSE"], label="Per level", interactive=False,
@@ -266,7 +266,7 @@ def build(ctx: common.AppContext) -> None:
         with gr.Row():
             mode = gr.Radio(list(MODES), value=list(MODES)[0], label="What to keep", scale=2, elem_id="decompose-mode")
             level = gr.Dropdown(level_choices(levels), value=default_level(levels), label="Split at level", scale=1,
-                                info="vary detail: this level and finer are re-drawn; vary layout: coarser ones are",
+                                info="re-drawn: this level and finer (vary detail), or the coarser ones (vary layout)",
                                 elem_id="decompose-level")
             seed = gr.Number(0, label="Seed", precision=0, minimum=0, scale=1, elem_id="decompose-seed")
             temperature = gr.Slider(0.0, 1.5, value=DEFAULT_TEMPERATURE, step=0.05, label="Temperature", scale=2,
@@ -274,7 +274,7 @@ def build(ctx: common.AppContext) -> None:
             count = gr.Slider(1, MAX_COUNT, value=DEFAULT_COUNT, step=1, label="Variants", scale=1)
         resample_btn = gr.Button("Re-sample", variant="primary", elem_id="decompose-resample")
         variants = gr.Gallery(label="Variants (the first tile is the reconstruction they start from)", columns=9,
-                              height="auto", format="png", object_fit="contain", interactive=False,
+                              height=210, format="png", object_fit="contain", interactive=False,
                               elem_id="decompose-variants")
 
     # Inner functions' parameter names are the API's (gradio_client) parameter names.

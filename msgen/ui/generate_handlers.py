@@ -1,8 +1,9 @@
 """Generate tab handlers: plain functions of the controls' values, testable without a server.
 
 ``GenerateHandlers`` turns (model, scale, seed, truncation, mixing) into everything the tab
-shows: the image, the per-scale strip, every level's PCA view and most active channels, the
-level statistics, one channel large, a latent-walk GIF and a grid of seeds. Each request is
+shows: the image; for every level a card with the picture at that scale, its feature map in
+PCA colours and its most active channels; the level statistics; one channel large; a
+latent-walk GIF and a grid of seeds. Each request is
 checked first; a bad one raises ``gr.Error`` with a message naming the field and its range.
 
 Speed: generators come from the shared device-resident ``ModelCache``; rendered results sit in
@@ -47,7 +48,8 @@ except ImportError:  # anywhere else: run as is
 SEED_MAX = 2**32 - 1
 TRUNCATION_RANGE = (0.0, 2.0)  # what every family's forward accepts (check_generate_args)
 ALL_LEVELS = tuple(2**i for i in range(2, 9))  # 4 .. 256: every level a family can have
-TOP_K = 8  # channels in a level's "most active" grid: 2 rows of 4 read at a glance
+TOP_K = 8  # most active channels remembered per level (the channel picker starts at the first)
+CARD_CHANNELS = 7  # a level card is 3 x 3 tiles: picture, PCA view, 7 most active channels
 GRID_RANGE = (1, 64)  # seeds in one grid; 64 at 64x64 is still ~0.2 s on a CPU
 WALK_FRAMES = (2, 60)
 WALK_MIN_SIZE = 256  # GIF frames are enlarged (nearest) so a download looks like the page
@@ -120,9 +122,7 @@ class Rendered:
     """One generate call, ready for the page: pictures at native size, stats, raw feature maps."""
 
     image: Image.Image
-    strip: list[tuple[Image.Image, str]]
-    pca: list[tuple[Image.Image, str]]
-    top: list[tuple[Image.Image, str]]
+    levels: list[tuple[Image.Image, str]]  # one card per level, coarse to fine (render.level_card)
     stats: list[list]
     features: dict[int, torch.Tensor]  # level -> C x H x W float32 on the CPU
     top_channels: dict[int, list[int]]
@@ -132,17 +132,15 @@ class Rendered:
 def render_generation(out: msgen.Generation, ms: float = 0.0) -> Rendered:
     fmaps = {lvl: f[0] for lvl, f in sorted((out.features or {}).items())}
     tops = {lvl: render.top_channels(f, TOP_K) for lvl, f in fmaps.items()}
-    pca, top, stats = [], [], []
+    cards, stats = [], []
     for lvl, f in fmaps.items():
         c, h, w = f.shape
-        pca.append((Image.fromarray(render.pca_rgb(f)), f"{lvl}x{lvl}: {c} channels"))
-        top.append((Image.fromarray(render.channel_grid(f, tops[lvl])), f"{lvl}x{lvl}: top {len(tops[lvl])}"))
+        card = render.level_card(out.images[lvl][0], f, tops[lvl][:CARD_CHANNELS])
+        cards.append((Image.fromarray(card), f"{lvl}x{lvl}: {c} channels"))
         s = feat.level_stats(lvl, f)
         stats.append([lvl, s.channels, f"{h}x{w}", round(s.mean, 4), round(s.std, 4), round(s.zero_share, 4)])
-    return Rendered(
-        image=render.to_pil(out.images[out.scale][0]), strip=render.strip(out.images), pca=pca, top=top,
-        stats=stats, features=fmaps, top_channels=tops, ms=ms,
-    )
+    return Rendered(image=render.to_pil(out.images[out.scale][0]), levels=cards, stats=stats, features=fmaps,
+                    top_channels=tops, ms=ms)
 
 
 class GenerateHandlers:
@@ -221,13 +219,13 @@ class GenerateHandlers:
         return res, False
 
     def generate(self, model, scale, seed, truncation=1.0, mix_seed=None, mix_level=0, owner=None):
-        """-> image, strip, PCA views, top-channel grids, stats rows, a one-line summary."""
+        """-> image, one card per level (picture, PCA view, top channels), stats rows, a summary."""
         req = self.request(model, scale, seed, truncation, mix_seed, mix_level, owner)
         res, hit = self.rendered(req)
         mixed = f", levels >= {req.mix_level} from seed {req.mix_seed}" if req.mix_level else ""
         took = "from the result cache" if hit else f"in {res.ms:.1f} ms"
         info = f"{req.scale}x{req.scale} from seed {req.seed}{mixed}, truncation {req.truncation:g}: {took}"
-        return res.image, res.strip, res.pca, res.top, res.stats, info
+        return res.image, res.levels, res.stats, info
 
     def channel(self, model, scale, seed, truncation, mix_seed, mix_level, level, channel, normalize=True, owner=None):
         """One channel of one level's feature map, large: its own range or the level's."""
@@ -238,16 +236,31 @@ class GenerateHandlers:
         channel = whole_number("channel", channel, 0, fmap.shape[0] - 1)
         return render.channel_view(fmap, channel, normalize=bool(normalize))
 
-    def pick_level(self, model, scale, seed, truncation, mix_seed, mix_level, level, normalize=True, owner=None):
-        """A level chosen in the picker: its channel range, its most active channel, that channel."""
+    def channel_panel(self, model, scale, seed, truncation, mix_seed, mix_level, level, channel, normalize=True,
+                      owner=None, *, reset: bool = False):
+        """The page's channel picker after a change: level choices, channel range, the picture.
+
+        Lenient where the page can be momentarily stale: a level above the new scale falls back
+        to the finest one, and ``reset`` (a new level or model) starts at its most active channel.
+        """
         req = self.request(model, scale, seed, truncation, mix_seed, mix_level, owner)
         res, _ = self.rendered(req)
-        if level not in res.features:  # the scale went below the picked level: show the finest
-            level = max(res.features)
+        try:
+            level = int(level)
+        except (TypeError, ValueError):
+            level = 0
+        if level not in res.features:
+            level, reset = max(res.features), True
         fmap = res.features[level]
-        best = res.top_channels[level][0]
-        slider = gr.update(maximum=fmap.shape[0] - 1, value=best)
-        return level, slider, render.channel_view(fmap, best, normalize=bool(normalize))
+        last = fmap.shape[0] - 1
+        try:
+            channel = res.top_channels[level][0] if reset else min(max(int(channel), 0), last)
+        except (TypeError, ValueError):
+            channel = res.top_channels[level][0]
+        levels = [(f"{lvl}x{lvl}", lvl) for lvl in res.features]
+        return (gr.update(choices=levels, value=level),
+                gr.update(maximum=last, value=channel, label=f"Channel (0 to {last}; starts at the most active)"),
+                render.channel_view(fmap, channel, normalize=bool(normalize)))
 
     def grid(self, model, scale, seed, truncation=1.0, count=16, owner=None):
         """``count`` consecutive seeds from ``seed``, each captioned with its seed."""

@@ -47,11 +47,6 @@ def enlarge(img: Image.Image, min_size: int = 256) -> Image.Image:
     return img if factor == 1 else img.resize((img.width * factor, img.height * factor), Image.NEAREST)
 
 
-def strip(images: dict[int, torch.Tensor]) -> list[tuple[Image.Image, str]]:
-    """The image at every level, coarse to fine, captioned with its size (for gr.Gallery)."""
-    return [(to_pil(images[lvl][0]), f"{lvl}x{lvl}") for lvl in sorted(images)]
-
-
 def pca_rgb(fmap: torch.Tensor) -> np.ndarray:
     """C x H x W -> H x W x 3 uint8: the three main directions of channel space as colours."""
     c, h, w = fmap.shape
@@ -92,16 +87,21 @@ def top_channels(fmap: torch.Tensor, k: int) -> list[int]:
     return energy.topk(min(k, energy.numel())).indices.tolist()
 
 
-def channel_grid(fmap: torch.Tensor, channels: list[int], cols: int = 4) -> np.ndarray:
-    """The listed channels, each normalised to its own range, tiled ``cols`` wide: H' x W' x 3 uint8."""
-    tiles = colorize(normalize_channels(fmap[channels]))  # k x h x w x 3
-    k, h, w, _ = tiles.shape
-    cols = min(cols, k)
-    rows = -(-k // cols)
+def level_card(image: torch.Tensor, fmap: torch.Tensor, channels: list[int], cols: int = 3) -> np.ndarray:
+    """One level at a glance, tiles of the level's size ``cols`` wide: the picture at that scale
+    (3 x h x w in [-1, 1]), the feature map in PCA colours, then the listed channels, each
+    scaled to its own range. One picture per level keeps a response to a few files: every file
+    costs a Gradio server a millisecond or two, more than rendering it."""
+    h, w = fmap.shape[-2:]
+    picture = to_uint8(image)
+    if picture.shape[:2] != (h, w):  # a family whose feature map is not at its image's size
+        picture = np.asarray(Image.fromarray(picture).resize((w, h), Image.NEAREST))
+    tiles = [picture, pca_rgb(fmap)] + list(colorize(normalize_channels(fmap[channels])))
+    rows = -(-len(tiles) // cols)
     out = np.full((rows * h + (rows - 1) * GAP, cols * w + (cols - 1) * GAP, 3), GAP_VALUE, np.uint8)
-    for i in range(k):
+    for i, t in enumerate(tiles):
         r, c = divmod(i, cols)
-        out[r * (h + GAP): r * (h + GAP) + h, c * (w + GAP): c * (w + GAP) + w] = tiles[i]
+        out[r * (h + GAP): r * (h + GAP) + h, c * (w + GAP): c * (w + GAP) + w] = t
     return out
 
 
@@ -110,17 +110,6 @@ def channel_view(fmap: torch.Tensor, channel: int, *, normalize: bool) -> Image.
     x = fmap[channel].float()
     lo, hi = (x.min(), x.max()) if normalize else (fmap.min(), fmap.max())
     return Image.fromarray(colorize((x - lo) / (hi - lo).clamp_min(1e-8)))
-
-
-def tile(images: list[Image.Image], cols: int) -> Image.Image:
-    """Same-sized images in a grid ``cols`` wide with a one-pixel gap."""
-    w, h = images[0].size
-    rows = -(-len(images) // cols)
-    out = Image.new("RGB", (cols * w + (cols - 1) * GAP, rows * h + (rows - 1) * GAP), (GAP_VALUE,) * 3)
-    for i, im in enumerate(images):
-        r, c = divmod(i, cols)
-        out.paste(im, (c * (w + GAP), r * (h + GAP)))
-    return out
 
 
 def save_gif(frames: list[Image.Image], path: Path, *, frame_ms: int = 80, bounce: bool = True) -> Path:

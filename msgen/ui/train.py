@@ -281,7 +281,7 @@ def preview_grid(preview: Any, rows: int = PREVIEW_ROWS) -> Any:
 
     images = preview.images
     finest = max(images)
-    size = max(64, finest)
+    size = max(96, finest)
     cols = [F.interpolate(images[lvl][:rows].float(), size=(size, size), mode="nearest") for lvl in sorted(images)]
     cells = torch.stack(cols, dim=1).flatten(0, 1)  # row-major: sample i, level j
     grid = vutils.make_grid(cells, nrow=len(cols), padding=2, pad_value=1.0)
@@ -376,7 +376,7 @@ def build(ctx: common.AppContext) -> None:
     gr.Markdown(limits_text())
     with gr.Row():
         with gr.Column(scale=1):
-            files = gr.File(label="Images, or a zip of them", file_count="multiple", elem_id="train-files")
+            files = gr.File(label="Images, or a zip of them", file_count="multiple", height=240, elem_id="train-files")
             fit = gr.Radio(["crop", "pad"], value="crop", label="Non-square images: crop the centre or pad")
             summary = gr.Markdown("Upload images (many files at once) or a zip to begin.", elem_id="train-summary")
         with gr.Column(scale=2):
@@ -406,7 +406,7 @@ def build(ctx: common.AppContext) -> None:
     status = gr.Markdown(elem_id="train-status")
     progress = gr.HTML(elem_id="train-progress")
     with gr.Row():
-        plot = gr.LinePlot(x="step", y="value", color="series", label="Losses", height=320, elem_id="train-plot")
+        plot = gr.LinePlot(x="step", y="value", color="series", label="Losses", elem_id="train-plot")
         preview = gr.Image(label="Preview: one row per fixed seed, one column per level (coarse to fine)",
                            format="png", interactive=False, elem_id="train-preview")
     quality = gr.Markdown(elem_id="train-quality")
@@ -460,7 +460,7 @@ def build(ctx: common.AppContext) -> None:
             return [gr.skip()] * 5 + [gr.Timer(active=False), seen] + [gr.skip()] * len(lists)
         seen = seen or {}
         fresh_preview = v["preview"] is not None and v["preview_step"] != seen.get("preview_step")
-        fresh_losses = v["history_len"] != seen.get("history_len")
+        fresh_losses = v["history_len"] != seen.get("history_len") and v["history_len"] > 0
         ended = not v["active"] and seen.get("active", True)
         new_seen = {"preview_step": v["preview_step"], "history_len": v["history_len"], "active": v["active"]}
         return [v["status"], v["progress"], v["losses"] if fresh_losses else gr.skip(),

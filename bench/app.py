@@ -1,0 +1,167 @@
+"""Generate tab latency: cold start, full generate in-process and through the HTTP API, cache hits.
+
+    python bench/app.py [--repeat 100] [--threads 2]
+
+Measures the default model (the first shipped 64 px model, else a randomly initialised 64 px
+msggan with the default config) on the CPU. A "full generate" is everything the tab shows for
+one seed: the image, the image at every scale, and every level's PCA view, top-channel grid and
+statistics. Every miss uses a new seed, so no result cache helps it.
+
+* cold start: ``python app.py`` launched as a process until its first image arrives by API;
+* in-process: ``GenerateHandlers.generate`` (miss, hit), and a miss plus PNG-encoding its pictures;
+* HTTP API: ``gradio_client`` calls to ``/generate`` interleaved with the app's trivial ``/ping``
+  so both see the same machine load. ``gradio_client`` downloads every returned file one by
+  one on a new connection; "urls only" (``download_files=False``) is the response itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _common import percentiles
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_model(tmp: Path) -> tuple[Path, str]:
+    """(weights folder, model name) of the model to measure."""
+    import msgen
+
+    shipped = [e for e in msgen.list_models() if e.source == "shipped" and e.resolution == 64]
+    if shipped:
+        return shipped[0].path.parent, shipped[0].name
+    import torch
+
+    from msgen.checkpoint import save_model
+    from msgen.models import build_generator, make_config
+
+    torch.manual_seed(0)
+    g = build_generator(make_config("msggan", resolution=64)).eval()
+    meta = {"title": "msggan64", "dataset": "random init (benchmark)", "dataset_short": "random init"}
+    save_model(tmp / "msggan64", g, meta=meta)
+    return tmp, "msggan64"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fmt(name: str, samples: list[float]) -> str:
+    p50, p95 = percentiles(samples)
+    return f"| {name} | {p50:.1f} | {p95:.1f} |"
+
+
+def in_process(weights: Path, model: str, repeat: int) -> list[str]:
+    from msgen.ui.common import AppContext
+    from msgen.ui.generate_handlers import GenerateHandlers
+
+    h = GenerateHandlers(AppContext(runs_dir=Path(tempfile.mkdtemp()), weights_dir=weights))
+    t = time.perf_counter()
+    h.generate(model, 64, 0)
+    first = time.perf_counter() - t
+    for s in range(1, 6):
+        h.generate(model, 64, s)  # warm-up: allocator, kernels
+    miss, hit, encoded = [], [], []
+    for i in range(repeat):
+        seed = 1000 + i
+        t = time.perf_counter()
+        out = h.generate(model, 64, seed)
+        miss.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        h.generate(model, 64, seed)
+        hit.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        out = h.generate(model, 64, 10**6 + i)
+        pictures = [out[0]] + [im for im, _ in out[1]]
+        for im in pictures:
+            im.save(io.BytesIO(), "png")
+        encoded.append(time.perf_counter() - t)
+    return [
+        f"| in-process, first call (model load) | {first * 1e3:.1f} | |",
+        fmt("in-process full generate (miss)", miss),
+        fmt(f"in-process full generate + PNG-encode its {len(pictures)} pictures", encoded),
+        fmt("in-process cache hit", hit),
+    ]
+
+
+def through_api(weights: Path, model: str, repeat: int, threads: int) -> list[str]:
+    from gradio_client import Client
+
+    port = free_port()
+    env = dict(os.environ, MSGEN_WEIGHTS=str(weights), MSGEN_RUNS=tempfile.mkdtemp(), GRADIO_ANALYTICS_ENABLED="False",
+               OMP_NUM_THREADS=str(threads))
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit("app.py exited before serving")
+            try:
+                client = Client(url, verbose=False)
+                break
+            except Exception:  # not listening yet
+                time.sleep(0.1)
+        client.predict(model, 64, 123456, 1.0, 1, 0, api_name="/generate")
+        cold = time.perf_counter() - t0
+        lean = Client(url, verbose=False, download_files=False)
+        rows = [f"| cold start: `python app.py` to first image via API | {cold * 1e3:.0f} | |"]
+        for label, c in (("urls only", lean), ("files downloaded", client)):
+            for s in range(5):
+                c.predict("x", api_name="/ping")
+                c.predict(model, 64, 50 + s, 1.0, 1, 0, api_name="/generate")
+            ping, miss, hit = [], [], []
+            for i in range(repeat):
+                seed = (2_000_000 if c is lean else 3_000_000) + i
+                for bucket, args in ((ping, ("x",)), (miss, (model, 64, seed, 1.0, 1, 0)),
+                                     (hit, (model, 64, seed, 1.0, 1, 0))):
+                    t = time.perf_counter()
+                    c.predict(*args, api_name="/ping" if len(args) == 1 else "/generate")
+                    bucket.append(time.perf_counter() - t)
+            ratio = percentiles(miss)[0] / percentiles(ping)[0]
+            rows += [
+                fmt(f"API trivial endpoint /ping ({label})", ping),
+                fmt(f"API full generate, miss ({label}): {ratio:.2f}x ping", miss),
+                fmt(f"API full generate, cache hit ({label})", hit),
+            ]
+        return rows
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--repeat", type=int, default=100)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    weights, model = default_model(Path(tempfile.mkdtemp()))
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"model {model} (64x64, 5 levels), CPU, {args.threads} threads, torch {torch.__version__}, "
+          f"{os.cpu_count()} cores, load average {load:.2f} at start")
+    print("| what | p50 ms | p95 ms |")
+    print("| --- | --- | --- |")
+    for row in in_process(weights, model, args.repeat):
+        print(row, flush=True)
+    for row in through_api(weights, model, args.repeat, args.threads):
+        print(row, flush=True)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"load average {load:.2f} at the end")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""Decompose tab in a real browser (Debian chromium through playwright): upload a picture, see
+every level's reconstruction and latent, re-sample the detail and the layout, use an example."""
+
+from __future__ import annotations
+
+import time
+
+from tests.conftest import FIXTURES
+
+IMAGES = sorted((FIXTURES / "images").iterdir())
+
+
+def wait_for(predicate, timeout=60.0, every=0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("timed out")
+
+
+def test_decompose_and_resample_in_the_browser(app_server, browser, artifacts_dir):
+    url, _demo = app_server
+    page = browser.new_page(viewport={"width": 1400, "height": 2000})
+    try:
+        page.goto(url)
+        page.get_by_role("tab", name="Decompose").click()
+        assert page.locator("#decompose-model input").input_value().startswith("tinyvae16 (hvae")
+        assert not page.locator("#decompose-notice").is_visible()
+
+        # Uploading decomposes at once: the input, then one reconstruction and one latent per level.
+        page.locator("#decompose-image input[type=file]").set_input_files(str(IMAGES[4]))
+        recon = page.locator("#decompose-recon img")
+        wait_for(lambda: recon.count() >= 4, timeout=30)
+        wait_for(lambda: page.locator("#decompose-latents img").count() >= 3, timeout=30)
+        assert "nats" in page.locator("#decompose-latents").inner_text()
+        assert "16x16" in page.locator("#decompose-table").inner_text()
+
+        # Keep coarse, vary detail: reconstruction + 8 variants.
+        page.locator("#decompose-resample").click()
+        variants = page.locator("#decompose-variants img")
+        wait_for(lambda: variants.count() >= 9, timeout=30)
+        assert "seed 7" in page.locator("#decompose-variants").inner_text()
+        page.screenshot(path=str(artifacts_dir / "decompose_detail.png"), full_page=True)
+
+        # Keep detail, vary layout, from seed 100.
+        page.get_by_label("Keep detail, vary layout").check()
+        page.locator("#decompose-seed input").fill("100")
+        page.locator("#decompose-resample").click()
+        page.locator("#decompose-variants").get_by_text("seed 107").wait_for(timeout=30_000)
+        page.screenshot(path=str(artifacts_dir / "decompose_layout.png"), full_page=True)
+    finally:
+        page.close()
