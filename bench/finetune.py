@@ -5,9 +5,10 @@
 1. Training images/s at 32 and 64 px, batch 16 (the page's default): one msgen step is the
    Train tab's (multi-scale D and G updates, DiffAugment colour/translation/cutout, lazy R1
    every 4 steps, EMA); one lightweight-gan step is its ``Trainer.train`` step re-typed for the
-   CPU with its own ``Generator``, ``Discriminator`` and ``AugWrapper`` at the sizes of its
-   ``lightweight_gan`` command (latent 256, fmap_max 512, attention at 32 px, 1x1 D output),
-   its losses (hinge, the D's auto-encoding loss, gradient penalty every 4 steps) and Adam
+   CPU with its own ``Generator``, ``Discriminator`` and ``AugWrapper`` at its ``Trainer``'s
+   default sizes (latent 256, fmap_max 512, no attention, 5x5 D output; ``--lw-cli`` takes its
+   command line's instead: attention at 32 px and a 1x1 D output, which at batch 16 needs more
+   than 8 GB of RAM on a CPU), its losses (hinge, the D's auto-encoding loss, gradient penalty every 4 steps) and Adam
    (lr 2e-4, betas 0.5/0.9); its default aug_prob is 0, so it augments nothing.
    lightweight-gan asserts CUDA at import and its Trainer moves everything to ``cuda:0``, so
    it cannot train on a CPU at all; ``torch.cuda.is_available`` is patched for the import only.
@@ -89,11 +90,12 @@ def import_lightweight_gan():
     return lw
 
 
-def lightweight_gan_step(res: int, batch: int, real: torch.Tensor):
+def lightweight_gan_step(res: int, batch: int, real: torch.Tensor, attention: bool = False):
     lw = import_lightweight_gan()
-    kw = dict(image_size=res, fmap_max=512, attn_res_layers=[32])  # its CLI's defaults
+    # Its Trainer class's defaults; its CLI adds attention at 32 px and a 1x1 D output (--lw-cli).
+    kw = dict(image_size=res, fmap_max=512, attn_res_layers=[32] if attention else [])
     G = lw.Generator(latent_dim=256, **kw)
-    D = lw.Discriminator(disc_output_size=1, **kw)
+    D = lw.Discriminator(disc_output_size=1 if attention else 5, **kw)
     for m in list(G.modules()) + list(D.modules()):  # LightweightGAN._init_weights
         if type(m) in {torch.nn.Conv2d, torch.nn.Linear}:
             torch.nn.init.kaiming_normal_(m.weight, a=0, mode="fan_in", nonlinearity="leaky_relu")
@@ -173,6 +175,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--images", type=int, default=50)
     p.add_argument("--skip-full", action="store_true", help="skip the default fine-tune's wall time")
+    p.add_argument("--lw-cli", action="store_true", help="lightweight-gan at its CLI's sizes (attention at 32 px)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     random.seed(0)  # lightweight-gan's quadrant choice uses the random module
@@ -189,7 +192,7 @@ def main() -> None:
         for res in (32, 64):
             real = (load_image_set(folder, res).images + 1) / 2  # [0, 1], lightweight-gan's range
             ours, our_params = msgen_step(res, args.batch, real)
-            theirs, their_params = lightweight_gan_step(res, args.batch, real)
+            theirs, their_params = lightweight_gan_step(res, args.batch, real, attention=args.lw_cli)
             a = args.batch / timed(ours, args.steps)
             b = args.batch / timed(theirs, args.steps)
             print(f"| {res} | {a:.1f} | {b:.1f} | {a / b:.2f} | {our_params / 1e6:.2f} M | {their_params / 1e6:.2f} M |")

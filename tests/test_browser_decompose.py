@@ -37,18 +37,24 @@ def test_decompose_and_resample_in_the_browser(app_server, browser, artifacts_di
         assert "nats" in page.locator("#decompose-latents").inner_text()
         assert "16x16" in page.locator("#decompose-table").inner_text()
 
-        # Keep coarse, vary detail: reconstruction + 8 variants.
-        page.locator("#decompose-resample").click()
-        variants = page.locator("#decompose-variants img")
-        wait_for(lambda: variants.count() >= 9, timeout=30)
-        assert "seed 7" in page.locator("#decompose-variants").inner_text()
+        # ... and re-sampled: keep coarse, vary detail; the reconstruction then 8 variants, seeds 0-7.
+        variants = page.locator("#decompose-variants")
+        wait_for(lambda: variants.locator("img").count() >= 9, timeout=30)
+        variants.get_by_text("seed 7").wait_for(timeout=30_000)
         page.screenshot(path=str(artifacts_dir / "decompose_detail.png"), full_page=True)
 
-        # Keep detail, vary layout, from seed 100.
-        page.get_by_label("Keep detail, vary layout").check()
+        # Switching to "keep detail, vary layout" re-samples at once, from the seed in the box.
         page.locator("#decompose-seed input").fill("100")
-        page.locator("#decompose-resample").click()
-        page.locator("#decompose-variants").get_by_text("seed 107").wait_for(timeout=30_000)
+        page.get_by_label("Keep detail, vary layout").check()
+        variants.get_by_text("seed 107").wait_for(timeout=30_000)
         page.screenshot(path=str(artifacts_dir / "decompose_layout.png"), full_page=True)
+
+        # The button re-samples with whatever is set; an example picture decomposes at once.
+        page.locator("#decompose-seed input").fill("200")
+        page.locator("#decompose-resample").click()
+        variants.get_by_text("seed 207").wait_for(timeout=30_000)
+        before = page.locator("#decompose-recon img").first.get_attribute("src")
+        page.get_by_text("Examples (click one)").locator("xpath=..").locator("img").first.click()
+        wait_for(lambda: page.locator("#decompose-recon img").first.get_attribute("src") != before, timeout=30)
     finally:
         page.close()

@@ -352,7 +352,10 @@ class HVAERecipe:
         beta = kl_weight(step, warmup)
         dims = real[0].numel()
         nll_fine, sigma = gaussian_nll(targets[G.levels[-1]], out.images[G.levels[-1]], cfg.min_sigma)
-        aux = sum(gaussian_nll(targets[l], out.images[l], cfg.min_sigma)[0].mean() for l in G.levels[:-1])
+        # A coarse pixel stands for the (r / l)^2 fine pixels it summarises, so every level's picture
+        # weighs like a full image: the layout pays for itself in the coarse latents.
+        r = G.levels[-1]
+        aux = sum((r // l) ** 2 * gaussian_nll(targets[l], out.images[l], cfg.min_sigma)[0].mean() for l in G.levels[:-1])
         kls = {lvl: m.flatten(1).sum(1) for lvl, m in out.extras["kl"].items()}
         kl_pen = sum(free_bits(k, cfg.free_nats) for k in kls.values())
         kl_total = sum(k.mean() for k in kls.values())

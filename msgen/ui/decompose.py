@@ -289,6 +289,11 @@ def build(ctx: common.AppContext) -> None:
     def on_resample(model, image, fit, mode, level, seed, temperature, count, owner):
         return resample(ctx, model, image, fit, mode, level, seed, temperature, count, owner)
 
+    def on_auto_resample(model, image, fit, mode, level, seed, temperature, count, owner):
+        if image is None or not model:
+            return []
+        return resample(ctx, model, image, fit, mode, level, seed, temperature, count, owner)
+
     def on_models(owner, model=None):
         found = model_choices(ctx, owner)
         names = [c[1] for c in found]
@@ -303,15 +308,20 @@ def build(ctx: common.AppContext) -> None:
         return gr.update(choices=level_choices(lv), value=level if level in lv[1:] else default_level(lv))
 
     raw = dict(preprocess=False)  # see the module docstring: our decoder judges the upload
+    quiet = dict(api_visibility="private", **raw)
     run_inputs = [model, image, fit, owner]
     run_outputs = [recon, latents, table]
-    run_btn.click(on_decompose, run_inputs, run_outputs, api_name="decompose", **raw)
-    # Upload, paste, an example or another model: decompose at once (nothing to do when cleared).
-    image.change(on_auto, run_inputs, run_outputs, api_visibility="private", **raw)
     resample_inputs = [model, image, fit, mode, level, seed, temperature, count, owner]
+    run_btn.click(on_decompose, run_inputs, run_outputs, api_name="decompose", **raw)
     resample_btn.click(on_resample, resample_inputs, [variants], api_name="decompose_resample", **raw)
-    model.change(on_model, [model, level, owner], [level], api_visibility="private").then(
-        on_auto, run_inputs, run_outputs, api_visibility="private", **raw)
+    # Everything else updates at once: a new picture (upload, paste, example) or model is
+    # decomposed and re-sampled; a new split, mode, seed, temperature or count re-samples.
+    image.change(on_auto, run_inputs, run_outputs, **quiet).success(
+        on_auto_resample, resample_inputs, [variants], **quiet)
+    model.change(on_model, [model, level, owner], [level], api_visibility="private").success(
+        on_auto, run_inputs, run_outputs, **quiet).success(on_auto_resample, resample_inputs, [variants], **quiet)
+    for event in (mode.input, level.input, seed.submit, temperature.release, count.release):
+        event(on_auto_resample, resample_inputs, [variants], **quiet)
     refresh_btn.click(on_models, [owner, model], [model, notice, main], api_name="decompose_models")
     model.focus(on_models, [owner, model], [model, notice, main], api_visibility="private")
     root = gr.context.Context.root_block

@@ -31,9 +31,9 @@ GAP_VALUE = 128
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """N x 3 x H x W (or 3 x H x W) in [-1, 1] -> N x H x W x 3 (or H x W x 3) uint8."""
-    x = images.detach().float()
-    x = ((x + 1) * 127.5).add_(0.5).clamp_(0, 255).to(torch.uint8)
-    return x.movedim(-3, -1).cpu().numpy()
+    x = images.detach().float().cpu().numpy()
+    x = (x * 127.5 + 128.0).clip(0, 255).astype(np.uint8)  # +128 = +127.5 and round half up
+    return np.ascontiguousarray(np.moveaxis(x, -3, -1))
 
 
 def to_pil(image: torch.Tensor) -> Image.Image:
@@ -50,41 +50,44 @@ def enlarge(img: Image.Image, min_size: int = 256) -> Image.Image:
 def pca_rgb(fmap: torch.Tensor) -> np.ndarray:
     """C x H x W -> H x W x 3 uint8: the three main directions of channel space as colours."""
     c, h, w = fmap.shape
-    x = fmap.reshape(c, h * w).float()
-    x = x - x.mean(1, keepdim=True)
+    x = fmap.detach().float().cpu().numpy().reshape(c, h * w)
+    x = x - x.mean(1, keepdims=True)
     if min(c, h * w) < 3:
-        proj = x[:1].expand(3, -1)
+        proj = np.repeat(x[:1], 3, axis=0)
     elif c <= h * w:  # eigenvectors of the C x C covariance, then project the pixels
-        vecs = torch.linalg.eigh(x @ x.T)[1][:, -3:]
-        proj = vecs.T @ x
+        proj = _top3(x @ x.T).T @ x
     else:  # coarse levels have fewer pixels than channels: the pixel Gram matrix is smaller
-        proj = torch.linalg.eigh(x.T @ x)[1][:, -3:].T  # same axes; scale is normalised away
-    proj = proj.flip(0)  # strongest component -> red
+        proj = _top3(x.T @ x).T  # the same three axes; their scale is normalised away below
     # An eigenvector's sign is arbitrary; fixing it makes the colours a function of the map.
-    signs = proj.gather(1, proj.abs().argmax(1, keepdim=True)).sign()
-    proj = proj * torch.where(signs == 0, 1.0, signs)
-    lo, hi = proj.amin(1, keepdim=True), proj.amax(1, keepdim=True)
-    proj = (proj - lo) / (hi - lo).clamp_min(1e-12)
-    return (proj * 255 + 0.5).to(torch.uint8).T.reshape(h, w, 3).numpy()
+    flip = proj[np.arange(3), np.abs(proj).argmax(1)] < 0
+    proj[flip] *= -1
+    return np.ascontiguousarray(_to_byte(proj).T).reshape(h, w, 3)
 
 
-def normalize_channels(fmap: torch.Tensor) -> torch.Tensor:
-    """Each channel of a C x H x W map scaled to its own [0, 1] range."""
-    flat = fmap.float().flatten(1)
-    lo, hi = flat.amin(1, keepdim=True), flat.amax(1, keepdim=True)
-    return ((flat - lo) / (hi - lo).clamp_min(1e-8)).reshape(fmap.shape)
+def _top3(sym: np.ndarray) -> np.ndarray:
+    """The eigenvectors of the three largest eigenvalues, largest first (strongest -> red)."""
+    vecs = torch.linalg.eigh(torch.from_numpy(sym))[1]  # torch's LAPACK call beats numpy's here
+    return vecs[:, -3:].flip(1).numpy()
 
 
-def colorize(x: torch.Tensor) -> np.ndarray:
-    """H x W (or ... x H x W) in [0, 1] -> ... x H x W x 3 uint8 through the colour ramp."""
-    idx = (x.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
-    return RAMP[idx]
+def _to_byte(rows: np.ndarray) -> np.ndarray:
+    """Each row of a 2-D array scaled from its own min..max to 0..255 uint8."""
+    lo, hi = rows.min(1, keepdims=True), rows.max(1, keepdims=True)
+    scale = 255.0 / np.maximum(hi - lo, 1e-8)
+    return ((rows - lo) * scale + 0.5).astype(np.uint8)
+
+
+def colorize_channels(fmap: torch.Tensor, channels: list[int]) -> np.ndarray:
+    """The listed channels of a C x H x W map, each scaled to its own range: k x H x W x 3 uint8."""
+    x = fmap.detach().float().cpu().numpy()[channels]
+    k, h, w = x.shape
+    return np.take(RAMP, _to_byte(x.reshape(k, h * w)), axis=0).reshape(k, h, w, 3)  # take: 4x fancy indexing
 
 
 def top_channels(fmap: torch.Tensor, k: int) -> list[int]:
     """Indices of the ``k`` channels with the largest mean absolute activation, strongest first."""
-    energy = fmap.float().abs().mean(dim=(1, 2))
-    return energy.topk(min(k, energy.numel())).indices.tolist()
+    energy = np.abs(fmap.detach().float().cpu().numpy()).mean(axis=(1, 2))
+    return np.argsort(-energy, kind="stable")[:k].tolist()
 
 
 def level_card(image: torch.Tensor, fmap: torch.Tensor, channels: list[int], cols: int = 3) -> np.ndarray:
@@ -96,7 +99,7 @@ def level_card(image: torch.Tensor, fmap: torch.Tensor, channels: list[int], col
     picture = to_uint8(image)
     if picture.shape[:2] != (h, w):  # a family whose feature map is not at its image's size
         picture = np.asarray(Image.fromarray(picture).resize((w, h), Image.NEAREST))
-    tiles = [picture, pca_rgb(fmap)] + list(colorize(normalize_channels(fmap[channels])))
+    tiles = [picture, pca_rgb(fmap), *colorize_channels(fmap, channels)]
     rows = -(-len(tiles) // cols)
     out = np.full((rows * h + (rows - 1) * GAP, cols * w + (cols - 1) * GAP, 3), GAP_VALUE, np.uint8)
     for i, t in enumerate(tiles):
@@ -107,9 +110,11 @@ def level_card(image: torch.Tensor, fmap: torch.Tensor, channels: list[int], col
 
 def channel_view(fmap: torch.Tensor, channel: int, *, normalize: bool) -> Image.Image:
     """One channel of a C x H x W map through the colour ramp: its own range, or the level's."""
-    x = fmap[channel].float()
-    lo, hi = (x.min(), x.max()) if normalize else (fmap.min(), fmap.max())
-    return Image.fromarray(colorize((x - lo) / (hi - lo).clamp_min(1e-8)))
+    f = fmap.detach().float().cpu().numpy()
+    x = f[channel]
+    lo, hi = (x.min(), x.max()) if normalize else (f.min(), f.max())
+    idx = ((x - lo) * (255.0 / max(float(hi - lo), 1e-8)) + 0.5).clip(0, 255).astype(np.uint8)
+    return Image.fromarray(np.take(RAMP, idx, axis=0))
 
 
 def save_gif(frames: list[Image.Image], path: Path, *, frame_ms: int = 80, bounce: bool = True) -> Path:

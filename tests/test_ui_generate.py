@@ -1,0 +1,302 @@
+"""Generate tab handlers and pictures without a server: outputs per level, determinism, the
+result cache, mixing and truncation, the channel picker, grid and walk, every bad request
+refused with a message, the model list, and the optional ``spaces`` wrapper."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+import time
+import types
+
+import gradio as gr
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import msgen
+from msgen.checkpoint import save_model
+from msgen.models.layers import StyleConv
+from msgen.ui import common, render
+from msgen.ui import generate as G
+from msgen.ui import generate_handlers as GH
+from tests.conftest import make_tiny_model
+
+
+def make_varied_model(out, *, resolution: int, seed: int):
+    """A tiny msggan whose styles are random, not the identity they start as: a freshly built
+    model paints one picture for every seed, a trained one does not, and neither must this."""
+    make_tiny_model(out, resolution=resolution, seed=seed)
+    g = msgen.load(out)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for mod in g.modules():
+            if isinstance(mod, StyleConv):
+                mod.style.weight.normal_(0.0, 0.5)
+    return save_model(out, g, meta={"title": out.name, "dataset": "random init (tests)", "dataset_short": "test"})
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    root = tmp_path_factory.mktemp("generate-weights")
+    make_varied_model(root / "tiny16", resolution=16, seed=1)
+    make_varied_model(root / "tiny32", resolution=32, seed=2)
+    make_tiny_model(root / "tinyvae16", family="hvae", resolution=16, seed=3)
+    return root
+
+
+@pytest.fixture
+def ctx(tmp_path, weights):
+    return common.AppContext(runs_dir=tmp_path / "runs", weights_dir=weights)
+
+
+@pytest.fixture
+def h(ctx):
+    return GH.GenerateHandlers(ctx)
+
+
+def pixels(img: Image.Image) -> np.ndarray:
+    return np.asarray(img.convert("RGB"))
+
+
+def expected(weights, name: str, seed: int, scale: int, **kw) -> np.ndarray:
+    """What the Python API gives for this request: the reference for every UI picture."""
+    out = msgen.generate(msgen.load(weights / name), seed=seed, scale=scale, **kw)
+    return render.to_uint8(out.images[scale][0])
+
+
+def test_generate_outputs_every_level(h):
+    image, cards, stats, info = h.generate("tiny32", 32, 3)
+    assert image.size == (32, 32) and pixels(image).std() > 0
+    assert [c for _, c in cards] == ["4x4: 32 channels", "8x8: 32 channels", "16x16: 16 channels", "32x32: 8 channels"]
+    for (card, _), lvl in zip(cards, (4, 8, 16, 32)):
+        assert card.size == (3 * lvl + 2, 3 * lvl + 2)  # 3 x 3 tiles with one-pixel gaps
+        assert pixels(card).std() > 0
+    assert [row[0] for row in stats] == [4, 8, 16, 32]
+    assert [row[1] for row in stats] == [32, 32, 16, 8] and stats[0][2] == "4x4"
+    assert all(0 <= row[5] <= 1 for row in stats)
+    assert "32x32 from seed 3" in info
+
+
+def test_card_tiles_are_the_picture_pca_and_top_channels(h, weights):
+    res, _ = h.rendered(h.request("tiny16", 16, 5, 1.0))
+    card = pixels(res.levels[1][0])  # the 8x8 level
+    assert np.array_equal(card[:8, :8], expected(weights, "tiny16", 5, 8))
+    assert np.array_equal(card[:8, 9:17], render.pca_rgb(res.features[8]))
+    assert (card[8, :] == render.GAP_VALUE).all()
+    best = res.top_channels[8][0]
+    assert np.array_equal(card[:8, 18:26], render.colorize_channels(res.features[8], [best])[0])
+
+
+def test_same_seed_same_pixels_as_the_python_api(h, weights):
+    a = pixels(h.generate("tiny16", 16, 42)[0])
+    h._results.clear()
+    assert np.array_equal(a, pixels(h.generate("tiny16", 16, 42)[0]))
+    assert np.array_equal(a, expected(weights, "tiny16", 42, 16))
+    assert not np.array_equal(a, pixels(h.generate("tiny16", 16, 43)[0]))
+
+
+def test_largest_seed_and_scale_below_finest(h):
+    image, cards, stats, _ = h.generate("tiny32", 8, GH.SEED_MAX)
+    assert image.size == (8, 8) and len(cards) == 2 and len(stats) == 2
+
+
+def test_result_cache_makes_returning_instant(h):
+    first = h.generate("tiny32", 32, 11, 0.7)
+    again = h.generate("tiny32", 32, 11, 0.7)
+    assert again[0] is first[0] and "result cache" in again[3]
+    t = time.perf_counter()
+    for _ in range(100):
+        h.generate("tiny32", 32, 11, 0.7)
+    assert (time.perf_counter() - t) / 100 < 0.005
+
+
+def test_result_cache_is_bounded_and_keyed_by_every_input(h):
+    h.max_results = 3
+    for seed in range(5):
+        h.generate("tiny16", 16, seed)
+    assert len(h._results) == 3
+    a = h.generate("tiny16", 16, 1, 1.0, 9, 8)[0]
+    b = h.generate("tiny16", 16, 1, 1.0, 9, 16)[0]
+    assert not np.array_equal(pixels(a), pixels(b))
+    # Mixing off: seed B is ignored, so one cache entry serves every seed B.
+    assert h.generate("tiny16", 16, 1, 1.0, 5, 0)[0] is h.generate("tiny16", 16, 1, 1.0, 6, 0)[0]
+
+
+def test_retrained_model_is_not_served_from_the_cache(tmp_path):
+    weights = tmp_path / "weights"
+    make_tiny_model(weights / "m", resolution=16, seed=1)
+    h = GH.GenerateHandlers(common.AppContext(runs_dir=tmp_path / "runs", weights_dir=weights))
+    before = pixels(h.generate("m", 16, 0)[0])
+    time.sleep(0.01)
+    make_tiny_model(weights / "m", resolution=16, seed=2)
+    os.utime(weights / "m" / "model.safetensors", ns=(time.time_ns(), time.time_ns() + 10**9))
+    assert not np.array_equal(before, pixels(h.generate("m", 16, 0)[0]))
+
+
+def test_mixing_keeps_coarse_levels_of_seed_a(h, weights):
+    mixed, _ = h.rendered(h.request("tiny32", 32, 1, 1.0, 2, 16))
+    plain, _ = h.rendered(h.request("tiny32", 32, 1, 1.0))
+    assert torch.equal(mixed.features[8], plain.features[8])
+    assert not torch.equal(mixed.features[16], plain.features[16])
+    assert np.array_equal(pixels(mixed.image), expected(weights, "tiny32", 1, 32, mix_seed=2, mix_level=16))
+
+
+def test_truncation_zero_is_one_image_for_every_seed(h):
+    a, b = (pixels(h.generate("tiny16", 16, s, 0.0)[0]) for s in (1, 2))
+    assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(model="nope"), "unknown model 'nope'"),
+        (dict(model=None), "no model selected"),
+        (dict(seed=-1), "seed must be a whole number from 0 to 4294967295"),
+        (dict(seed=2**32), "seed must be a whole number"),
+        (dict(seed=1.5), "seed must be a whole number"),
+        (dict(seed="abc"), "seed must be a whole number"),
+        (dict(seed=None), "seed must be a whole number"),
+        (dict(scale=64), "scale must be one of this model's levels [4, 8, 16, 32]"),
+        (dict(scale="big"), "scale must be one of"),
+        (dict(truncation=2.5), "truncation must be a number from 0 to 2"),
+        (dict(truncation=float("nan")), "truncation must be a number"),
+        (dict(mix_level=12), "mix level must be one of this model's levels [4, 8, 16, 32] or 0 (off)"),
+        (dict(mix_level=8, mix_seed=-3), "mix seed must be a whole number"),
+    ],
+)
+def test_bad_requests_are_refused_clearly(h, kwargs, message):
+    args = dict(model="tiny32", scale=32, seed=0, truncation=1.0, mix_seed=1, mix_level=0) | kwargs
+    with pytest.raises(gr.Error) as err:
+        h.generate(**args)
+    assert message in err.value.message and "Traceback" not in err.value.message
+
+
+def test_channel_view_and_normalisation(h):
+    img = h.channel("tiny32", 32, 4, 1.0, 1, 0, 16, 3, True)
+    assert img.size == (16, 16) and pixels(img).std() > 0
+    own, level_range = pixels(img), pixels(h.channel("tiny32", 32, 4, 1.0, 1, 0, 16, 3, False))
+    assert not np.array_equal(own, level_range)
+    with pytest.raises(gr.Error, match="channel must be a whole number from 0 to 15"):
+        h.channel("tiny32", 32, 4, 1.0, 1, 0, 16, 16, True)
+    with pytest.raises(gr.Error, match="level must be one of"):
+        h.channel("tiny32", 16, 4, 1.0, 1, 0, 32, 0, True)  # 32 is not rendered at scale 16
+
+
+def test_channel_panel_starts_at_the_most_active_channel_and_follows_the_scale(h):
+    level, slider, img = h.channel_panel("tiny32", 32, 4, 1.0, 1, 0, 8, 0, True, reset=True)
+    res, _ = h.rendered(h.request("tiny32", 32, 4, 1.0))
+    assert level["value"] == 8 and slider["value"] == res.top_channels[8][0] and slider["maximum"] == 31
+    level, slider, img = h.channel_panel("tiny32", 8, 4, 1.0, 1, 0, 32, 5, True)
+    assert level["value"] == 8 and [v for _, v in level["choices"]] == [4, 8] and img.size == (8, 8)
+
+
+def test_grid_is_consecutive_seeds_matching_single_generation(h):
+    tiles = h.grid("tiny16", 16, GH.SEED_MAX - 1, 1.0, 4)
+    assert [c for _, c in tiles] == [f"seed {GH.SEED_MAX - 1}", f"seed {GH.SEED_MAX}", "seed 0", "seed 1"]
+    single = pixels(h.generate("tiny16", 16, 0)[0]).astype(int)
+    assert np.abs(pixels(tiles[2][0]).astype(int) - single).max() <= 1  # batch vs single: float rounding
+    with pytest.raises(gr.Error, match="count must be a whole number from 1 to 64"):
+        h.grid("tiny16", 16, 0, 1.0, 65)
+
+
+def test_walk_is_a_looping_gif_from_seed_a_to_seed_b(h, weights):
+    path = h.walk("tiny16", 16, 3, 9, 1.0, 5)
+    with Image.open(path) as gif:
+        assert gif.n_frames == 8 and gif.size == (256, 256)  # 5 there, 3 back; 16 px x 16
+        first = pixels(gif.convert("RGB").resize((16, 16), Image.NEAREST))
+    assert np.abs(first.astype(int) - expected(weights, "tiny16", 3, 16).astype(int)).max() <= 8  # GIF palette
+    assert h.walk("tiny16", 16, 3, 9, 1.0, 5) == path
+    with pytest.raises(gr.Error, match="frames must be a whole number from 2 to 60"):
+        h.walk("tiny16", 16, 3, 9, 1.0, 1)
+
+
+def test_slerp_ends_at_both_latents():
+    a, b = torch.randn(1, 8), torch.randn(1, 8)
+    assert torch.allclose(GH.slerp(a, b, 0.0), a, atol=1e-5) and torch.allclose(GH.slerp(a, b, 1.0), b, atol=1e-5)
+    assert torch.allclose(GH.slerp(a, a, 0.5), a)
+
+
+def test_random_seed_spans_32_bits():
+    seeds = {GH.random_seed() for _ in range(200)}
+    assert all(0 <= s <= GH.SEED_MAX for s in seeds) and max(seeds) > 2**31 // 2
+
+
+def test_model_choices_list_shipped_models_and_this_visitors_runs(ctx):
+    assert G.model_choices(ctx, None) == [("tiny16 (msggan, 16px, test)", "tiny16"),
+                                          ("tiny32 (msggan, 32px, test)", "tiny32"),
+                                          ("tinyvae16 (hvae, 16px, test)", "tinyvae16")]
+    make_tiny_model(ctx.runs_dir / "mine" / "model", resolution=16)
+    labels = dict((n, l) for l, n in G.model_choices(ctx, None))
+    assert labels["mine"].endswith("your run")
+    upd = G.model_dropdown_update(ctx, None, current="tiny32")
+    assert upd["value"] == "tiny32" and len(upd["choices"]) == 4
+    assert G.model_dropdown_update(ctx, None, current="gone", select="mine")["value"] == "mine"
+    assert G.model_dropdown_update(ctx, None, current="gone")["value"] == "tiny16"
+
+
+def test_every_family_hierarchical_vae_included(h, weights):
+    image, cards, stats, info = h.generate("tinyvae16", 16, 7, 0.8, 8, 8)
+    assert image.size == (16, 16) and len(cards) == 3 and len(stats) == 3
+    assert np.array_equal(pixels(image), expected(weights, "tinyvae16", 7, 16, truncation=0.8, mix_seed=8, mix_level=8))
+    assert not np.array_equal(pixels(image), pixels(h.generate("tinyvae16", 16, 7, 0.8)[0]))
+
+
+def test_runs_of_other_visitors_stay_private(tmp_path, weights):
+    ctx = common.AppContext(runs_dir=tmp_path / "runs", weights_dir=weights, shared=True)
+    owner_a, owner_b = "a" * 24, "b" * 24
+    make_tiny_model(ctx.owner_dir(owner_a) / "secret" / "model", resolution=16)
+    h = GH.GenerateHandlers(ctx)
+    assert h.generate("secret", 16, 0, owner=owner_a)[0].size == (16, 16)
+    with pytest.raises(gr.Error, match="unknown model 'secret'"):
+        h.generate("secret", 16, 0, owner=owner_b)
+
+
+def test_on_model_keeps_valid_picks_and_resets_others(h):
+    scale, mix = G.on_model(h, "tiny16", 32, 8)
+    assert scale["value"] == 16 and [v for _, v in scale["choices"]] == [4, 8, 16]
+    assert mix["value"] == 8 and [v for _, v in mix["choices"]] == [0, 8, 16]
+    assert G.on_model(h, "tiny32", 16, 0)[0]["value"] == 16
+
+
+def test_pictures_from_tensors():
+    x = torch.tensor([-1.0, 0.0, 1.0]).view(1, 3, 1, 1).expand(2, 3, 2, 2)
+    assert render.to_uint8(x).shape == (2, 2, 2, 3) and render.to_uint8(x)[0, 0, 0].tolist() == [0, 128, 255]
+    assert render.enlarge(Image.new("RGB", (16, 16)), 256).size == (256, 256)
+    assert render.enlarge(Image.new("RGB", (300, 300)), 256).size == (300, 300)
+    fmap = torch.randn(12, 8, 8)
+    a = render.pca_rgb(fmap)
+    assert a.shape == (8, 8, 3) and a.dtype == np.uint8 and np.array_equal(a, render.pca_rgb(fmap.clone()))
+    assert {0, 255} <= set(np.unique(a[..., 0]).tolist())  # each component spans the full range
+    assert render.pca_rgb(torch.randn(2, 4, 4)).shape == (4, 4, 3)  # fewer than 3 channels
+    assert render.pca_rgb(torch.zeros(8, 4, 4)).max() == 0  # a dead level stays black, no NaN
+
+
+def test_pca_matches_an_exact_svd():
+    torch.manual_seed(0)
+    for c, r in ((64, 4), (16, 16)):  # both the Gram and the covariance path
+        x = (torch.randn(c, 3) * torch.tensor([5.0, 3.0, 1.5]) @ torch.randn(3, r * r) + 0.05 * torch.randn(c, r * r))
+        got = render.pca_rgb(x.reshape(c, r, r)).reshape(-1, 3).astype(float)
+        vh = torch.linalg.svd((x - x.mean(1, keepdim=True)).double(), full_matrices=False)[2][:3].numpy()
+        for k in range(3):
+            want = [(v - v.min()) / (v.max() - v.min()) * 255 for v in (vh[k], -vh[k])]
+            assert min(np.abs(got[:, k] - w).max() for w in want) <= 1
+
+
+def test_spaces_gpu_wraps_the_device_calls_when_installed(monkeypatch, ctx):
+    calls = []
+    fake = types.ModuleType("spaces")
+    fake.GPU = lambda fn: (lambda *a, **k: (calls.append(fn.__name__), fn(*a, **k))[1])
+    monkeypatch.setitem(sys.modules, "spaces", fake)
+    mod = importlib.reload(GH)
+    try:
+        mod.GenerateHandlers(ctx).generate("tiny16", 16, 0)
+        assert calls == ["_generate_on_device_impl"]
+    finally:
+        monkeypatch.delitem(sys.modules, "spaces")
+        importlib.reload(GH)
+    if importlib.util.find_spec("spaces") is None:
+        assert GH.gpu.__module__ == GH.__name__  # back to the no-op: spaces is optional
