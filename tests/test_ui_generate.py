@@ -10,6 +10,7 @@ import os
 import sys
 import time
 import types
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -54,12 +55,21 @@ def ctx(tmp_path, weights):
 
 
 @pytest.fixture
-def h(ctx):
-    return GH.GenerateHandlers(ctx)
+def h(ctx, tmp_path):
+    return GH.GenerateHandlers(ctx, files=tmp_path / "files")
 
 
-def pixels(img: Image.Image) -> np.ndarray:
-    return np.asarray(img.convert("RGB"))
+def pixels(picture) -> np.ndarray:
+    """The RGB pixels of a picture file the handlers wrote (or of a PIL image)."""
+    if isinstance(picture, Image.Image):
+        return np.asarray(picture.convert("RGB"))
+    with Image.open(picture) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def size(picture) -> tuple[int, int]:
+    h, w, _ = pixels(picture).shape
+    return w, h
 
 
 def expected(weights, name: str, seed: int, scale: int, **kw) -> np.ndarray:
@@ -70,10 +80,10 @@ def expected(weights, name: str, seed: int, scale: int, **kw) -> np.ndarray:
 
 def test_generate_outputs_every_level(h):
     image, cards, stats, info = h.generate("tiny32", 32, 3)
-    assert image.size == (32, 32) and pixels(image).std() > 0
+    assert size(image) == (32, 32) and pixels(image).std() > 0
     assert [c for _, c in cards] == ["4x4: 32 channels", "8x8: 32 channels", "16x16: 16 channels", "32x32: 8 channels"]
     for (card, _), lvl in zip(cards, (4, 8, 16, 32)):
-        assert card.size == (3 * lvl + 2, 3 * lvl + 2)  # 3 x 3 tiles with one-pixel gaps
+        assert size(card) == (3 * lvl + 2, 3 * lvl + 2)  # 3 x 3 tiles with one-pixel gaps
         assert pixels(card).std() > 0
     assert [row[0] for row in stats] == [4, 8, 16, 32]
     assert [row[1] for row in stats] == [32, 32, 16, 8] and stats[0][2] == "4x4"
@@ -101,17 +111,26 @@ def test_same_seed_same_pixels_as_the_python_api(h, weights):
 
 def test_largest_seed_and_scale_below_finest(h):
     image, cards, stats, _ = h.generate("tiny32", 8, GH.SEED_MAX)
-    assert image.size == (8, 8) and len(cards) == 2 and len(stats) == 2
+    assert size(image) == (8, 8) and len(cards) == 2 and len(stats) == 2
 
 
 def test_result_cache_makes_returning_instant(h):
     first = h.generate("tiny32", 32, 11, 0.7)
     again = h.generate("tiny32", 32, 11, 0.7)
-    assert again[0] is first[0] and "result cache" in again[3]
+    assert again[0] == first[0] and "result cache" in again[3]
     t = time.perf_counter()
     for _ in range(100):
         h.generate("tiny32", 32, 11, 0.7)
     assert (time.perf_counter() - t) / 100 < 0.005
+
+
+def test_pictures_are_written_once_and_rewritten_if_swept(h):
+    image, cards, _, _ = h.generate("tiny16", 16, 21)
+    assert image.endswith(".webp") and Path(image).parent == h.files
+    assert sorted(p.name for p in h.files.iterdir()) == sorted({Path(image).name} | {Path(c).name for c, _ in cards})
+    Path(image).unlink()  # Gradio's delete_cache
+    again = h.generate("tiny16", 16, 21)
+    assert Path(again[0]).is_file() and "result cache" not in again[3]
 
 
 def test_result_cache_is_bounded_and_keyed_by_every_input(h):
@@ -121,15 +140,16 @@ def test_result_cache_is_bounded_and_keyed_by_every_input(h):
     assert len(h._results) == 3
     a = h.generate("tiny16", 16, 1, 1.0, 9, 8)[0]
     b = h.generate("tiny16", 16, 1, 1.0, 9, 16)[0]
+    h.generate("tiny16", 16, 1, 1.0, 5, 0)
     assert not np.array_equal(pixels(a), pixels(b))
     # Mixing off: seed B is ignored, so one cache entry serves every seed B.
-    assert h.generate("tiny16", 16, 1, 1.0, 5, 0)[0] is h.generate("tiny16", 16, 1, 1.0, 6, 0)[0]
+    assert "result cache" in h.generate("tiny16", 16, 1, 1.0, 6, 0)[3]
 
 
 def test_retrained_model_is_not_served_from_the_cache(tmp_path):
     weights = tmp_path / "weights"
     make_tiny_model(weights / "m", resolution=16, seed=1)
-    h = GH.GenerateHandlers(common.AppContext(runs_dir=tmp_path / "runs", weights_dir=weights))
+    h = GH.GenerateHandlers(common.AppContext(runs_dir=tmp_path / "runs", weights_dir=weights), files=tmp_path / "f")
     before = pixels(h.generate("m", 16, 0)[0])
     time.sleep(0.01)
     make_tiny_model(weights / "m", resolution=16, seed=2)
@@ -177,7 +197,7 @@ def test_bad_requests_are_refused_clearly(h, kwargs, message):
 
 def test_channel_view_and_normalisation(h):
     img = h.channel("tiny32", 32, 4, 1.0, 1, 0, 16, 3, True)
-    assert img.size == (16, 16) and pixels(img).std() > 0
+    assert size(img) == (16, 16) and pixels(img).std() > 0
     own, level_range = pixels(img), pixels(h.channel("tiny32", 32, 4, 1.0, 1, 0, 16, 3, False))
     assert not np.array_equal(own, level_range)
     with pytest.raises(gr.Error, match="channel must be a whole number from 0 to 15"):
@@ -191,7 +211,7 @@ def test_channel_panel_starts_at_the_most_active_channel_and_follows_the_scale(h
     res, _ = h.rendered(h.request("tiny32", 32, 4, 1.0))
     assert level["value"] == 8 and slider["value"] == res.top_channels[8][0] and slider["maximum"] == 31
     level, slider, img = h.channel_panel("tiny32", 8, 4, 1.0, 1, 0, 32, 5, True)
-    assert level["value"] == 8 and [v for _, v in level["choices"]] == [4, 8] and img.size == (8, 8)
+    assert level["value"] == 8 and [v for _, v in level["choices"]] == [4, 8] and size(img) == (8, 8)
 
 
 def test_grid_is_consecutive_seeds_matching_single_generation(h):
@@ -240,7 +260,7 @@ def test_model_choices_list_shipped_models_and_this_visitors_runs(ctx):
 
 def test_every_family_hierarchical_vae_included(h, weights):
     image, cards, stats, info = h.generate("tinyvae16", 16, 7, 0.8, 8, 8)
-    assert image.size == (16, 16) and len(cards) == 3 and len(stats) == 3
+    assert size(image) == (16, 16) and len(cards) == 3 and len(stats) == 3
     assert np.array_equal(pixels(image), expected(weights, "tinyvae16", 7, 16, truncation=0.8, mix_seed=8, mix_level=8))
     assert not np.array_equal(pixels(image), pixels(h.generate("tinyvae16", 16, 7, 0.8)[0]))
 
@@ -249,8 +269,8 @@ def test_runs_of_other_visitors_stay_private(tmp_path, weights):
     ctx = common.AppContext(runs_dir=tmp_path / "runs", weights_dir=weights, shared=True)
     owner_a, owner_b = "a" * 24, "b" * 24
     make_tiny_model(ctx.owner_dir(owner_a) / "secret" / "model", resolution=16)
-    h = GH.GenerateHandlers(ctx)
-    assert h.generate("secret", 16, 0, owner=owner_a)[0].size == (16, 16)
+    h = GH.GenerateHandlers(ctx, files=tmp_path / "f")
+    assert size(h.generate("secret", 16, 0, owner=owner_a)[0]) == (16, 16)
     with pytest.raises(gr.Error, match="unknown model 'secret'"):
         h.generate("secret", 16, 0, owner=owner_b)
 
@@ -293,7 +313,7 @@ def test_spaces_gpu_wraps_the_device_calls_when_installed(monkeypatch, ctx):
     monkeypatch.setitem(sys.modules, "spaces", fake)
     mod = importlib.reload(GH)
     try:
-        mod.GenerateHandlers(ctx).generate("tiny16", 16, 0)
+        mod.GenerateHandlers(ctx, files=ctx.runs_dir / "f").generate("tiny16", 16, 0)
         assert calls == ["_generate_on_device_impl"]
     finally:
         monkeypatch.delitem(sys.modules, "spaces")

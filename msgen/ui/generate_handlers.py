@@ -17,8 +17,8 @@ and ``spaces`` need not be installed.
 from __future__ import annotations
 
 import hashlib
+import os
 import random
-import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -28,6 +28,7 @@ from typing import Any
 
 import gradio as gr
 import torch
+from gradio.utils import get_upload_folder
 from PIL import Image
 
 import msgen
@@ -54,7 +55,6 @@ GRID_RANGE = (1, 64)  # seeds in one grid; 64 at 64x64 is still ~0.2 s on a CPU
 WALK_FRAMES = (2, 60)
 WALK_MIN_SIZE = 256  # GIF frames are enlarged (nearest) so a download looks like the page
 STATS_HEADERS = ["level", "channels", "size", "mean", "std", "share <= 0"]
-WALK_DIR = Path(tempfile.gettempdir()) / "msgen-walks"
 WALK_KEEP = 64  # GIFs kept on disk; older ones are deleted
 
 
@@ -119,36 +119,42 @@ class Request:
 
 @dataclass
 class Rendered:
-    """One generate call, ready for the page: pictures at native size, stats, raw feature maps."""
+    """One generate call, ready for the page: picture files at native size, stats, raw feature maps."""
 
-    image: Image.Image
-    levels: list[tuple[Image.Image, str]]  # one card per level, coarse to fine (render.level_card)
+    image: str  # the picture at the requested scale (a WebP file in Gradio's cache)
+    levels: list[tuple[str, str]]  # one card per level, coarse to fine (render.level_card), captioned
     stats: list[list]
-    features: dict[int, torch.Tensor]  # level -> C x H x W float32 on the CPU
+    features: dict[int, torch.Tensor]  # level -> C x H x W float32 on the CPU, for the channel picker
     top_channels: dict[int, list[int]]
     ms: float  # time to compute it, shown on the page
 
+    def files_exist(self) -> bool:  # Gradio's delete_cache may have swept them
+        return os.path.exists(self.image) and all(os.path.exists(p) for p, _ in self.levels)
 
-def render_generation(out: msgen.Generation, ms: float = 0.0) -> Rendered:
+
+def render_generation(out: msgen.Generation, folder: Path) -> Rendered:
     fmaps = {lvl: f[0] for lvl, f in sorted((out.features or {}).items())}
     tops = {lvl: render.top_channels(f, TOP_K) for lvl, f in fmaps.items()}
     cards, stats = [], []
     for lvl, f in fmaps.items():
         c, h, w = f.shape
         card = render.level_card(out.images[lvl][0], f, tops[lvl][:CARD_CHANNELS])
-        cards.append((Image.fromarray(card), f"{lvl}x{lvl}: {c} channels"))
+        cards.append((render.save(card, folder), f"{lvl}x{lvl}: {c} channels"))
         s = feat.level_stats(lvl, f)
         stats.append([lvl, s.channels, f"{h}x{w}", round(s.mean, 4), round(s.std, 4), round(s.zero_share, 4)])
-    return Rendered(image=render.to_pil(out.images[out.scale][0]), levels=cards, stats=stats, features=fmaps,
-                    top_channels=tops, ms=ms)
+    image = render.save(render.to_uint8(out.images[out.scale][0]), folder)
+    return Rendered(image=image, levels=cards, stats=stats, features=fmaps, top_channels=tops, ms=0.0)
 
 
 class GenerateHandlers:
     """The Generate tab's actions over one ``AppContext`` (its model cache and model lists)."""
 
-    def __init__(self, ctx, *, max_results: int = 64):
+    def __init__(self, ctx, *, max_results: int = 64, files: str | Path | None = None):
         self.ctx = ctx
         self.max_results = max_results
+        # Pictures go straight into Gradio's cache folder, which it serves without copying.
+        self.files = Path(files) if files is not None else Path(get_upload_folder()) / "msgen"
+        self.files.mkdir(parents=True, exist_ok=True)
         self._results: OrderedDict[tuple, Rendered] = OrderedDict()
         self._results_lock = threading.Lock()
         self._run_lock = threading.Lock()
@@ -204,13 +210,13 @@ class GenerateHandlers:
         key = req.key
         with self._results_lock:
             hit = self._results.get(key)
-            if hit is not None:
+            if hit is not None and hit.files_exist():
                 self._results.move_to_end(key)
                 return hit, True
         t0 = time.perf_counter()
         out = self._generate_on_device(req)
         with torch.inference_mode():
-            res = render_generation(out)
+            res = render_generation(out, self.files)
         res.ms = (time.perf_counter() - t0) * 1e3
         with self._results_lock:
             self._results[key] = res
@@ -234,7 +240,7 @@ class GenerateHandlers:
         level = level_of("level", level, tuple(res.features))
         fmap = res.features[level]
         channel = whole_number("channel", channel, 0, fmap.shape[0] - 1)
-        return render.channel_view(fmap, channel, normalize=bool(normalize))
+        return render.save(render.channel_view(fmap, channel, normalize=bool(normalize)), self.files)
 
     def channel_panel(self, model, scale, seed, truncation, mix_seed, mix_level, level, channel, normalize=True,
                       owner=None, *, reset: bool = False):
@@ -260,7 +266,7 @@ class GenerateHandlers:
         levels = [(f"{lvl}x{lvl}", lvl) for lvl in res.features]
         return (gr.update(choices=levels, value=level),
                 gr.update(maximum=last, value=channel, label=f"Channel (0 to {last}; starts at the most active)"),
-                render.channel_view(fmap, channel, normalize=bool(normalize)))
+                render.save(render.channel_view(fmap, channel, normalize=bool(normalize)), self.files))
 
     def grid(self, model, scale, seed, truncation=1.0, count=16, owner=None):
         """``count`` consecutive seeds from ``seed``, each captioned with its seed."""
@@ -268,7 +274,7 @@ class GenerateHandlers:
         count = whole_number("count", count, *GRID_RANGE)
         out = self._generate_on_device(req, n=count, features=False)
         imgs = render.to_uint8(out.images[req.scale])
-        return [(Image.fromarray(im), f"seed {(req.seed + i) % (SEED_MAX + 1)}") for i, im in enumerate(imgs)]
+        return [(render.save(im, self.files), f"seed {(req.seed + i) % (SEED_MAX + 1)}") for i, im in enumerate(imgs)]
 
     def walk(self, model, scale, seed, mix_seed, truncation=1.0, frames=24, owner=None) -> str:
         """A looping GIF along the great circle from seed A's latent to seed B's (slerp)."""
@@ -276,7 +282,7 @@ class GenerateHandlers:
         seed_b = whole_number("seed B", mix_seed, 0, SEED_MAX)
         frames = whole_number("frames", frames, *WALK_FRAMES)
         name = hashlib.sha256(repr((req.key, seed_b, frames)).encode()).hexdigest()[:24]
-        path = WALK_DIR / f"walk-{name}.gif"
+        path = self.files / f"walk-{name}.gif"
         if path.is_file():
             return str(path)
         gen = self._model(req.entry.path)
@@ -284,7 +290,7 @@ class GenerateHandlers:
         z = torch.cat([slerp(za, zb, t) for t in torch.linspace(0, 1, frames).tolist()])
         images = render.to_uint8(self._latents_on_device(req.entry.path, z, req.scale, req.truncation))
         render.save_gif([render.enlarge(Image.fromarray(im), WALK_MIN_SIZE) for im in images], path)
-        _sweep(WALK_DIR, WALK_KEEP)
+        _sweep(self.files, WALK_KEEP)
         return str(path)
 
 
