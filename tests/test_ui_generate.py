@@ -83,7 +83,8 @@ def test_generate_outputs_every_level(h):
     assert size(image) == (32, 32) and pixels(image).std() > 0
     assert [c for _, c in cards] == ["4x4: 32 channels", "8x8: 32 channels", "16x16: 16 channels", "32x32: 8 channels"]
     for (card, _), lvl in zip(cards, (4, 8, 16, 32)):
-        assert size(card) == (3 * lvl + 2, 3 * lvl + 2)  # 3 x 3 tiles with one-pixel gaps
+        tile = max(lvl, render.MIN_TILE)
+        assert size(card) == (3 * tile + 2, 3 * tile + 2)  # 3 x 3 tiles with one-pixel gaps
         assert pixels(card).std() > 0
     assert [row[0] for row in stats] == [4, 8, 16, 32]
     assert [row[1] for row in stats] == [32, 32, 16, 8] and stats[0][2] == "4x4"
@@ -93,12 +94,15 @@ def test_generate_outputs_every_level(h):
 
 def test_card_tiles_are_the_picture_pca_and_top_channels(h, weights):
     res, _ = h.rendered(h.request("tiny16", 16, 5, 1.0))
-    card = pixels(res.levels[1][0])  # the 8x8 level
-    assert np.array_equal(card[:8, :8], expected(weights, "tiny16", 5, 8))
-    assert np.array_equal(card[:8, 9:17], render.pca_rgb(res.features[8]))
-    assert (card[8, :] == render.GAP_VALUE).all()
-    best = res.top_channels[8][0]
-    assert np.array_equal(card[:8, 18:26], render.colorize_channels(res.features[8], [best])[0])
+    card = pixels(res.levels[2][0])  # the 16x16 level: tiles at their own size
+    assert np.array_equal(card[:16, :16], expected(weights, "tiny16", 5, 16))
+    assert np.array_equal(card[:16, 17:33], render.pca_rgb(res.features[16]))
+    assert (card[16, :] == render.GAP_VALUE).all()
+    best = res.top_channels[16][0]
+    assert np.array_equal(card[:16, 34:50], render.colorize_channels(res.features[16], [best])[0])
+    coarse = pixels(res.levels[0][0])  # 4x4 tiles enlarged 4 times, nearest neighbour
+    assert np.array_equal(coarse[:16:4, :16:4], expected(weights, "tiny16", 5, 4))
+    assert np.array_equal(coarse[:16, :16], expected(weights, "tiny16", 5, 4).repeat(4, 0).repeat(4, 1))
 
 
 def test_same_seed_same_pixels_as_the_python_api(h, weights):
@@ -275,11 +279,12 @@ def test_runs_of_other_visitors_stay_private(tmp_path, weights):
         h.generate("secret", 16, 0, owner=owner_b)
 
 
-def test_on_model_keeps_valid_picks_and_resets_others(h):
-    scale, mix = G.on_model(h, "tiny16", 32, 8)
+def test_a_new_model_starts_at_its_finest_scale_and_keeps_valid_mixing(h):
+    scale, mix = G.on_model(h, "tiny16", 8)
     assert scale["value"] == 16 and [v for _, v in scale["choices"]] == [4, 8, 16]
     assert mix["value"] == 8 and [v for _, v in mix["choices"]] == [0, 8, 16]
-    assert G.on_model(h, "tiny32", 16, 0)[0]["value"] == 16
+    assert G.on_model(h, "tiny32", 8)[0]["value"] == 32
+    assert G.on_model(h, "tiny16", 32)[1]["value"] == 0  # no 32x32 level to switch at
 
 
 def test_pictures_from_tensors():

@@ -71,11 +71,10 @@ def mix_choices(levels) -> list[tuple[str, int]]:
     return [("off", 0)] + level_choices(levels[1:])  # switching at the first level is just seed B
 
 
-def on_model(h: GenerateHandlers, model, scale, mix_level, owner=None):
-    """A model was picked: its levels become the scale and mixing choices (picks kept if valid)."""
-    entry = h.entry(model, owner)
-    levels = entry.levels
-    scale = scale if scale in levels else levels[-1]
+def on_model(h: GenerateHandlers, model, mix_level, owner=None):
+    """A model was picked: its levels become the choices; scale goes to its finest, mixing stays if valid."""
+    levels = h.entry(model, owner).levels
+    scale = levels[-1]
     mix_level = mix_level if mix_level in levels[1:] else 0
     return (gr.update(choices=level_choices(levels), value=scale),
             gr.update(choices=mix_choices(levels), value=mix_level))
@@ -100,11 +99,13 @@ def build(ctx) -> GenerateHandlers:
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=300):
             model = gr.Dropdown(choices, value=default, label="Model (family, resolution, training data)",
-                                allow_custom_value=True)  # a visitor's run may not be listed yet
+                                allow_custom_value=True, elem_id="msgen-model")  # a visitor's run may be unlisted yet
             ctx.components["model_dropdown"] = model
-            scale = gr.Radio(level_choices(levels), value=levels[-1], label="Scale: the finest level to render")
+            scale = gr.Radio(level_choices(levels), value=levels[-1], label="Scale: the finest level to render",
+                             elem_id="msgen-scale")
             with gr.Row(equal_height=True):
-                seed_box = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=SEED_MAX, scale=4)
+                seed_box = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=SEED_MAX, scale=4,
+                                     elem_id="msgen-seed-box")
                 dice = gr.Button("🎲", scale=1, min_width=48, elem_id="msgen-dice")
             seed = gr.Slider(0, SEED_MAX, value=0, step=1, precision=0, label="Seed (drag to explore)",
                              elem_id="msgen-seed")
@@ -113,9 +114,9 @@ def build(ctx) -> GenerateHandlers:
             with gr.Group():
                 with gr.Row(equal_height=True):
                     mix_seed = gr.Number(1, label="Seed B (mixing and walk)", precision=0, minimum=0,
-                                         maximum=SEED_MAX, scale=4)
+                                         maximum=SEED_MAX, scale=4, elem_id="msgen-seed-b")
                     dice_b = gr.Button("🎲", scale=1, min_width=48)
-                mix_level = gr.Radio(mix_choices(levels), value=0,
+                mix_level = gr.Radio(mix_choices(levels), value=0, elem_id="msgen-mix-level",
                                      label="Granularity mixing: levels from here on come from seed B")
             info = gr.Markdown(first[3] if first else "", label="summary", elem_id="msgen-info")
         with gr.Column(scale=2):
@@ -170,7 +171,7 @@ def build(ctx) -> GenerateHandlers:
     dice_b.click(random_seed, None, mix_seed, api_visibility="private").success(
         h.generate, request + [owner], outputs, api_visibility="private", **LIVE
     ).success(panel, ch_inputs, ch_outputs, api_visibility="private", **LIVE)
-    picked = model.change(lambda *a: on_model(h, *a), [model, scale, mix_level, owner], [scale, mix_level],
+    picked = model.change(lambda *a: on_model(h, *a), [model, mix_level, owner], [scale, mix_level],
                           api_visibility="private", **LIVE)
     picked.success(h.generate, request + [owner], outputs, api_visibility="private", **LIVE).success(
         panel_reset, ch_inputs, ch_outputs, api_visibility="private", **LIVE)

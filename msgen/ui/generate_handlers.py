@@ -230,7 +230,8 @@ class GenerateHandlers:
         res, hit = self.rendered(req)
         mixed = f", levels >= {req.mix_level} from seed {req.mix_seed}" if req.mix_level else ""
         took = "from the result cache" if hit else f"in {res.ms:.1f} ms"
-        info = f"{req.scale}x{req.scale} from seed {req.seed}{mixed}, truncation {req.truncation:g}: {took}"
+        info = (f"**{req.entry.name}**: {req.scale}x{req.scale} from seed {req.seed}{mixed}, "
+                f"truncation {req.truncation:g}: {took}")
         return res.image, res.levels, res.stats, info
 
     def channel(self, model, scale, seed, truncation, mix_seed, mix_level, level, channel, normalize=True, owner=None):

@@ -21,6 +21,7 @@ import collections
 import json
 import os
 import secrets
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -150,6 +151,8 @@ class JobManager:
             if job in self._queue:
                 self._queue.remove(job)
                 job.state, job.message = "stopped", "removed from the line before it started"
+                if not job.spec.resume and not (job.spec.run_dir / "state").exists():
+                    shutil.rmtree(job.spec.run_dir, ignore_errors=True)  # only its data snapshot
             elif job.state == "running":
                 job.state = "stopping"
             job.stop_event.set()
@@ -253,19 +256,23 @@ def _state_step(run_dir: Path) -> int:
 
 
 def _swd(generator: torch.nn.Module, real: torch.Tensor) -> dict[str, float]:
+    """Per-level SWD of samples vs the training set; {} if it cannot be measured (the run goes on)."""
     from ..metrics import sample_images, swd
 
     n = min(len(real), QUALITY_SAMPLES)
     real = real[torch.linspace(0, len(real) - 1, n).long()] if len(real) > n else real
-    fake = sample_images(generator, n, seed=QUALITY_SEED)
-    return {str(k): round(float(v), 3) for k, v in swd(real.float(), fake, seed=QUALITY_SEED).items()}
+    try:
+        fake = sample_images(generator, n, seed=QUALITY_SEED)
+        return {str(k): round(float(v), 3) for k, v in swd(real.float(), fake, seed=QUALITY_SEED).items()}
+    except (ValueError, RuntimeError):  # e.g. a family or size the metric does not support
+        return {}
 
 
 def _card_metrics(quality: dict[str, Any]) -> dict[str, Any]:
     out = {}
-    if "before" in quality:
+    if quality.get("before"):
         out["SWD x1e3 before"] = quality["before"]
-    if "after" in quality:
+    if quality.get("after"):
         out[f"SWD x1e3 after (step {quality.get('after_step', '?')})"] = quality["after"]
     return out
 

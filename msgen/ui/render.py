@@ -36,6 +36,7 @@ RAMP = np.stack(
 ).round().astype(np.uint8)
 GAP = 1  # pixels between the tiles of a level card, in mid grey
 GAP_VALUE = 128
+MIN_TILE = 16  # coarse levels' tiles are enlarged (nearest) to this, so a gap stays a thin line
 # Lossless WebP at its fastest effort: exact pixels, 4x quicker than PNG on a 194 px card.
 WEBP = dict(format="webp", lossless=True, quality=0, method=0)
 
@@ -116,15 +117,20 @@ def top_channels(fmap: torch.Tensor, k: int) -> list[int]:
 
 
 def level_card(image: torch.Tensor, fmap: torch.Tensor, channels: list[int], cols: int = 3) -> np.ndarray:
-    """One level at a glance, tiles of the level's size ``cols`` wide: the picture at that scale
-    (3 x h x w in [-1, 1]), the feature map in PCA colours, then the listed channels, each
-    scaled to its own range. One picture per level keeps a response to a few files: every file
-    costs a Gradio server a millisecond or two, more than rendering it."""
+    """One level at a glance, ``cols`` tiles wide: the picture at that scale (3 x h x w in
+    [-1, 1]), the feature map in PCA colours, then the listed channels, each scaled to its own
+    range. Tiles are the level's size, enlarged by a whole factor to at least ``MIN_TILE``.
+    One picture per level keeps a response to a few files: every file costs a Gradio server a
+    millisecond or two, more than rendering it."""
     h, w = fmap.shape[-2:]
     picture = to_uint8(image)
     if picture.shape[:2] != (h, w):  # a family whose feature map is not at its image's size
         picture = np.asarray(Image.fromarray(picture).resize((w, h), Image.NEAREST))
-    tiles = [picture, pca_rgb(fmap), *colorize_channels(fmap, channels)]
+    tiles = np.stack([picture, pca_rgb(fmap), *colorize_channels(fmap, channels)])
+    factor = max(1, -(-MIN_TILE // max(h, w)))
+    if factor > 1:
+        tiles = tiles.repeat(factor, axis=1).repeat(factor, axis=2)
+        h, w = h * factor, w * factor
     rows = -(-len(tiles) // cols)
     out = np.full((rows * h + (rows - 1) * GAP, cols * w + (cols - 1) * GAP, 3), GAP_VALUE, np.uint8)
     for i, t in enumerate(tiles):

@@ -469,6 +469,7 @@ def build(ctx: common.AppContext) -> None:
                 *(list_updates(owner, v["name"]) if ended else [gr.skip()] * len(lists))]
 
     def on_restore(owner):
+        ctx.expire_sessions(keep=manager.busy_run_dirs())  # page loads are the periodic tick
         latest = manager.latest(_key(ctx, owner))
         return [latest.id if latest else None, None, gr.Timer(active=latest is not None), *list_updates(owner)]
 

@@ -1,0 +1,85 @@
+"""Generate tab in a real browser (Debian chromium through playwright): pick a model, move the
+seed with the number box, the slider and the dice, and check that the image and every level's
+card (picture, PCA view, top channels) and the channel view are rendered. Saves a screenshot."""
+
+from __future__ import annotations
+
+import re
+import time
+
+LOADED = "el => el.complete && el.naturalWidth > 0 && el.getBoundingClientRect().width > 0"
+
+
+def wait_for(predicate, timeout=30.0, every=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("timed out")
+
+
+def info(page) -> str:
+    return page.locator("#msgen-info").inner_text()
+
+
+def all_rendered(page, n_levels: int) -> bool:
+    cards = page.locator("#msgen-levels img")
+    main = page.locator("#msgen-image img")
+    channel = page.locator("#msgen-channel img")
+    return (cards.count() == n_levels and main.count() == 1 and channel.count() == 1
+            and all(cards.nth(i).evaluate(LOADED) for i in range(n_levels))
+            and main.evaluate(LOADED) and channel.evaluate(LOADED))
+
+
+def test_move_the_seed_and_every_level_renders(app_server, browser, artifacts_dir):
+    url, _demo = app_server
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    try:
+        page.goto(url)
+        page.locator("#msgen-image img").wait_for(timeout=30_000)  # the opening picture
+        wait_for(lambda: all_rendered(page, 3))  # tiny16: levels 4, 8, 16
+
+        # Another model: its levels become the scale choices and the page redraws.
+        page.locator("#msgen-model input").click()
+        page.get_by_role("option", name=re.compile("tiny32")).click()
+        wait_for(lambda: "tiny32" in info(page) and all_rendered(page, 4))
+        assert [t.strip() for t in page.locator("#msgen-scale label").all_inner_texts()] == \
+            ["4x4", "8x8", "16x16", "32x32"]
+        page.locator("#msgen-model input").click()
+        page.get_by_role("option", name=re.compile("tinyvae16")).click()
+        wait_for(lambda: "tinyvae16" in info(page) and all_rendered(page, 3))
+        before = page.locator("#msgen-image img").get_attribute("src")
+
+        # The number box: type a seed and press Enter.
+        box = page.locator("#msgen-seed-box input")
+        box.fill("4000000000")
+        box.press("Enter")
+        wait_for(lambda: "from seed 4000000000" in info(page))
+        wait_for(lambda: page.locator("#msgen-image img").get_attribute("src") != before)
+        wait_for(lambda: all_rendered(page, 3))
+        assert page.locator("#msgen-seed input[type=number]").input_value() == "4000000000"
+
+        # The slider: keyboard steps, each one computed without a button press.
+        slider = page.locator("#msgen-seed input[type=range]")
+        slider.focus()
+        for _ in range(3):
+            slider.press("ArrowRight")
+        wait_for(lambda: "from seed 4000000003" in info(page))
+        wait_for(lambda: box.input_value() == "4000000003")
+        wait_for(lambda: all_rendered(page, 3))
+
+        # The dice: any 32-bit seed.
+        page.locator("#msgen-dice").click()
+        wait_for(lambda: "from seed 4000000003" not in info(page))
+        seed = int(re.search(r"from seed (\d+)", info(page)).group(1))
+        assert 0 <= seed < 2**32
+        wait_for(lambda: all_rendered(page, 3))
+        captions = page.locator("#msgen-levels .caption-label").all_inner_texts()
+        assert [c.split(":")[0] for c in captions] == ["4x4", "8x8", "16x16"]
+        stats = page.locator("#msgen-stats").inner_text()
+        assert all(f"{lvl}x{lvl}" in stats for lvl in (4, 8, 16)) and "share <= 0" in stats
+        page.screenshot(path=str(artifacts_dir / "generate.png"), full_page=True)
+    finally:
+        page.close()
