@@ -1,17 +1,19 @@
 """Generate tab latency: cold start, full generate in-process and through the HTTP API, cache hits.
 
-    python bench/app.py [--repeat 100] [--threads 2]
+    python bench/app.py [--repeat 100] [--threads 2] [--models shipped,default]
 
-Measures the default model (the first shipped 64 px model, else a randomly initialised 64 px
-msggan with the default config) on the CPU. A "full generate" is everything the tab shows for
-one seed: the image, the image at every scale, and every level's PCA view, top-channel grid and
-statistics. Every miss uses a new seed, so no result cache helps it.
+Measures, on the CPU, the app's default 64 px model (the first shipped 64 px msggan) and a
+randomly initialised 64 px msggan with the default config. A "full generate" is everything the
+tab's live update returns for one seed: the image, and for every level a card (the picture at
+that scale, the PCA view of its feature map, its most active channels) and a statistics row,
+written as files Gradio serves. Every miss uses a new seed, so no result cache helps it.
 
 * cold start: ``python app.py`` launched as a process until its first image arrives by API;
-* in-process: ``GenerateHandlers.generate`` (miss, hit), and a miss plus PNG-encoding its pictures;
-* HTTP API: ``gradio_client`` calls to ``/generate`` interleaved with the app's trivial ``/ping``
-  so both see the same machine load. ``gradio_client`` downloads every returned file one by
-  one on a new connection; "urls only" (``download_files=False``) is the response itself.
+* in-process: the generator alone, ``GenerateHandlers.generate`` (miss, result-cache hit);
+* HTTP API: ``gradio_client`` calls to ``/generate`` interleaved with the app's trivial
+  ``/ping`` so both see the same machine load. "urls only" (``download_files=False``) is the
+  response itself, the pictures' URLs; "files downloaded" adds gradio_client fetching each
+  picture, one by one on a new connection.
 """
 
 from __future__ import annotations
@@ -30,23 +32,28 @@ from _common import percentiles
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def default_model(tmp: Path) -> tuple[Path, str]:
-    """(weights folder, model name) of the model to measure."""
+def models_to_measure(tmp: Path, which: list[str]) -> list[tuple[Path, str, str]]:
+    """(weights folder, model name, description): the app's default 64 px msggan when one is
+    shipped, and a randomly initialised 64 px msggan with the default config."""
     import msgen
 
-    shipped = [e for e in msgen.list_models() if e.source == "shipped" and e.resolution == 64]
-    if shipped:
-        return shipped[0].path.parent, shipped[0].name
-    import torch
+    out = []
+    shipped = [e for e in msgen.list_models() if e.source == "shipped" and e.resolution == 64 and e.family == "msggan"]
+    if "shipped" in which and shipped:
+        e = shipped[0]
+        out.append((e.path.parent, e.name, f"shipped {e.name}"))
+    if "default" in which:
+        import torch
 
-    from msgen.checkpoint import save_model
-    from msgen.models import build_generator, make_config
+        from msgen.checkpoint import save_model
+        from msgen.models import build_generator, make_config
 
-    torch.manual_seed(0)
-    g = build_generator(make_config("msggan", resolution=64)).eval()
-    meta = {"title": "msggan64", "dataset": "random init (benchmark)", "dataset_short": "random init"}
-    save_model(tmp / "msggan64", g, meta=meta)
-    return tmp, "msggan64"
+        torch.manual_seed(0)
+        g = build_generator(make_config("msggan", resolution=64)).eval()
+        meta = {"title": "msggan64", "dataset": "random init (benchmark)", "dataset_short": "random init"}
+        save_model(tmp / "msggan64", g, meta=meta)
+        out.append((tmp, "msggan64", "msggan default config, random init"))
+    return out
 
 
 def free_port() -> int:
@@ -144,22 +151,22 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--repeat", type=int, default=100)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--models", default="shipped,default", help="shipped, default or both")
     args = p.parse_args()
     import torch
 
     torch.set_num_threads(args.threads)
-    weights, model = default_model(Path(tempfile.mkdtemp()))
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"model {model} (64x64, 5 levels), CPU, {args.threads} threads, torch {torch.__version__}, "
-          f"{os.cpu_count()} cores, load average {load:.2f} at start")
-    print("| what | p50 ms | p95 ms |")
-    print("| --- | --- | --- |")
-    for row in in_process(weights, model, args.repeat):
-        print(row, flush=True)
-    for row in through_api(weights, model, args.repeat, args.threads):
-        print(row, flush=True)
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"load average {load:.2f} at the end")
+    for weights, model, what in models_to_measure(Path(tempfile.mkdtemp()), args.models.split(",")):
+        load = os.getloadavg()[0]
+        print(f"\n{model} ({what}; 64x64, 5 levels), CPU, {args.threads} threads, torch {torch.__version__}, "
+              f"{len(os.sched_getaffinity(0))} cores usable, load average {load:.2f} at start")
+        print("| what | p50 ms | p95 ms |")
+        print("| --- | --- | --- |")
+        for row in in_process(weights, model, args.repeat):
+            print(row, flush=True)
+        for row in through_api(weights, model, args.repeat, args.threads):
+            print(row, flush=True)
+        print(f"load average {os.getloadavg()[0]:.2f} at the end")
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ class HVAEConfig:
     z_channels_min: int = 1  # ... halved per finer level down to this: fine levels hold detail, not layout
     # Training (read by HVAERecipe; stored here so a run's objective travels with its model).
     kl_warmup_steps: int = 2000  # KL weight ramps 0 -> 1 over this many steps (at most a quarter of a run)
+    beta: float = 1.0  # KL weight after warm-up (beta-VAE): above 1 trades detail for a prior that samples cleanly
     free_nats: float = 2.0  # per level and image: KL below this is not penalised (free bits)
     min_sigma: float = 0.1  # floor of the decoder's per-pixel std in [-1, 1] units: lower is sharper but
     # spends more nats on pixel detail, which a small prior then samples as noise
@@ -64,8 +65,8 @@ class HVAEConfig:
             raise ValueError(f"resolution must be a power of two between 8 and 256, got {r}")
         if self.blocks_per_level < 1 or self.z_channels < 1 or not 1 <= self.z_channels_min <= self.z_channels:
             raise ValueError("blocks_per_level and z_channels must be >= 1, and 1 <= z_channels_min <= z_channels")
-        if self.free_nats < 0 or self.min_sigma <= 0 or self.aux_weight < 0 or self.kl_warmup_steps < 0:
-            raise ValueError("free_nats, aux_weight and kl_warmup_steps must be >= 0 and min_sigma > 0")
+        if self.free_nats < 0 or self.min_sigma <= 0 or self.aux_weight < 0 or self.kl_warmup_steps < 0 or self.beta <= 0:
+            raise ValueError("free_nats, aux_weight and kl_warmup_steps must be >= 0, min_sigma and beta > 0")
 
     @property
     def levels(self) -> tuple[int, ...]:
@@ -227,7 +228,8 @@ class HVAEGenerator(nn.Module):
             if lvl in post_levels:
                 d_mu, d_logsig = soft_clamp(self.post[i](torch.cat([h, feats[i]], dim=1))).chunk(2, dim=1)
                 mu_q, logsig_q = mu_p + d_mu, logsig_p + d_logsig
-                kl[lvl] = gaussian_kl(mu_q, logsig_q, mu_p, logsig_p).sum(1)
+                # In float32 even for a half-precision model: exp(2 * log-ratio) overflows fp16.
+                kl[lvl] = gaussian_kl(mu_q.float(), logsig_q.float(), mu_p.float(), logsig_p.float()).sum(1)
                 post_eps[lvl] = d_mu * torch.exp(-logsig_p)
                 mus[lvl] = mu_q
                 z = mu_q if post_noise is None else mu_q + torch.exp(logsig_q) * post_noise[i].to(p.device, p.dtype)
@@ -371,7 +373,7 @@ class HVAERecipe:
         targets = image_pyramid(real, G.levels)
         total_steps = getattr(self.opt, "steps", 0) or 0
         warmup = min(cfg.kl_warmup_steps, max(1, total_steps // 4)) if total_steps else cfg.kl_warmup_steps
-        beta = kl_weight(step, warmup)
+        beta = cfg.beta * kl_weight(step, warmup)
         dims = real[0].numel()
         nll_fine, sigma = gaussian_nll(targets[G.levels[-1]], out.images[G.levels[-1]], cfg.min_sigma)
         # A coarse pixel stands for the (r / l)^2 fine pixels it summarises, so every level's picture

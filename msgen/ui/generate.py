@@ -110,7 +110,7 @@ def build(ctx) -> GenerateHandlers:
             seed = gr.Slider(0, SEED_MAX, value=0, step=1, precision=0, label="Seed (drag to explore)",
                              elem_id="msgen-seed")
             truncation = gr.Slider(*TRUNCATION_RANGE, value=1.0, step=0.05, elem_id="msgen-truncation",
-                                   label="Truncation (0: the average face of the model, 1: as trained)")
+                                   label="Truncation (0: the model's average picture, 1: as trained)")
             with gr.Group():
                 with gr.Row(equal_height=True):
                     mix_seed = gr.Number(1, label="Seed B (mixing and walk)", precision=0, minimum=0,
@@ -146,7 +146,7 @@ def build(ctx) -> GenerateHandlers:
             with gr.Column():
                 count = gr.Slider(*GRID_RANGE, value=16, step=1, label="Seeds in the grid (from the seed on)")
                 grid_btn = gr.Button("Show the grid")
-                grid = gr.Gallery(label="Click a tile to use its seed", format="png", columns=8, object_fit="contain",
+                grid = gr.Gallery(label="Click a tile to use its seed", format="png", columns=6, object_fit="contain",
                                   allow_preview=False, elem_id="msgen-grid", elem_classes="msgen-pixelated")
 
     request = [model, scale, seed, truncation, mix_seed, mix_level]
