@@ -12,9 +12,14 @@ import argparse
 import os
 from pathlib import Path
 
-import gradio as gr
+# Before torch loads: idle OpenMP threads sleep instead of spinning. On a 2-vCPU host where two
+# thread pools meet (a training run beside live generation, or other tenants), spinning threads
+# stall one another and a 64 px generate goes from ~7 ms to ~150 ms (bench/app.py).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from msgen.ui import common
+import gradio as gr  # noqa: E402
+
+from msgen.ui import common  # noqa: E402
 
 TITLE = "msgen: watch a multi-scale generator build a picture"
 INTRO = (

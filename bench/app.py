@@ -18,16 +18,19 @@ written as files Gradio serves. Every miss uses a new seed, so no result cache h
 
 from __future__ import annotations
 
-import argparse
 import os
-import socket
-import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
 
-from _common import percentiles
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as app.py sets it, before torch loads
+
+import argparse  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from _common import percentiles  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

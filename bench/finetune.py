@@ -14,8 +14,8 @@
    it cannot train on a CPU at all; ``torch.cuda.is_available`` is patched for the import only.
 2. Wall time of the default fine-tune, through the page's own code path (``run_job``: data
    loading, SWD before and after, checkpoints, export) on 50 images: the Train tab's defaults
-   (500 steps, batch 16) with the first shipped model as base (a random-init default msggan
-   at 32 px when none is shipped: same architecture, same speed).
+   (500 steps, batch 16, its preselected base: a shipped 32 px GAN; a random-init default msggan
+   at 32 px when none is shipped: same architecture, same speed), in its worker thread.
 
 Images: 50 Dungeon Crawl sprites (``msgen.datasets``, 32 px, enlarged for 64) when crawl-tiles-data
 is installed, else the test fixtures (16).
@@ -139,16 +139,18 @@ def lightweight_gan_step(res: int, batch: int, real: torch.Tensor, attention: bo
 
 def default_finetune(folder: Path, tmp: Path) -> tuple[float, str, int, int, int]:
     """Wall time of the Train tab's default run on ``folder``, through its own job code."""
-    import msgen
     from msgen.checkpoint import save_model
     from msgen.models import build_discriminator, build_generator, make_config
     from msgen.train import TrainOptions
+    from msgen.ui import common
     from msgen.ui import train as tab
     from msgen.ui.jobs import JobManager, JobSpec
 
-    shipped = [e for e in msgen.list_models() if e.source == "shipped"]
-    if shipped:
-        base, label = shipped[0].path, shipped[0].name
+    ctx = common.AppContext(runs_dir=tmp / "runs")
+    choice = tab.default_base(ctx)
+    if choice.startswith("model:"):
+        entry = ctx.find(choice[6:], None)
+        base, label = entry.path, f"{entry.name}, {entry.resolution} px"
     else:
         torch.manual_seed(0)
         cfg = make_config("msggan", resolution=32)
@@ -175,6 +177,7 @@ def main() -> None:
     p.add_argument("--images", type=int, default=50)
     p.add_argument("--skip-full", action="store_true", help="skip the default fine-tune's wall time")
     p.add_argument("--lw-cli", action="store_true", help="lightweight-gan at its CLI's sizes (attention at 32 px)")
+    p.add_argument("--skip-speed", action="store_true", help="only the default fine-tune's wall time")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     random.seed(0)  # lightweight-gan's quadrant choice uses the random module
@@ -187,15 +190,18 @@ def main() -> None:
         print(f"CPU, {args.threads} torch threads, batch {args.batch}, mean of {args.steps} msgen and "
               f"{args.lw_steps} lightweight-gan steps after one warm-up; "
               f"{len(list(folder.iterdir()))} images from {folder.name}")
-        print("| px | msgen images/s | lightweight-gan images/s | ratio | msgen params (G+D) | lightweight-gan params |")
-        print("| --- | --- | --- | --- | --- | --- |")
-        for res in (32, 64):
+        if not args.skip_speed:
+            print("| px | msgen images/s | lightweight-gan images/s | ratio | msgen params (G+D) | "
+                  "lightweight-gan params |")
+            print("| --- | --- | --- | --- | --- | --- |")
+        for res in () if args.skip_speed else (32, 64):
             real = (load_image_set(folder, res).images + 1) / 2  # [0, 1], lightweight-gan's range
             ours, our_params = msgen_step(res, args.batch, real)
             theirs, their_params = lightweight_gan_step(res, args.batch, real, attention=args.lw_cli)
             a = args.batch / timed(ours, args.steps)
             b = args.batch / timed(theirs, args.lw_steps)
-            print(f"| {res} | {a:.1f} | {b:.1f} | {a / b:.2f} | {our_params / 1e6:.2f} M | {their_params / 1e6:.2f} M |")
+            print(f"| {res} | {a:.1f} | {b:.1f} | {a / b:.2f} | {our_params / 1e6:.2f} M "
+                  f"| {their_params / 1e6:.2f} M |")
         if not args.skip_full:
             wall, label, steps, batch, threads = default_finetune(folder, tmp)
             print(f"\ndefault fine-tune as the Train tab runs it ({label}, {steps} steps x batch {batch}, "

@@ -13,8 +13,10 @@ import time
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from gradio_client import Client, handle_file
+from PIL import Image
 
 import msgen
 from tests.conftest import FIXTURES, free_port
@@ -41,7 +43,8 @@ def upload(c: Client, paths, owner=None, base="model:tiny16"):
 
 
 def start(c: Client, *, steps=10, name="run", owner=None, base="model:tiny16", every=5, batch=4, seed=0):
-    status, _timer = c.predict(base, 32, "crop", steps, batch, 2e-4, AUG, every, seed, name, owner, api_name="/train_start")
+    status, _timer = c.predict(base, 32, "crop", steps, batch, 2e-4, AUG, every, seed, name, owner,
+                               api_name="/train_start")
     return status
 
 
@@ -120,9 +123,12 @@ def test_ten_step_run_is_listed_generates_and_downloads(server, trained):
     assert "api-run" in choices(final["runs"]) and "model:api-run" in choices(final["bases"])
     if "model_dropdown" in ctx.components:  # the Generate tab's list was refreshed when the run ended
         assert any("api-run" in str(ch) for ch in final["generate"]["choices"])
-    entry = ctx.find("api-run", None)
-    out = msgen.generate(ctx.cache.get(entry.path), seed=1)
-    assert out.images[16].shape == (1, 3, 16, 16) and out.images[16].std() > 0
+    # The Generate tab lists it and generates from it, through its own endpoints.
+    assert "api-run" in [m["name"] for m in c.predict(None, api_name="/models")]
+    image, _levels, _stats, info = c.predict("api-run", 16, 1, 1.0, 1, 0, None, api_name="/generate")
+    with Image.open(image) as im:
+        pixels = np.asarray(im.convert("RGB"))
+    assert "api-run" in info and pixels.std() > 0
     zip_path = c.predict("api-run", None, api_name="/train_download")
     with zipfile.ZipFile(zip_path) as zf:
         assert {"api-run/config.json", "api-run/model.safetensors", "api-run/README.md"} <= set(zf.namelist())
@@ -153,6 +159,20 @@ def test_stop_ends_the_run_within_seconds_and_its_checkpoint_loads(server):
     g = msgen.load(ctx.runs_dir / "stop-me" / "model")
     assert 3 <= g.meta["steps"] < 100_000
     assert final["preview"] is not None
+
+
+def test_generation_keeps_working_while_a_run_trains(server):
+    c = client(server[0])
+    upload(c, IMAGES)
+    assert "queued" in start(c, steps=100_000, name="busy")
+    poll_until(c, lambda p: step_of(p) >= 2)
+    for seed in range(3):
+        t0 = time.monotonic()
+        _image, _levels, _stats, info = c.predict("tiny16", 16, seed, 1.0, 1, 0, None, api_name="/generate")
+        assert "tiny16" in info and time.monotonic() - t0 < 10
+    assert "training" in poll(c)["status"]  # the run was going on all the while
+    c.predict(None, api_name="/train_stop")
+    assert "stopped" in poll_until(c, lambda p: "stopped" in p["status"], timeout=15)["status"]
 
 
 def test_sigkilled_cli_run_resumes_from_the_page_with_its_step_count(server, tiny_weights):
@@ -262,6 +282,10 @@ def test_second_visitor_cannot_list_or_load_the_first_visitors_model(shared_serv
     assert "Cannot start" in status and "unknown model" in status
     with pytest.raises(ValueError):
         ctx.find("private", OWNER_B)
+    assert "private" not in [m["name"] for m in b.predict(OWNER_B, api_name="/models")]
+    assert "private" in [m["name"] for m in a.predict(OWNER_A, api_name="/models")]
+    with pytest.raises(Exception, match="unknown model"):
+        b.predict("private", 16, 1, 1.0, 1, 0, OWNER_B, api_name="/generate")
     assert ctx.find("private", OWNER_A).path.is_dir()
     # Visitor B polling finds nothing of A's, even in the same process.
     assert "private" not in str(poll(b, OWNER_B)["status"] or "")

@@ -70,7 +70,8 @@ def test_shapes_per_level(res):
     g = tiny(res)
     assert g.levels == tuple(2**i for i in range(2, res.bit_length()))
     z = g.sample_latents(3, seed=1)
-    assert z.shape == (3, g.latent_dim) and g.latent_dim == sum(c * l * l for c, l in zip(g.zc, g.levels))
+    assert z.shape == (3, g.latent_dim) and g.latent_dim == 32 + sum(c * l * l for c, l in zip(g.zc, g.levels))
+    assert [p.shape[1:] for p in g.split_latents(z)] == [(32,)] + [(c, l, l) for c, l in zip(g.zc, g.levels)]
     with torch.no_grad():
         out = g(z)
         assert sorted(out.images) == list(g.levels)
@@ -78,7 +79,7 @@ def test_shapes_per_level(res):
             assert img.shape == (3, 3, lvl, lvl) and img.abs().max() <= 1
         assert sorted(g(z, upto=8).images) == [4, 8]
         enc = g.encode(images(3, res))
-    assert enc.latents.shape == z.shape
+    assert enc.latents.shape == z.shape and enc.global_mu.shape == (3, 32)
     for lvl, zc in zip(g.levels, g.zc):
         assert enc.images[lvl].shape == (3, 3, lvl, lvl)
         assert enc.mu[lvl].shape == (3, zc, lvl, lvl)

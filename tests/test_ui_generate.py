@@ -137,6 +137,19 @@ def test_pictures_are_written_once_and_rewritten_if_swept(h):
     assert Path(again[0]).is_file() and "result cache" not in again[3]
 
 
+def test_result_cache_is_bounded_in_bytes_and_the_picture_folder_is_swept(h, monkeypatch):
+    h.generate("tiny32", 32, 0)
+    one = next(iter(h._results.values())).nbytes
+    h.max_bytes = int(2.5 * one)
+    for seed in range(1, 5):
+        h.generate("tiny32", 32, seed)
+    assert len(h._results) == 2 and h._results_bytes == 2 * one
+    monkeypatch.setattr(GH, "SWEEP_EVERY", 1)
+    monkeypatch.setattr(GH, "FILES_KEEP", 5)
+    h.generate("tiny32", 32, 99)
+    assert len(list(h.files.glob("*.webp"))) == 5
+
+
 def test_result_cache_is_bounded_and_keyed_by_every_input(h):
     h.max_results = 3
     for seed in range(5):

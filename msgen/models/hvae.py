@@ -49,6 +49,8 @@ class HVAEConfig:
     blocks_per_level: int = 1  # residual blocks after each latent group (VDVAE uses many; 1 is CPU-fast)
     z_channels: int = 8  # latent channels at 4x4 and 8x8 ...
     z_channels_min: int = 1  # ... halved per finer level down to this: fine levels hold detail, not layout
+    z_global: int = 32  # a global latent vector opening the 4x4 level: whole-picture traits a factorised
+    # 4x4 prior cannot correlate (0 turns it off)
     # Training (read by HVAERecipe; stored here so a run's objective travels with its model).
     kl_warmup_steps: int = 2000  # KL weight ramps 0 -> 1 over this many steps (at most a quarter of a run)
     beta: float = 1.0  # KL weight after warm-up (beta-VAE): above 1 trades detail for a prior that samples cleanly
@@ -65,6 +67,8 @@ class HVAEConfig:
             raise ValueError(f"resolution must be a power of two between 8 and 256, got {r}")
         if self.blocks_per_level < 1 or self.z_channels < 1 or not 1 <= self.z_channels_min <= self.z_channels:
             raise ValueError("blocks_per_level and z_channels must be >= 1, and 1 <= z_channels_min <= z_channels")
+        if self.z_global < 0:
+            raise ValueError(f"z_global must be >= 0 (0 turns the global latent off), got {self.z_global}")
         if self.free_nats < 0 or self.min_sigma <= 0 or self.aux_weight < 0 or self.kl_warmup_steps < 0 or self.beta <= 0:
             raise ValueError("free_nats, aux_weight and kl_warmup_steps must be >= 0, min_sigma and beta > 0")
 
@@ -84,6 +88,7 @@ class Encoding:
     images: dict[int, torch.Tensor]  # level -> N x 3 x l x l reconstruction
     mu: dict[int, torch.Tensor]  # level -> N x zc x l x l posterior mean of z_l
     kl: dict[int, torch.Tensor]  # level -> N x l x l KL(q || p) in nats per position
+    global_mu: torch.Tensor | None = None  # N x z_global posterior mean of the global group (part of level 4)
 
     def kl_nats(self) -> dict[int, torch.Tensor]:
         """Level -> N: nats each level spends on each image (what the level 'knows' about it)."""
@@ -119,7 +124,11 @@ class LevelBlocks(nn.Sequential):
 
 
 class HVAEGenerator(nn.Module):
-    """The whole VAE (encoder + top-down decoder): exported as the model's "generator"."""
+    """The whole VAE (encoder + top-down decoder): exported as the model's "generator".
+
+    Latents come in *groups*, each belonging to a level: with ``z_global`` > 0 a global vector
+    (a vanilla VAE's latent, N(0, I) prior) opens the coarsest level before its spatial group,
+    then one spatial group per level. ``group_levels`` says which level each group belongs to."""
 
     def __init__(self, config: HVAEConfig):
         super().__init__()
@@ -128,12 +137,16 @@ class HVAEGenerator(nn.Module):
         chans = level_channels(self.levels, config.channel_base, config.channel_max)
         self.chans = chans
         self.zc = tuple(config.latent_channels(lvl) for lvl in self.levels)
+        self.zg = config.z_global
         # Encoder, fine to coarse: enc_blocks[i] works at levels[i]; enc_down[i] maps level i+1 -> i.
         self.enc_in = nn.Conv2d(3, chans[-1], 3, padding=1)
         self.enc_blocks = nn.ModuleList(ResBlock(c) for c in chans)
         self.enc_down = nn.ModuleList(nn.Conv2d(chans[i + 1], chans[i], 1) for i in range(len(chans) - 1))
         # Decoder, coarse to fine.
         self.const = nn.Parameter(torch.zeros(1, chans[0], 4, 4))
+        if self.zg:
+            self.global_post = nn.Linear(chans[0] * 16, 2 * self.zg)
+            self.global_proj = nn.Linear(self.zg, chans[0] * 16)
         self.dec_up = nn.ModuleList(nn.Conv2d(chans[i], chans[i + 1], 1) for i in range(len(chans) - 1))
         self.prior = nn.ModuleList(nn.Conv2d(c, 2 * z, 3, padding=1) for c, z in zip(chans, self.zc))
         self.post = nn.ModuleList(
@@ -146,10 +159,13 @@ class HVAEGenerator(nn.Module):
         )
         self.to_rgb = nn.ModuleList(nn.Conv2d(c, 3, 1) for c in chans)
         # A fresh prior is N(0, 1) and a fresh posterior equals it: KL starts at zero.
-        for head in [*self.prior, *(p[-1] for p in self.post)]:
+        heads = [*self.prior, *(p[-1] for p in self.post)] + ([self.global_post] if self.zg else [])
+        for head in heads:
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
-        self.latent_dim = sum(z * lvl * lvl for z, lvl in zip(self.zc, self.levels))
+        self.group_shapes = ([(self.zg,)] if self.zg else []) + [(z, lvl, lvl) for z, lvl in zip(self.zc, self.levels)]
+        self.group_levels = ((self.levels[0],) if self.zg else ()) + self.levels
+        self.latent_dim = sum(math.prod(shape) for shape in self.group_shapes)
 
     # --- the shared interface -------------------------------------------------------------
     def sample_latents(self, n: int, seed: int) -> torch.Tensor:
@@ -170,17 +186,16 @@ class HVAEGenerator(nn.Module):
         eps = self.split_latents(latents)
         if mix is not None:
             eps_b = self.split_latents(mix[0])
-            eps = [b if lvl >= mix[1] else a for lvl, a, b in zip(self.levels, eps, eps_b)]
-        return self._top_down(latents.shape[0], upto=upto, eps=eps, temps=[float(truncation)] * len(self.levels))
+            eps = [b if lvl >= mix[1] else a for lvl, a, b in zip(self.group_levels, eps, eps_b)]
+        return self._top_down(latents.shape[0], upto=upto, eps=eps, temps=[float(truncation)] * len(eps))
 
     # --- latents ----------------------------------------------------------------------------
     def split_latents(self, latents: torch.Tensor) -> list[torch.Tensor]:
-        """N x D flat epsilons -> one N x zc x l x l group per level."""
+        """N x D flat epsilons -> one tensor per group (N x zg, then N x zc x l x l per level)."""
         if latents.ndim != 2 or latents.shape[1] != self.latent_dim:
             raise ValueError(f"latents must be N x {self.latent_dim} for this model, got {tuple(latents.shape)}")
-        sizes = [z * lvl * lvl for z, lvl in zip(self.zc, self.levels)]
-        parts = torch.split(latents, sizes, dim=1)
-        return [p.reshape(-1, z, lvl, lvl) for p, z, lvl in zip(parts, self.zc, self.levels)]
+        parts = torch.split(latents, [math.prod(shape) for shape in self.group_shapes], dim=1)
+        return [p.reshape(-1, *shape) for p, shape in zip(parts, self.group_shapes)]
 
     def join_latents(self, groups: list[torch.Tensor]) -> torch.Tensor:
         return torch.cat([g.flatten(1) for g in groups], dim=1)
@@ -212,16 +227,31 @@ class HVAEGenerator(nn.Module):
         post_levels: frozenset[int] = frozenset(),
         post_noise: list[torch.Tensor] | None = None,
     ) -> MultiScaleOutput:
-        """Run the decoder. Level l takes its latent from the posterior when l is in
-        ``post_levels`` (mean, or mean + sigma * post_noise), else ``mu_p + T * sigma_p * eps``."""
+        """Run the decoder; ``eps``, ``temps`` and ``post_noise`` hold one entry per group. A group
+        takes its latent from the posterior when its level is in ``post_levels`` (the mean, or
+        mean + sigma * post_noise), else from the prior: ``mu_p + T * sigma_p * eps``."""
         p = next(self.parameters())
+        cast = lambda t: t.to(p.device, p.dtype)  # noqa: E731
         h = self.const.expand(n, -1, -1, -1)
         images: dict[int, torch.Tensor] = {}
         kl: dict[int, torch.Tensor] = {}
-        post_eps: dict[int, torch.Tensor] = {}
+        post_eps: list[torch.Tensor | None] = [None] * len(self.group_shapes)
         mus: dict[int, torch.Tensor] = {}
+        kl_global = None
+        first = 0
+        if self.zg:  # the global group: prior N(0, I), posterior from the encoder's 4x4 features
+            if self.levels[0] in post_levels:
+                mu, logsig = soft_clamp(self.global_post(feats[0].flatten(1))).chunk(2, dim=1)
+                kl_global = gaussian_kl(mu.float(), logsig.float(), torch.zeros(()), torch.zeros(())).sum(1)
+                post_eps[0], mus[0] = mu, mu
+                z = mu if post_noise is None else mu + torch.exp(logsig) * cast(post_noise[0])
+            else:
+                z = cast(eps[0]) * temps[0]
+            h = h + self.global_proj(z).view(n, -1, 4, 4)
+            first = 1
         acc = None
         for i, lvl in enumerate(self.levels):
+            g = first + i
             if i > 0:
                 h = F.interpolate(self.dec_up[i - 1](h), scale_factor=2.0, mode="nearest")
             mu_p, logsig_p = soft_clamp(self.prior[i](F.silu(h))).chunk(2, dim=1)
@@ -230,11 +260,13 @@ class HVAEGenerator(nn.Module):
                 mu_q, logsig_q = mu_p + d_mu, logsig_p + d_logsig
                 # In float32 even for a half-precision model: exp(2 * log-ratio) overflows fp16.
                 kl[lvl] = gaussian_kl(mu_q.float(), logsig_q.float(), mu_p.float(), logsig_p.float()).sum(1)
-                post_eps[lvl] = d_mu * torch.exp(-logsig_p)
+                if i == 0 and kl_global is not None:  # spread over the 4x4 map so the map sums to the level's KL
+                    kl[lvl] = kl[lvl] + kl_global[:, None, None] / kl[lvl][0].numel()
+                post_eps[g] = d_mu * torch.exp(-logsig_p)
                 mus[lvl] = mu_q
-                z = mu_q if post_noise is None else mu_q + torch.exp(logsig_q) * post_noise[i].to(p.device, p.dtype)
+                z = mu_q if post_noise is None else mu_q + torch.exp(logsig_q) * cast(post_noise[g])
             else:
-                z = mu_p if temps[i] == 0 else mu_p + temps[i] * torch.exp(logsig_p) * eps[i].to(p.device, p.dtype)
+                z = mu_p if temps[g] == 0 else mu_p + temps[g] * torch.exp(logsig_p) * cast(eps[g])
             h = self.blocks[i](h + self.z_proj[i](z))
             res = self.to_rgb[i](h)
             # Detached: a level's picture is fitted by its own likelihood term only, so the finer
@@ -248,21 +280,24 @@ class HVAEGenerator(nn.Module):
 
     def posterior(self, x: torch.Tensor, *, upto: int | None = None, noise: torch.Tensor | None = None) -> MultiScaleOutput:
         """Decode ``x`` through its posterior at every level: means, or reparameterised samples
-        when ``noise`` (N x D standard normal) is given. Extras: per-level KL maps and posterior eps."""
+        when ``noise`` (N x D standard normal) is given. Extras: per-level KL maps, posterior
+        means (``mu``; key 0 is the global group) and per-group posterior epsilons."""
         upto = self.levels[-1] if upto is None else upto
         if upto not in self.levels:
             raise ValueError(f"scale {upto} is not one of this model's levels {list(self.levels)}")
         feats = self.encoder_features(x)
         noise_groups = self.split_latents(noise) if noise is not None else None
-        return self._top_down(x.shape[0], upto=upto, eps=[None] * len(self.levels), temps=[1.0] * len(self.levels),
+        groups = len(self.group_shapes)
+        return self._top_down(x.shape[0], upto=upto, eps=[None] * groups, temps=[1.0] * groups,
                               feats=feats, post_levels=frozenset(self.levels), post_noise=noise_groups)
 
     # --- Decompose ------------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> Encoding:
         """Posterior means of ``x`` (N x 3 x r x r in [-1, 1]) at every level, with its reconstruction."""
         out = self.posterior(x)
-        eps = self.join_latents([out.extras["post_eps"][lvl] for lvl in self.levels])
-        return Encoding(latents=eps, images=out.images, mu=out.extras["mu"], kl=out.extras["kl"])
+        mus = out.extras["mu"]
+        return Encoding(latents=self.join_latents(out.extras["post_eps"]), images=out.images,
+                        mu={lvl: mus[lvl] for lvl in self.levels}, kl=out.extras["kl"], global_mu=mus.get(0))
 
     def reconstruct(self, x: torch.Tensor, upto: int | None = None) -> MultiScaleOutput:
         """``x`` through its posterior means: the image at every level up to ``upto``."""
@@ -297,15 +332,16 @@ class HVAEGenerator(nn.Module):
         n = x.shape[0]
         noise = torch.cat([self.sample_latents(1, (seed + j) % 2**32) for j in range(count)])
         noise = self.split_latents(noise.repeat(n, 1))
-        temps = [float(temperature)] * len(self.levels)
+        temps = [float(temperature)] * len(noise)
         if keep_below is not None:
             # The encoder runs once per image; its features are shared by that image's variants.
             feats = [f.repeat_interleave(count, dim=0) for f in self.encoder_features(x)]
             kept = frozenset(lvl for lvl in self.levels if lvl < keep_below)
             return self._top_down(n * count, upto=self.levels[-1], eps=noise, temps=temps, feats=feats, post_levels=kept)
-        own = {lvl: e.repeat_interleave(count, dim=0) for lvl, e in self.posterior(x).extras["post_eps"].items()}
-        eps = [own[lvl] if lvl >= keep_from else e for lvl, e in zip(self.levels, noise)]
-        temps = [1.0 if lvl >= keep_from else t for lvl, t in zip(self.levels, temps)]
+        own = [e.repeat_interleave(count, dim=0) for e in self.posterior(x).extras["post_eps"]]
+        fine = [lvl >= keep_from for lvl in self.group_levels]
+        eps = [o if keep else e for keep, o, e in zip(fine, own, noise)]
+        temps = [1.0 if keep else t for keep, t in zip(fine, temps)]
         return self._top_down(n * count, upto=self.levels[-1], eps=eps, temps=temps)
 
 

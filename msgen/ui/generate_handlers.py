@@ -3,8 +3,8 @@
 ``GenerateHandlers`` turns (model, scale, seed, truncation, mixing) into everything the tab
 shows: the image; for every level a card with the picture at that scale, its feature map in
 PCA colours and its most active channels; the level statistics; one channel large; a
-latent-walk GIF and a grid of seeds. Each request is
-checked first; a bad one raises ``gr.Error`` with a message naming the field and its range.
+latent-walk GIF and a grid of seeds. Each request is checked first; a bad one raises
+``gr.Error`` with a message naming the field and its range.
 
 Speed: generators come from the shared device-resident ``ModelCache``; rendered results sit in
 a bounded LRU keyed by every input (and the weights' mtime), so going back to a slider position
@@ -48,14 +48,15 @@ except ImportError:  # anywhere else: run as is
 
 SEED_MAX = 2**32 - 1
 TRUNCATION_RANGE = (0.0, 2.0)  # what every family's forward accepts (check_generate_args)
-ALL_LEVELS = tuple(2**i for i in range(2, 9))  # 4 .. 256: every level a family can have
 TOP_K = 8  # most active channels remembered per level (the channel picker starts at the first)
 CARD_CHANNELS = 7  # a level card is 3 x 3 tiles: picture, PCA view, 7 most active channels
-GRID_RANGE = (1, 64)  # seeds in one grid; 64 at 64x64 is still ~0.2 s on a CPU
+GRID_RANGE = (1, 64)  # seeds in one grid: one batched generator call
 WALK_FRAMES = (2, 60)
 WALK_MIN_SIZE = 256  # GIF frames are enlarged (nearest) so a download looks like the page
 STATS_HEADERS = ["level", "channels", "size", "mean", "std", "share <= 0"]
-WALK_KEEP = 64  # GIFs kept on disk; older ones are deleted
+RESULTS_MAX_BYTES = 256 * 2**20  # the LRU keeps feature maps (~1 MB a result at 64 px): bound it in bytes too
+FILES_KEEP = 4096  # picture files kept on disk (newest first); a swept one is simply rendered again
+SWEEP_EVERY = 128  # new results between two sweeps of the picture folder
 
 
 def fail(message: str) -> gr.Error:
@@ -128,8 +129,12 @@ class Rendered:
     top_channels: dict[int, list[int]]
     ms: float  # time to compute it, shown on the page
 
-    def files_exist(self) -> bool:  # Gradio's delete_cache may have swept them
+    def files_exist(self) -> bool:  # a sweep (ours or Gradio's delete_cache) may have removed them
         return os.path.exists(self.image) and all(os.path.exists(p) for p, _ in self.levels)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(f.numel() * f.element_size() for f in self.features.values())
 
 
 def render_generation(out: msgen.Generation, folder: Path) -> Rendered:
@@ -149,13 +154,17 @@ def render_generation(out: msgen.Generation, folder: Path) -> Rendered:
 class GenerateHandlers:
     """The Generate tab's actions over one ``AppContext`` (its model cache and model lists)."""
 
-    def __init__(self, ctx, *, max_results: int = 64, files: str | Path | None = None):
+    def __init__(self, ctx, *, max_results: int = 64, max_bytes: int = RESULTS_MAX_BYTES,
+                 files: str | Path | None = None):
         self.ctx = ctx
         self.max_results = max_results
+        self.max_bytes = max_bytes
         # Pictures go straight into Gradio's cache folder, which it serves without copying.
         self.files = Path(files) if files is not None else Path(get_upload_folder()) / "msgen"
         self.files.mkdir(parents=True, exist_ok=True)
         self._results: OrderedDict[tuple, Rendered] = OrderedDict()
+        self._results_bytes = 0
+        self._renders = 0
         self._results_lock = threading.Lock()
         self._run_lock = threading.Lock()
         # Wrapped here, not at import, so each handler set has its own cache and lock.
@@ -219,9 +228,16 @@ class GenerateHandlers:
             res = render_generation(out, self.files)
         res.ms = (time.perf_counter() - t0) * 1e3
         with self._results_lock:
+            old = self._results.pop(key, None)
+            self._results_bytes += res.nbytes - (old.nbytes if old else 0)
             self._results[key] = res
-            while len(self._results) > self.max_results:
-                self._results.popitem(last=False)
+            while len(self._results) > self.max_results or (self._results_bytes > self.max_bytes
+                                                            and len(self._results) > 1):
+                self._results_bytes -= self._results.popitem(last=False)[1].nbytes
+            self._renders += 1
+            sweep = self._renders % SWEEP_EVERY == 0
+        if sweep:
+            _sweep(self.files, FILES_KEEP)
         return res, False
 
     def generate(self, model, scale, seed, truncation=1.0, mix_seed=None, mix_level=0, owner=None):
@@ -284,14 +300,16 @@ class GenerateHandlers:
         frames = whole_number("frames", frames, *WALK_FRAMES)
         name = hashlib.sha256(repr((req.key, seed_b, frames)).encode()).hexdigest()[:24]
         path = self.files / f"walk-{name}.gif"
-        if path.is_file():
+        try:
+            os.utime(path)  # made before: mark it recently used and hand it out again
             return str(path)
+        except FileNotFoundError:
+            pass
         gen = self._model(req.entry.path)
         za, zb = gen.sample_latents(1, req.seed), gen.sample_latents(1, seed_b)
         z = torch.cat([slerp(za, zb, t) for t in torch.linspace(0, 1, frames).tolist()])
         images = render.to_uint8(self._latents_on_device(req.entry.path, z, req.scale, req.truncation))
         render.save_gif([render.enlarge(Image.fromarray(im), WALK_MIN_SIZE) for im in images], path)
-        _sweep(self.files, WALK_KEEP)
         return str(path)
 
 
@@ -311,13 +329,16 @@ def random_seed() -> int:
 
 
 def _sweep(folder: Path, keep: int) -> None:
+    """Delete all but the ``keep`` most recently used picture files in ``folder``."""
+
     def mtime(p: Path) -> float:
         try:
             return p.stat().st_mtime
         except OSError:  # deleted by a concurrent sweep
             return 0.0
 
-    for old in sorted(folder.glob("walk-*.gif"), key=mtime, reverse=True)[keep:]:
+    files = [p for p in folder.iterdir() if p.suffix in (".webp", ".gif") and not p.name.startswith(".")]
+    for old in sorted(files, key=mtime, reverse=True)[keep:]:
         old.unlink(missing_ok=True)
 
 

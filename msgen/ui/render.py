@@ -48,7 +48,9 @@ def save(picture: Image.Image | np.ndarray, folder: Path) -> str:
     img.save(buf, **WEBP)
     data = buf.getvalue()
     path = folder / f"{hashlib.sha256(data).hexdigest()[:40]}.webp"
-    if not path.exists():
+    try:
+        os.utime(path)  # already there: mark it recently used, so a sweep keeps it
+    except FileNotFoundError:
         tmp = folder / f".{path.name}.{uuid.uuid4().hex}.tmp"
         tmp.write_bytes(data)
         os.replace(tmp, path)  # a concurrent reader sees no file or the whole file, never half

@@ -53,6 +53,14 @@ def base_choices(ctx: common.AppContext, owner: str | None) -> list[tuple[str, s
     return models + scratch
 
 
+def default_base(ctx: common.AppContext) -> str:
+    """The preselected base: a shipped 32 px GAN (minutes on a CPU), else the first choice."""
+    shipped = [e for e in ctx.models(None) if e.source == "shipped"]
+    preferred = [e for e in shipped if e.family == "msggan" and e.resolution == 32]
+    pick = (preferred or shipped)[:1]
+    return f"model:{pick[0].name}" if pick else base_choices(ctx, None)[0][1]
+
+
 def limits_text() -> str:
     from ..data import LIMITS as L
 
@@ -354,13 +362,13 @@ def push(ctx, run_name, repo_id, token, private, owner) -> str:
     return f"Pushed to {url}"
 
 
-def generate_choices(ctx, owner) -> list:
-    try:
-        from .generate import model_choices
+def generate_update(ctx, owner, select: str | None = None) -> dict:
+    """The Generate tab's model list with this visitor's runs; ``select`` picks a new one there."""
+    from .generate import model_choices, model_dropdown_update
 
-        return model_choices(ctx, owner)
-    except (ImportError, AttributeError):
-        return [(e.label, e.name) for e in ctx.models(owner)]
+    if select:
+        return model_dropdown_update(ctx, owner, select=select)
+    return gr.update(choices=model_choices(ctx, owner))  # keep whatever the visitor has picked
 
 
 # --- layout and wiring ---------------------------------------------------------------------------
@@ -387,7 +395,7 @@ def build(ctx: common.AppContext) -> None:
     choices = base_choices(ctx, None)
     with gr.Row():
         # Custom values pass the dropdown so that ctx.find, the one privacy check, judges them.
-        base = gr.Dropdown(choices, value=choices[0][1], label="Start from", scale=3, elem_id="train-base",
+        base = gr.Dropdown(choices, value=default_base(ctx), label="Start from", scale=3, elem_id="train-base",
                            allow_custom_value=True)
         resolution = gr.Dropdown(list(RESOLUTIONS), value=32, label="Resolution (from scratch only)", scale=1)
         name = gr.Textbox(label="Name of the result", placeholder="e.g. my-cats", scale=2, elem_id="train-name")
@@ -435,8 +443,8 @@ def build(ctx: common.AppContext) -> None:
     def list_updates(owner, select: str | None = None) -> list:
         out = [gr.update(choices=run_choices(ctx, manager, owner), **({"value": select} if select else {})),
                gr.update(choices=base_choices(ctx, owner))]
-        if gen_dropdown is not None:
-            out.append(gr.update(choices=generate_choices(ctx, owner)))
+        if gen_dropdown is not None:  # a finished run is also picked there, ready to generate from
+            out.append(generate_update(ctx, owner, select))
         return out
 
     def on_prepare(files, base, resolution, fit, owner):
