@@ -9,6 +9,7 @@ summary statistics.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -30,10 +31,12 @@ def capture(generator: torch.nn.Module, latents: torch.Tensor, **kwargs) -> tupl
     """Run ``generator`` and return its output plus each level's feature map (N x C x H x W)."""
     feats: dict[int, torch.Tensor] = {}
     handles = []
+    caller = threading.get_ident()  # another thread running the same (cached) module is not ours
     try:
         for level, module in generator.granularity_modules().items():
             def hook(_mod, _inp, out, level=level):
-                feats[level] = (out[0] if isinstance(out, tuple) else out).detach()
+                if threading.get_ident() == caller:
+                    feats[level] = (out[0] if isinstance(out, tuple) else out).detach()
 
             handles.append(module.register_forward_hook(hook))
         out = generator(latents, **kwargs)

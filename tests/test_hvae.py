@@ -151,8 +151,9 @@ def test_bad_arguments_are_refused_clearly():
 
 
 # --- encoder and decomposition -------------------------------------------------------------------
-def test_encoded_latents_reconstruct_through_forward():
-    g, x = tiny(), images(2)
+@pytest.mark.parametrize("z_global", [32, 0])
+def test_encoded_latents_reconstruct_through_forward(z_global):
+    g, x = tiny(z_global=z_global), images(2)
     with torch.no_grad():
         rec = g.reconstruct(x)
         via_latents = g(g.encode(x).latents)
@@ -174,8 +175,9 @@ def test_resampling_fine_levels_keeps_the_coarse_reconstruction():
     assert not torch.allclose(a.finest[0], a.finest[1])  # and each variant differs
 
 
-def test_resampling_layout_keeps_fine_epsilons():
-    g, x = tiny(), images(1)
+@pytest.mark.parametrize("z_global", [32, 0])
+def test_resampling_layout_keeps_fine_epsilons(z_global):
+    g, x = tiny(z_global=z_global), images(1)
     with torch.no_grad():
         rec = g.reconstruct(x)
         everything_kept = g.resample(x, keep_from=4, seed=1)

@@ -338,3 +338,29 @@ def test_spaces_gpu_wraps_the_device_calls_when_installed(monkeypatch, ctx):
         importlib.reload(GH)
     if importlib.util.find_spec("spaces") is None:
         assert GH.gpu.__module__ == GH.__name__  # back to the no-op: spaces is optional
+
+
+def test_feature_capture_ignores_other_threads_running_the_same_module():
+    """The model cache hands one module to every tab; another thread's forward during a capture
+    must not land in this capture's feature maps."""
+    import threading
+
+    from msgen import features
+
+    class Tiny(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.block = torch.nn.Identity()
+
+        def granularity_modules(self):
+            return {4: self.block}
+
+        def forward(self, x):
+            y = self.block(x)
+            other = threading.Thread(target=lambda: self.block(torch.full_like(x, 7.0)))
+            other.start()
+            other.join()  # another tab's request, running after ours on the same module
+            return y
+
+    _, feats = features.capture(Tiny(), torch.zeros(1, 2, 4, 4))
+    assert torch.equal(feats[4], torch.zeros(1, 2, 4, 4))

@@ -202,6 +202,19 @@ def test_queue_shows_place_in_line_and_a_queued_run_can_leave(ctx):
     assert manager.wait(job1, 10)
 
 
+def test_loss_history_stays_bounded_and_plots_thinned():
+    from msgen.train import Progress
+    from msgen.ui.jobs import HISTORY_MAX, Job
+
+    job = Job(JobSpec(run_dir=Path("r"), name="r", owner_key="k", data=Path("d"), options=TrainOptions()))
+    for step in range(1, 20_001):
+        job.on_progress(Progress(step, 20_000, {"d": 1.0, "g": float(step)}, 1.0, 1.0))
+    assert len(job.history) <= HISTORY_MAX and job.history[-1][0] == 20_000
+    frame = T.loss_frame(job.history)
+    assert set(frame["series"]) == {"d", "g"} and len(frame) <= 2 * (T.HISTORY_POINTS + 1)
+    assert all(group["step"].is_monotonic_increasing for _series, group in frame.groupby("series"))
+
+
 def test_training_thread_uses_fewer_torch_threads(tmp_path, monkeypatch):
     import msgen.ui.jobs as jobs_module
 

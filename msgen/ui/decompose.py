@@ -186,9 +186,10 @@ def decompose(ctx: common.AppContext, model: str | None, image: Any, fit: str = 
         target = torch.nn.functional.adaptive_avg_pool2d(x, lvl)[0]
         recon.append((to_tile(img), f"{lvl}x{lvl}"))
         mu = enc.mu[lvl][0].float().cpu()
+        extra = f" + {enc.global_mu.shape[1]}-d global" if lvl == g.levels[0] and enc.global_mu is not None else ""
         latents.append((side_by_side(pca_tile(mu), heat_tile(enc.kl[lvl][0])),
-                        f"{lvl}x{lvl}: {mu.shape[0]} ch, {nats[lvl]:.1f} nats"))
-        rows.append([f"{lvl}x{lvl}", int(mu.shape[0]), round(nats[lvl], 2), round(100 * nats[lvl] / total, 1),
+                        f"{lvl}x{lvl}: {mu.shape[0]} ch{extra}, {nats[lvl]:.1f} nats"))
+        rows.append([f"{lvl}x{lvl}", f"{mu.shape[0]}{extra}", round(nats[lvl], 2), round(100 * nats[lvl] / total, 1),
                      round(float((img - target).pow(2).mean()), 5)])
     return recon, latents, rows
 

@@ -33,7 +33,9 @@ from .generate_handlers import (
 CSS = """
 .msgen-pixelated img, .msgen-pixelated canvas { image-rendering: pixelated; }
 #msgen-image img, #msgen-channel img { width: 100%; height: 100%; object-fit: contain; }
-#msgen-levels .grid-wrap, #msgen-grid .grid-wrap { min-height: 0 !important; max-height: none !important; overflow-y: auto; }
+#msgen-levels .grid-wrap, #msgen-grid .grid-wrap {
+  min-height: 0 !important; max-height: none !important; overflow-y: auto;
+}
 #msgen-levels .thumbnail-item { aspect-ratio: auto; display: flex; flex-direction: column; height: auto; }
 #msgen-levels .thumbnail-item img { aspect-ratio: 1; height: auto; }
 #msgen-levels .caption-label { position: static; max-width: 100%; margin: 2px auto 0; }

@@ -36,6 +36,7 @@ from ..train import Progress, Trainer, TrainOptions
 QUALITY_SAMPLES = 256  # cap on images per side of the SWD comparison; keeps it to seconds on a CPU
 QUALITY_SEED = 7  # fixed: "before" and "after" read the same patch positions
 HISTORY_POINTS = 400  # loss curves are thinned to about this many points per series for the plot
+HISTORY_MAX = 20_000  # (step, series, value) entries a job keeps; older steps are thinned beyond it
 ACTIVE = ("queued", "running", "stopping")
 
 
@@ -72,6 +73,7 @@ class Job:
     eta_s: float | None = None
     elapsed: float = 0.0
     history: list[tuple[int, str, float]] = field(default_factory=list)  # (step, series, value)
+    stride: int = 1  # steps between kept history entries
     preview: Any = None  # MultiScaleOutput of the EMA generator on the fixed preview seeds
     preview_step: int = -1
     message: str = ""
@@ -86,8 +88,11 @@ class Job:
     def on_progress(self, p: Progress) -> None:
         self.step, self.total, self.elapsed = p.step, p.total, p.elapsed
         self.images_per_s, self.eta_s = p.images_per_s, p.eta_s
-        for key, value in p.losses.items():
-            self.history.append((p.step, key, float(value)))
+        if p.step % self.stride == 0:
+            self.history.extend((p.step, key, float(value)) for key, value in p.losses.items())
+        if len(self.history) > HISTORY_MAX:  # a long run keeps every 2nd, 4th ... step: bounded memory
+            self.stride *= 2
+            self.history = [h for h in self.history if h[0] % self.stride == 0]
         if p.preview is not None:
             self.preview, self.preview_step = p.preview, p.step
 
