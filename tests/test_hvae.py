@@ -16,7 +16,7 @@ from msgen.models import build_generator, get_family, make_config
 from msgen.models.hvae import HVAEGenerator, HVAERecipe, free_bits, gaussian_kl, gaussian_nll, kl_weight
 from msgen.train import Trainer, TrainOptions, make_recipe
 
-TINY = dict(channel_base=256, channel_max=32, z_channels=4)
+TINY = dict(channel_base=256, channel_max=32, z_channels=4, z_global=32)
 
 
 def tiny(resolution: int = 16, seed: int = 0, jitter: float = 0.05, **over) -> HVAEGenerator:
@@ -234,6 +234,7 @@ def test_recipe_skips_a_non_finite_update():
     assert all(torch.equal(a, b) for a, b in zip(before, g.parameters()))
     stats = recipe.step(images(2), 1, torch.Generator().manual_seed(0))
     assert stats["skipped"] == 0.0 and math.isfinite(stats["loss"])
+    assert stats["lr"] == pytest.approx(2 * recipe.lr / g.config.lr_warmup_steps)  # linear learning-rate warm-up
     assert {"loss", "elbo", "nll", "kl", "kl_4", "kl_8", "kl_16", "grad_norm"} <= set(stats)
 
 
@@ -290,3 +291,19 @@ def test_reconstruction_error_report(trained, fixture_batch):
     assert set(rep) == {"mse_4", "mse_8", "mse_16", "psnr_db", "kl_nats_4", "kl_nats_8", "kl_nats_16"}
     direct = F.mse_loss(trained.G_ema.reconstruct(fixture_batch).finest, fixture_batch).item()
     assert rep["mse_16"] == pytest.approx(direct, rel=1e-4) and rep["psnr_db"] > 15
+
+
+def test_a_config_json_from_before_the_newer_fields_still_loads(tmp_path):
+    """Models exported before z_global / beta / lr_warmup_steps existed load as they were trained."""
+    g = tiny(z_global=0)
+    ckpt.save_model(tmp_path / "old", g)
+    cfg_path = tmp_path / "old" / "config.json"
+    data = json.loads(cfg_path.read_text())
+    for key in ("z_global", "beta", "lr_warmup_steps"):
+        data.pop(key)
+    cfg_path.write_text(json.dumps(data))
+    h = ckpt.load_generator(tmp_path / "old")
+    assert h.config.z_global == 0 and h.config.beta == 1.0
+    z = g.sample_latents(1, 0)
+    with torch.no_grad():
+        assert torch.equal(g(z).finest, h(z).finest)

@@ -313,6 +313,15 @@ def test_pictures_from_tensors():
     assert render.pca_rgb(torch.zeros(8, 4, 4)).max() == 0  # a dead level stays black, no NaN
 
 
+def test_level_stats_match_the_library_definition():
+    from msgen import features
+
+    fmap = torch.randn(6, 8, 8).clamp_min(-0.5)
+    want = features.level_stats(8, fmap)
+    got = render.level_stats(fmap)
+    assert got == pytest.approx((want.mean, want.std, want.zero_share), abs=1e-5)
+
+
 def test_pca_matches_an_exact_svd():
     torch.manual_seed(0)
     for c, r in ((64, 4), (16, 16)):  # both the Gram and the covariance path

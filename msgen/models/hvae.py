@@ -8,20 +8,24 @@ small enough to sample a 64px picture on two CPU cores in a few milliseconds:
   spatial latent group ``z_l`` from the prior ``p(z_l | z_<l)`` (or, given an image, from the
   posterior ``q(z_l | x, z_<l)``, parameterised relative to the prior as in NVAE), adds it to the
   state, refines the state with residual blocks, and paints it with the level's RGB head in
-  the MSG-GAN / StyleGAN2 skip form ``image_L = tanh(up(acc_{L/2}) + rgb_L(h_L))``.
+  the MSG-GAN / StyleGAN2 skip form ``image_L = tanh(up(acc_{L/2}) + rgb_L(h_L))``. A global
+  latent vector (``z_global``, a vanilla VAE's N(0, I) latent) opens the 4x4 level, so traits of
+  the whole picture do not have to be spelled out by a factorised 4x4 prior.
 
 Because the state at level L depends only on ``z_<=L``, the picture at level L is decided by
 the coarse latents alone: keeping them and re-sampling the finer ones changes detail, never
 layout (``resample``). Latents are handed around as *epsilons*, one flat standard-normal vector
-per picture cut into the levels' groups (``z_l = mu_p + T * sigma_p * eps_l``): a seed is one
-picture on every device, ``truncation`` is the sampling temperature T (0 gives the prior's mean
-picture), and ``mix`` swaps the epsilons of the levels >= the switch. ``encode(x)`` returns the
-posterior means in that same currency, so ``forward(encode(x).latents)`` reconstructs ``x``.
+per picture cut into the groups (``z_l = mu_p + T * sigma_p * eps_l``): a seed is one picture on
+every device, ``truncation`` is the sampling temperature T (0 gives the prior's mean picture),
+and ``mix`` swaps the epsilons of the levels >= the switch. ``encode(x)`` returns the posterior
+means in that same currency, so ``forward(encode(x).latents)`` reconstructs ``x``.
 
-Training (``HVAERecipe``) maximises the ELBO with a Gaussian decoder whose variance is set to
-its optimum per batch (sigma-VAE, Rybkin et al. 2021) with a floor, plus the same likelihood at
-every coarser level against the area-downsampled image, which makes each level's RGB head a
-faithful picture and ties the coarse latents to the layout. Posterior collapse is held off with
+Training (``HVAERecipe``) maximises a beta-weighted ELBO with a Gaussian decoder whose variance
+is set to its optimum per batch (sigma-VAE, Rybkin et al. 2021) above a floor, plus the same
+likelihood at every coarser level against the area-downsampled image, each weighted as a full
+image (a coarse pixel stands for the fine pixels it summarises). The coarser pictures are
+detached from the finer levels' residuals, so each level's RGB head is a faithful picture at its
+granularity and the coarse latents must carry the layout. Posterior collapse is held off with
 linear KL warm-up and per-level free bits (Kingma et al. 2016); updates with an exploding or
 non-finite gradient norm are skipped and the rest clipped (VDVAE).
 """
@@ -49,15 +53,16 @@ class HVAEConfig:
     blocks_per_level: int = 1  # residual blocks after each latent group (VDVAE uses many; 1 is CPU-fast)
     z_channels: int = 8  # latent channels at 4x4 and 8x8 ...
     z_channels_min: int = 1  # ... halved per finer level down to this: fine levels hold detail, not layout
-    z_global: int = 32  # a global latent vector opening the 4x4 level: whole-picture traits a factorised
-    # 4x4 prior cannot correlate (0 turns it off)
+    z_global: int = 0  # size of a global latent vector opening the 4x4 level, for whole-picture traits a
+    # factorised 4x4 prior cannot correlate; 0 (off) is also what a config.json without the field means
     # Training (read by HVAERecipe; stored here so a run's objective travels with its model).
     kl_warmup_steps: int = 2000  # KL weight ramps 0 -> 1 over this many steps (at most a quarter of a run)
     beta: float = 1.0  # KL weight after warm-up (beta-VAE): above 1 trades detail for a prior that samples cleanly
     free_nats: float = 2.0  # per level and image: KL below this is not penalised (free bits)
-    min_sigma: float = 0.1  # floor of the decoder's per-pixel std in [-1, 1] units: lower is sharper but
+    min_sigma: float = 0.25  # floor of the decoder's per-pixel std in [-1, 1] units: lower is sharper but
     # spends more nats on pixel detail, which a small prior then samples as noise
-    aux_weight: float = 1.0  # weight of the coarser levels' likelihood terms against their downsampled image
+    aux_weight: float = 1.0  # weight of the coarser levels' likelihood terms (each counted as a full image)
+    lr_warmup_steps: int = 200  # the learning rate ramps up over this many steps: early updates are the ones that blow up
     grad_clip: float = 200.0  # clip the gradient norm (loss in nats per image dimension)
     skip_threshold: float = 2000.0  # skip an update whose gradient norm is above this or not finite
 
@@ -69,8 +74,9 @@ class HVAEConfig:
             raise ValueError("blocks_per_level and z_channels must be >= 1, and 1 <= z_channels_min <= z_channels")
         if self.z_global < 0:
             raise ValueError(f"z_global must be >= 0 (0 turns the global latent off), got {self.z_global}")
-        if self.free_nats < 0 or self.min_sigma <= 0 or self.aux_weight < 0 or self.kl_warmup_steps < 0 or self.beta <= 0:
-            raise ValueError("free_nats, aux_weight and kl_warmup_steps must be >= 0, min_sigma and beta > 0")
+        if min(self.free_nats, self.aux_weight, self.kl_warmup_steps, self.lr_warmup_steps) < 0 or \
+                self.min_sigma <= 0 or self.beta <= 0:
+            raise ValueError("free_nats, aux_weight and the warm-ups must be >= 0, min_sigma and beta > 0")
 
     @property
     def levels(self) -> tuple[int, ...]:
@@ -391,16 +397,16 @@ class HVAERecipe:
     """One ELBO step: posterior pass with reparameterised noise from the run's generator, KL
     warm-up and free bits per level, likelihood at every level, clipped or skipped update.
 
-    Of the shared ``TrainOptions`` it reads ``lr``, ``steps`` (the warm-up is at most a quarter of a
-    run) and the seeds; the GAN-only ones (augment, loss, r1, mixing, betas) do not apply:
+    Of the shared ``TrainOptions`` it reads ``lr`` (reached after ``lr_warmup_steps``), ``steps`` (the
+    KL warm-up is at most a quarter of a run) and the seeds; the GAN-only ones (augment, loss, r1, mixing, betas) do not apply:
     DiffAugment exists to blind a discriminator, and beta1 = 0 suits adversarial games, not a
     likelihood, so Adam runs with (0.9, 0.99)."""
 
     def __init__(self, generator: HVAEGenerator, discriminator: Any = None, options: Any = None):
         self.G, self.opt = generator, options
         self.modules = {"generator": generator}
-        lr = options.lr if options is not None else 2e-4
-        self.optimizers = {"generator": torch.optim.Adam(generator.parameters(), lr=lr, betas=(0.9, 0.99))}
+        self.lr = options.lr if options is not None else 2e-4
+        self.optimizers = {"generator": torch.optim.Adam(generator.parameters(), lr=self.lr, betas=(0.9, 0.99))}
 
     def losses(self, real: torch.Tensor, step: int, gen: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
         G, cfg = self.G, self.G.config
@@ -435,6 +441,9 @@ class HVAERecipe:
     def step(self, real: torch.Tensor, step: int, gen: torch.Generator) -> dict[str, float]:
         loss, stats = self.losses(real, step, gen)
         opt, cfg = self.optimizers["generator"], self.G.config
+        lr = self.lr * kl_weight(step, cfg.lr_warmup_steps)  # the same linear ramp, for the learning rate
+        for group in opt.param_groups:
+            group["lr"] = lr
         opt.zero_grad(set_to_none=True)
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(self.G.parameters(), cfg.grad_clip).item()
@@ -442,7 +451,7 @@ class HVAERecipe:
         if not skipped:
             opt.step()
         opt.zero_grad(set_to_none=True)
-        return stats | {"grad_norm": norm, "skipped": float(skipped)}
+        return stats | {"grad_norm": norm, "skipped": float(skipped), "lr": lr}
 
 
 register(

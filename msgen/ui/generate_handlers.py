@@ -32,7 +32,6 @@ from gradio.utils import get_upload_folder
 from PIL import Image
 
 import msgen
-from .. import features as feat
 from ..zoo import ModelEntry
 from . import render
 
@@ -145,8 +144,8 @@ def render_generation(out: msgen.Generation, folder: Path) -> Rendered:
         c, h, w = f.shape
         card = render.level_card(out.images[lvl][0], f, tops[lvl][:CARD_CHANNELS])
         cards.append((render.save(card, folder), f"{lvl}x{lvl}: {c} channels"))
-        s = feat.level_stats(lvl, f)
-        stats.append([lvl, s.channels, f"{h}x{w}", round(s.mean, 4), round(s.std, 4), round(s.zero_share, 4)])
+        mean, std, zeros = render.level_stats(f)
+        stats.append([lvl, c, f"{h}x{w}", round(mean, 4), round(std, 4), round(zeros, 4)])
     image = render.save(render.to_uint8(out.images[out.scale][0]), folder)
     return Rendered(image=image, levels=cards, stats=stats, features=fmaps, top_channels=tops, ms=0.0)
 

@@ -112,6 +112,13 @@ def colorize_channels(fmap: torch.Tensor, channels: list[int]) -> np.ndarray:
     return np.take(RAMP, _to_byte(x.reshape(k, h * w)), axis=0).reshape(k, h, w, 3)  # take: 4x fancy indexing
 
 
+def level_stats(fmap: torch.Tensor) -> tuple[float, float, float]:
+    """(mean, std, share <= 0) of a C x H x W map, as ``msgen.features.level_stats`` defines them,
+    in numpy: a live slider cannot afford waking torch's thread pool for four reductions."""
+    x = fmap.detach().float().cpu().numpy()
+    return float(x.mean()), float(x.std(ddof=1)) if x.size > 1 else 0.0, float((x <= 1e-6).mean())
+
+
 def top_channels(fmap: torch.Tensor, k: int) -> list[int]:
     """Indices of the ``k`` channels with the largest mean absolute activation, strongest first."""
     energy = np.abs(fmap.detach().float().cpu().numpy()).mean(axis=(1, 2))
