@@ -36,6 +36,7 @@ import gzip
 import hashlib
 import json
 import math
+import os
 import shlex
 import sys
 import tempfile
@@ -191,8 +192,12 @@ def write_card(model_dir: Path, metrics: dict) -> None:
     cfg = json.loads((model_dir / "config.json").read_text())
     cfg.setdefault("msgen", {})["metrics"] = metrics
     config = config_from_dict({k: v for k, v in cfg.items() if k != "msgen"})
-    atomic_write_text(model_dir / "config.json", json.dumps(cfg, indent=2, sort_keys=False) + "\n")
-    atomic_write_text(model_dir / "README.md", model_card(config, cfg["msgen"]))
+    for fname, text in (("config.json", json.dumps(cfg, indent=2, sort_keys=False) + "\n"),
+                        ("README.md", model_card(config, cfg["msgen"]))):
+        path = model_dir / fname
+        mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+        atomic_write_text(path, text)
+        os.chmod(path, mode)  # atomic_write_text's temp file is 0600; keep the file's own mode
 
 
 # --- baseline -------------------------------------------------------------------------------
@@ -300,7 +305,12 @@ def main() -> None:
             f"FID {real.floor['fid_efflite0']:.2f}")
         rows, recon, metas = {}, {}, {}
         for e in (e for e in shipped if e.name.startswith(name)):
-            g = msgen.load(e.path)
+            try:
+                g = msgen.load(e.path)
+            except msgen.CheckpointError as exc:  # e.g. weights being replaced by a concurrent export
+                log(f"{name}: {e.name} skipped: {exc}")
+                out.setdefault("skipped", {})[e.name] = str(exc)
+                continue
             metas[e.name] = dict(g.meta)
             rows[e.name] = score(g, real, args.seed)
             if hasattr(g, "reconstruct"):

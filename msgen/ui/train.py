@@ -415,8 +415,9 @@ def build(ctx: common.AppContext) -> None:
     progress = gr.HTML(elem_id="train-progress")
     with gr.Row():
         plot = gr.LinePlot(x="step", y="value", color="series", label="Losses", elem_id="train-plot")
-        preview = gr.Image(label="Preview: one row per fixed seed, one column per level (coarse to fine)",
-                           format="png", interactive=False, elem_id="train-preview")
+        with gr.Column():
+            gr.Markdown("**Preview** (EMA generator): one row per fixed seed, one column per level, coarse to fine")
+            preview = gr.Image(show_label=False, format="png", interactive=False, elem_id="train-preview")
     quality = gr.Markdown(elem_id="train-quality")
     with gr.Accordion("Your runs: resume, download, push to the Hub", open=False):
         with gr.Row():
