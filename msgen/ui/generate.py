@@ -213,5 +213,5 @@ def _first_result(h: GenerateHandlers, model: str | None, levels) -> tuple | Non
         return None
     try:
         return h.generate(model, levels[-1], 0, 1.0, 1, 0, None)
-    except gr.Error:
-        return None  # a broken default model: the page still opens and says why on first use
+    except Exception:  # a broken default model, or no GPU outside a request (ZeroGPU): the page
+        return None  # still opens, and the first request says what is wrong

