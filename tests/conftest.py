@@ -18,6 +18,19 @@ CHROMIUM = "/usr/bin/chromium"
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
+def load_app_module():
+    """The root app.py, by path: bench/app.py must never shadow it whatever sys.path holds."""
+    import importlib.util
+    import sys
+
+    if "msgen_root_app" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("msgen_root_app", Path(__file__).resolve().parent.parent / "app.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["msgen_root_app"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["msgen_root_app"]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -52,8 +65,7 @@ def tiny_weights(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def app_server(tiny_weights, tmp_path_factory):
     """The real app (app.build_app) served on a free loopback port; yields (url, demo)."""
-    import app as app_module
-
+    app_module = load_app_module()
     runs = tmp_path_factory.mktemp("runs")
     demo = app_module.build_app(runs_dir=runs, shared=False, weights_dir=tiny_weights)
     port = free_port()

@@ -251,7 +251,9 @@ def test_hostile_uploads_get_a_clear_message_and_harm_nothing(server, trained, h
 # --- privacy on a shared host --------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def shared_server(tiny_weights, tmp_path_factory):
-    import app as app_module
+    from tests.conftest import load_app_module
+
+    app_module = load_app_module()
 
     demo = app_module.build_app(runs_dir=tmp_path_factory.mktemp("shared-runs"), shared=True, weights_dir=tiny_weights)
     port = free_port()
