@@ -31,6 +31,19 @@ def load_app_module():
     return sys.modules["msgen_root_app"]
 
 
+def wait_for(predicate, timeout: float = 60.0, every: float = 0.2):
+    """Poll ``predicate`` until it returns something truthy (browser tests); fail after ``timeout``."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("timed out")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -3,21 +3,11 @@ every level's reconstruction and latent, re-sample the detail and the layout, us
 
 from __future__ import annotations
 
-import time
 
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, wait_for
 
 IMAGES = sorted((FIXTURES / "images").iterdir())
 
-
-def wait_for(predicate, timeout=60.0, every=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("timed out")
 
 
 def test_decompose_and_resample_in_the_browser(app_server, browser, artifacts_dir):

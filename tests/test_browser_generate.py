@@ -4,20 +4,16 @@ card (picture, PCA view, top channels) and the channel view are rendered. Saves 
 
 from __future__ import annotations
 
+from tests.conftest import wait_for as _wait_for
+
 import re
-import time
 
 LOADED = "el => el.complete && el.naturalWidth > 0 && el.getBoundingClientRect().width > 0"
 
 
+
 def wait_for(predicate, timeout=30.0, every=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("timed out")
+    return _wait_for(predicate, timeout, every)
 
 
 def info(page) -> str:

@@ -6,22 +6,13 @@ from __future__ import annotations
 import re
 import time
 
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, wait_for
 
 
 def progress_step(page) -> int:
     bar = page.locator("#train-progress .msgen-train-progress")
     return int(bar.get_attribute("data-step")) if bar.count() else -1
 
-
-def wait_for(predicate, timeout=60.0, every=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("timed out")
 
 
 def test_upload_train_watch_and_stop(app_server, browser, artifacts_dir):
