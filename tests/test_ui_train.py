@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 import msgen
 from msgen.ui import common, runs
 from msgen.ui import train as T
+from msgen.ui import train_view as TV
 from msgen.ui.jobs import JobManager, JobSpec
 from msgen.train import TrainOptions
 from tests.conftest import FIXTURES
@@ -141,7 +142,7 @@ def test_page_run_exports_a_loadable_model_with_quality_and_data_snapshot(ctx):
     assert "finished" in v["status"] and 'data-step="10"' in v["progress"]
     assert set(v["losses"]["series"]) >= {"d", "g"} and v["losses"]["step"].max() == 10
     assert "| mean |" in v["quality"] and "SWD" in (run_dir / "model" / "README.md").read_text()
-    assert T.preview_grid(v["preview"]).size == (3 * 98 + 2, T.PREVIEW_ROWS * 98 + 2)  # 3 levels, 96 px cells
+    assert TV.preview_grid(v["preview"]).size == (3 * 98 + 2, TV.PREVIEW_ROWS * 98 + 2)  # 3 levels, 96 px cells
     assert "tiny16" in {e.name for e in ctx.models(None)} and "my-cats" in {e.name for e in ctx.models(None)}
     assert [n for _label, n in T.run_choices(ctx, ctx.components["train_jobs"], None)] == ["my-cats"]
 
@@ -210,8 +211,8 @@ def test_loss_history_stays_bounded_and_plots_thinned():
     for step in range(1, 20_001):
         job.on_progress(Progress(step, 20_000, {"d": 1.0, "g": float(step)}, 1.0, 1.0))
     assert len(job.history) <= HISTORY_MAX and job.history[-1][0] == 20_000
-    frame = T.loss_frame(job.history)
-    assert set(frame["series"]) == {"d", "g"} and len(frame) <= 2 * (T.HISTORY_POINTS + 1)
+    frame = TV.loss_frame(job.history)
+    assert set(frame["series"]) == {"d", "g"} and len(frame) <= 2 * (TV.HISTORY_POINTS + 1)
     assert all(group["step"].is_monotonic_increasing for _series, group in frame.groupby("series"))
 
 

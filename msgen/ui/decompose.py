@@ -18,7 +18,6 @@ and refuses paths outside it before the handler runs.
 from __future__ import annotations
 
 import base64
-import functools
 import io
 from pathlib import Path
 from typing import Any

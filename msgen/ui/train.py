@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
-import pandas as pd
 import torch
 
 from .. import checkpoint as ckpt
@@ -27,7 +26,8 @@ from ..augment import POLICIES
 from ..models import FAMILIES, get_family, make_config
 from ..train import TrainOptions
 from . import common, runs
-from .jobs import HISTORY_POINTS, Job, JobManager, JobSpec, read_quality
+from .jobs import JobManager, JobSpec, read_quality
+from .train_view import loss_frame, preview_grid, progress_html, quality_markdown, status_markdown
 
 DEFAULT_STEPS = 500  # ~8k images seen: a few minutes at 32px on 2 vCPUs, enough to adapt to 20-200 images
 DEFAULT_BATCH = 16
@@ -38,7 +38,6 @@ RESOLUTIONS = (16, 32, 64, 128)
 GALLERY_MAX = 48  # thumbnails shown; the count says how many more were accepted
 FEW_IMAGES = 16
 MAX_STEPS = {False: 1_000_000, True: 20_000}  # a shared Space bounds one visitor's run
-PREVIEW_ROWS = 6
 
 
 # --- choices -----------------------------------------------------------------------------------
@@ -245,84 +244,7 @@ def _key(ctx, owner) -> str:
         return ""
 
 
-# --- live view -----------------------------------------------------------------------------------
-def _clock(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "?"
-    s = int(round(seconds))
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
-
-
-def progress_html(snap: dict[str, Any]) -> str:
-    total = max(1, snap["total"])
-    pct = 100.0 * min(snap["step"], total) / total
-    colour = {"failed": "#d33", "stopped": "#d90", "finished": "#2a2"}.get(snap["state"], "#36c")
-    facts = [f"step {snap['step']:,} / {snap['total']:,}", f"{pct:.0f}%", f"{snap['images_per_s']:.1f} images/s",
-             f"elapsed {_clock(snap['elapsed'])}"]
-    if snap["state"] in ("running", "stopping"):
-        facts.append(f"ETA {_clock(snap['eta_s'])}")
-    return (f'<div class="msgen-train-progress" data-step="{snap["step"]}" data-state="{snap["state"]}">'
-            f'<div style="background:#ddd;border-radius:4px;height:14px;overflow:hidden">'
-            f'<div style="width:{pct:.1f}%;height:100%;background:{colour}"></div></div>'
-            f'<div style="font-size:0.9em;margin-top:4px">{" · ".join(facts)}</div></div>')
-
-
-def loss_frame(history: list[tuple[int, str, float]]) -> pd.DataFrame:
-    """Long-form losses for gr.LinePlot, averaged into about HISTORY_POINTS buckets per series."""
-    frame = pd.DataFrame(history, columns=["step", "series", "value"])
-    if frame.empty:
-        return frame
-    bucket = max(1, math.ceil(frame["step"].max() / HISTORY_POINTS))
-    if bucket > 1:
-        frame["step"] = (frame["step"] - 1) // bucket * bucket + bucket
-        frame = frame.groupby(["series", "step"], as_index=False)["value"].mean()
-    return frame[["step", "series", "value"]]
-
-
-def preview_grid(preview: Any, rows: int = PREVIEW_ROWS) -> Any:
-    """Rows = fixed preview seeds; columns = every level, coarse to fine, enlarged to one size."""
-    import torch.nn.functional as F
-    import torchvision.utils as vutils
-    from PIL import Image
-
-    from ..data import to_uint8
-
-    images = preview.images
-    finest = max(images)
-    size = max(96, finest)
-    cols = [F.interpolate(images[lvl][:rows].float(), size=(size, size), mode="nearest") for lvl in sorted(images)]
-    cells = torch.stack(cols, dim=1).flatten(0, 1)  # row-major: sample i, level j
-    grid = vutils.make_grid(cells, nrow=len(cols), padding=2, pad_value=1.0)
-    return Image.fromarray(to_uint8(grid).permute(1, 2, 0).numpy())
-
-
-def quality_markdown(quality: dict[str, Any]) -> str:
-    before, after = quality.get("before"), quality.get("after")
-    if not before and not after:
-        return ""
-    keys = [k for k in (before or after) if k != "mean"] + ["mean"]
-    rows = ["**Quality:** Laplacian sliced Wasserstein distance (x1e3) between samples and your images, "
-            "per pyramid level (lower is closer).", "", "| level | before | after |", "| --- | --- | --- |"]
-    for k in keys:
-        b = f"{before[k]:.1f}" if before and k in before else "-"
-        a = f"{after[k]:.1f}" if after and k in after else "-"
-        rows.append(f"| {k}{'px' if k != 'mean' else ''} | {b} | {a} |")
-    return "\n".join(rows)
-
-
-def status_markdown(manager: JobManager, job: Job, snap: dict[str, Any]) -> str:
-    name, state = snap["name"], snap["state"]
-    if state == "queued":
-        ahead = manager.position(job)
-        return f"**{name}** is in line: number {ahead} (one run trains at a time)."
-    text = {"running": "training", "stopping": "stopping...", "finished": "finished",
-            "stopped": "stopped; its last checkpoint is kept and can be resumed", "failed": "failed"}[state]
-    extra = f" {snap['message']}" if snap["message"] else ""
-    if state in ("finished", "stopped"):
-        extra += " It is now listed in the Generate tab."
-    return f"**{name}**: {text}.{extra}"
-
-
+# --- live view (rendering in train_view.py) ----------------------------------------------------
 def view(ctx, manager: JobManager, job_id, owner) -> dict[str, Any] | None:
     """Everything the page shows about the visitor's job, or None if there is none."""
     job = manager.get(job_id, _key(ctx, owner))

@@ -1,0 +1,187 @@
+"""One file's bytes -> a square RGB uint8 tensor, or a `DataError` saying why not.
+
+Decoding trusts content, not file names: PNG, JPEG, WebP, GIF (first frame), BMP and TIFF are
+accepted, through PIL because torchvision's decoders miss EXIF rotation, CMYK, 16-bit and palette
+transparency; anything else is named from its signature (a PDF, HTML, a HEIC photo ...). The
+pixel count is judged from the header before any pixel is decoded (PIL's own decompression-bomb
+check stays on behind it). Embedded colour profiles are applied, so colours are sRGB.
+Transparency is composited on `background`; `fit="crop"` takes the centre square, `fit="pad"`
+pads to a square with `background`; resizing is antialiased bicubic through
+torchvision.transforms.v2. `msgen.data` builds whole image sets on top of this.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+import warnings
+
+import numpy as np
+import torch
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+from torchvision.transforms.v2 import functional as F
+
+__all__ = ["DataError", "decode", "NESTED_ZIP", "ZIP_MAGIC"]
+
+
+class DataError(ValueError):
+    """A whole-source problem, or one file's problem, with a message meant for the person who sent it."""
+
+
+_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+NESTED_ZIP = "nested zip archive (not opened: unzip it first)"
+_SRGB = ImageCms.createProfile("sRGB")
+
+
+def decode(data: bytes, resolution: int, fit: str = "crop", background: tuple = (255, 255, 255), *,
+           max_pixels: int = 40_000_000, min_side: int = 8) -> torch.Tensor:
+    """Bytes -> 3 x r x r uint8, or DataError with the reason."""
+    if not data:
+        raise DataError("empty file (0 bytes)")
+    problem = _content_problem(data)
+    if problem:
+        raise DataError(problem)
+    # PIL warns about corrupt EXIF, truncated TIFF tags and bomb sizes; each file gets a
+    # verdict of its own, so the warnings would only be log noise from untrusted input.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _decode_image(data, resolution, fit, background, max_pixels, min_side)
+
+
+def _decode_image(data: bytes, resolution: int, fit: str, background: tuple, max_pixels: int,
+                  min_side: int) -> torch.Tensor:
+    try:
+        im = Image.open(io.BytesIO(data), formats=_FORMATS)  # reads the header only
+    except Image.DecompressionBombError as e:  # PIL's own check fired first: recover the size it saw
+        found = re.search(r"\((\d+) pixels\)", str(e))
+        size = f"{int(found[1]) / 1e6:.1f} MP" if found else "too large"
+        raise DataError(f"image is {size}, over the {_mp(max_pixels)} MP limit (decompression bomb?)") from None
+    except Exception as e:  # PIL's "cannot identify" message shows a BytesIO repr; say it plainly
+        detail = "damaged header" if isinstance(e, UnidentifiedImageError) else brief(e)
+        raise DataError(f"not a readable image ({detail})") from None
+    w, h = im.size
+    if w * h > max_pixels:
+        raise DataError(f"image is {w}x{h} = {w * h / 1e6:.1f} MP, over the {_mp(max_pixels)} MP limit")
+    if min(w, h) < min_side:
+        raise DataError(f"image is {w}x{h}, under the {min_side} px minimum side")
+    try:
+        side = min(w, h) if fit == "crop" else max(w, h)
+        # JPEG can decode at 1/2..1/8 scale; big photos load several times faster.
+        im.draft(None, (math.ceil(resolution * w / side), math.ceil(resolution * h / side)))
+        im.load()
+    except Exception as e:
+        raise DataError(f"damaged or truncated image ({brief(e)})") from None
+    im = _upright(im)
+    try:
+        im = _to_rgb(im, background)
+    except Exception:
+        raise DataError(f"unsupported colour mode {im.mode}") from None
+    return _fit(F.pil_to_tensor(im), resolution, fit, background)
+
+
+def _content_problem(data: bytes) -> str | None:
+    """None for a supported image signature, else a reason naming what the bytes look like."""
+    head = data[:1024]
+    if head.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\0", b"MM\0*")):
+        return None
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return None
+    if head[:4] in ZIP_MAGIC:
+        return NESTED_ZIP
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in (b"heic", b"heix", b"mif1", b"msf1", b"avif", b"avis"):
+            return "HEIC/AVIF images are not supported: convert it to JPEG or PNG"
+        return "not an image file (looks like a video)"
+    for signature, kind in _BINARY_KINDS:
+        if head.startswith(signature):
+            return f"not an image file (looks like {kind})"
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    for signature, kind in _TEXT_KINDS:
+        if text.startswith(signature):
+            return f"not an image file (looks like {kind})"
+    if text.startswith(b"<?xml") and b"<svg" in text:
+        return "SVG drawings are not supported: export it as PNG"
+    try:
+        head.decode("utf-8")
+        return "not an image file (looks like text)"
+    except UnicodeDecodeError:
+        return "not an image file (unrecognised content)"
+
+
+_BINARY_KINDS = [
+    (b"%PDF", "a PDF"), (b"\x1f\x8b", "gzip data"), (b"\x7fELF", "a program"), (b"MZ", "a Windows program"),
+    (b"8BPS", "a Photoshop file"), (b"\x00\x00\x01\x00", "an icon file"), (b"RIFF", "audio or video"),
+    (b"OggS", "audio or video"), (b"ID3", "audio"), (b"\x1aE\xdf\xa3", "a video"), (b"7z\xbc\xaf", "a 7-Zip archive"),
+    (b"Rar!", "a RAR archive"),
+]
+_TEXT_KINDS = [
+    (b"<!doctype html", "HTML"), (b"<html", "HTML"), (b"<head", "HTML"), (b"<body", "HTML"),
+    (b"<svg", "an SVG drawing"), (b"<?xml", "XML"), (b"{", "JSON"),
+]
+
+
+def _upright(im: Image.Image) -> Image.Image:
+    try:
+        return ImageOps.exif_transpose(im)
+    except Exception:  # a malformed EXIF block should not cost a good picture
+        return im
+
+
+def _to_rgb(im: Image.Image, background: tuple) -> Image.Image:
+    if im.mode in ("I", "F") or im.mode.startswith("I;16"):
+        im = _deep_to_l(im)
+    im = _to_srgb(im)
+    if im.has_transparency_data:  # alpha channel, or palette / colour-key transparency
+        base = Image.new("RGBA", im.size, (*background, 255))
+        return Image.alpha_composite(base, im.convert("RGBA")).convert("RGB")
+    return im.convert("RGB")
+
+
+def _to_srgb(im: Image.Image) -> Image.Image:
+    """Apply an embedded colour profile (Display P3 phone photos, print CMYK) so colours are sRGB."""
+    icc = im.info.get("icc_profile")
+    if not icc or im.mode not in ("RGB", "RGBA", "CMYK"):
+        return im
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        return ImageCms.profileToProfile(im, source, _SRGB, outputMode="RGB" if im.mode == "CMYK" else im.mode)
+    except Exception:  # a broken profile is no reason to lose the picture
+        return im
+
+
+def _deep_to_l(im: Image.Image) -> Image.Image:
+    """16-bit and float greyscale to 8-bit; PIL's own convert("L") clips at 255 instead of scaling."""
+    a = np.asarray(im, dtype=np.float64)
+    peak = float(a.max()) if a.size else 0.0
+    if im.mode.startswith("I;16") or (im.mode == "I" and peak > 255):
+        scale = 65535.0
+    elif im.mode == "F" and peak <= 1.0:
+        scale = 1.0
+    else:
+        scale = max(peak, 255.0) if im.mode == "F" else 255.0
+    return Image.fromarray(np.clip(a / scale * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+
+
+def _fit(x: torch.Tensor, resolution: int, fit: str, background: tuple) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    if fit == "crop":
+        side = min(h, w)
+        x = F.center_crop(x, [side, side])
+    else:
+        side = max(h, w)
+        left, top = (side - w) // 2, (side - h) // 2
+        x = F.pad(x, [left, top, side - w - left, side - h - top], fill=list(background))
+    if side != resolution:  # keeps pixel art at its native size exact
+        x = F.resize(x, [resolution, resolution], interpolation=F.InterpolationMode.BICUBIC, antialias=True)
+    return x
+
+
+def _mp(pixels: int) -> str:
+    return f"{pixels / 1e6:.1f}".removesuffix(".0") if pixels % 1_000_000 else str(pixels // 1_000_000)
+
+
+def brief(e: Exception) -> str:
+    return (str(e) or type(e).__name__).splitlines()[0][:120]
