@@ -27,10 +27,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..zoo import WEIGHTS_DIR
 from . import common
 
 FAMILY = "hvae"
-EXAMPLES_DIR = Path(__file__).resolve().parent.parent.parent / "tests" / "fixtures" / "images"
+EXAMPLES_DIR = WEIGHTS_DIR / "examples"  # Noto emoji and Fashion-MNIST test images (weights/examples/make_examples.py)
 MODES = {"Keep coarse, vary detail": "detail", "Keep detail, vary layout": "layout"}
 TILE = 128  # pixels per level tile: small levels enlarged with nearest neighbour so they stay crisp
 DEFAULT_TEMPERATURE = 0.8  # VAE samples look cleaner a little below temperature 1
@@ -229,7 +230,7 @@ def _examples() -> list[list[str]]:
     if not EXAMPLES_DIR.is_dir():
         return []
     files = sorted(p for p in EXAMPLES_DIR.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"))
-    return [[str(p)] for p in files[:8]]
+    return [[str(p)] for p in files[:12]]
 
 
 def build(ctx: common.AppContext) -> None:
@@ -243,14 +244,17 @@ def build(ctx: common.AppContext) -> None:
         with gr.Row():
             with gr.Column(scale=1, min_width=260):
                 model = gr.Dropdown(choices, value=first, label="Hierarchical VAE model", elem_id="decompose-model")
-                image = gr.Image(type="filepath", label="Image to decompose", sources=["upload", "clipboard"],
-                                 height=240, elem_id="decompose-image")
+                examples = _examples()
+                # The page opens on an example already taken apart, so the first look shows what the tab does.
+                image = gr.Image(examples[0][0] if examples and choices else None, type="filepath",
+                                 label="Image to decompose", sources=["upload", "clipboard"], height=240,
+                                 elem_id="decompose-image")
                 fit = gr.Radio(["crop", "pad"], value="crop", label="Non-square images: crop the centre or pad")
                 with gr.Row():
                     run_btn = gr.Button("Decompose", variant="primary", elem_id="decompose-run")
                     refresh_btn = gr.Button("Refresh models", size="sm")
-                if _examples():
-                    gr.Examples(_examples(), inputs=[image], label="Examples (click one)", examples_per_page=8)
+                if examples:
+                    gr.Examples(examples, inputs=[image], label="Examples (click one)", examples_per_page=12)
             with gr.Column(scale=2):
                 recon = gr.Gallery(label="The picture as the model sees it, then its reconstruction at every level "
                                    "(each level adds detail on top of the coarser one)", columns=6, height=210,
@@ -326,4 +330,5 @@ def build(ctx: common.AppContext) -> None:
     model.focus(on_models, [owner, model], [model, notice, main], api_visibility="private")
     root = gr.context.Context.root_block
     if root is not None:
-        root.load(on_models, [owner, model], [model, notice, main], api_visibility="private")
+        root.load(on_models, [owner, model], [model, notice, main], api_visibility="private").success(
+            on_auto, run_inputs, run_outputs, **quiet).success(on_auto_resample, resample_inputs, [variants], **quiet)
