@@ -3,11 +3,9 @@ every level's reconstruction and latent, re-sample the detail and the layout, us
 
 from __future__ import annotations
 
-
 from tests.conftest import FIXTURES, wait_for
 
 IMAGES = sorted((FIXTURES / "images").iterdir())
-
 
 
 def test_decompose_and_resample_in_the_browser(app_server, browser, artifacts_dir):
@@ -19,10 +17,14 @@ def test_decompose_and_resample_in_the_browser(app_server, browser, artifacts_di
         assert page.locator("#decompose-model input").input_value().startswith("tinyvae16 (hvae")
         assert not page.locator("#decompose-notice").is_visible()
 
-        # Uploading decomposes at once: the input, then one reconstruction and one latent per level.
-        page.locator("#decompose-image input[type=file]").set_input_files(str(IMAGES[4]))
+        # The page opens on an example already taken apart ...
         recon = page.locator("#decompose-recon img")
         wait_for(lambda: recon.count() >= 4, timeout=30)
+        opened_on = recon.first.get_attribute("src")
+
+        # ... and an upload decomposes at once: the input, then one reconstruction and one latent per level.
+        page.locator("#decompose-image input[type=file]").set_input_files(str(IMAGES[4]))
+        wait_for(lambda: recon.count() >= 4 and recon.first.get_attribute("src") != opened_on, timeout=30)
         wait_for(lambda: page.locator("#decompose-latents img").count() >= 3, timeout=30)
         assert "nats" in page.locator("#decompose-latents").inner_text()
         assert "16x16" in page.locator("#decompose-table").inner_text()
