@@ -43,7 +43,7 @@ def test_shipped_hvae_takes_apart_its_own_data_better_than_a_blur(name, tmp_path
         varied = g.resample(x[:1], keep_below=g.levels[-1], seed=3, count=3)
     blur = F.interpolate(F.avg_pool2d(x, 2), scale_factor=2, mode="bilinear", align_corners=False)
     rec_err, blur_err = F.mse_loss(rec, x).item(), F.mse_loss(blur, x).item()
-    assert rec_err < 0.5 * blur_err, (rec_err, blur_err)
+    assert rec_err < 0.7 * blur_err, (rec_err, blur_err)
     assert 10 * torch.log10(torch.tensor(4.0 / rec_err)) > 22  # PSNR in dB on [0, 1] pixels
     kl = enc.kl_nats()
     assert all(kl[lvl].mean() > 0.5 for lvl in g.levels[:2]), kl  # the coarse levels carry the layout

@@ -293,11 +293,18 @@ def test_runs_of_other_visitors_stay_private(tmp_path, weights):
 
 
 def test_a_new_model_starts_at_its_finest_scale_and_keeps_valid_mixing(h):
-    scale, mix = G.on_model(h, "tiny16", 8)
+    scale, mix, truncation = G.on_model(h, "tiny16", 8)
     assert scale["value"] == 16 and [v for _, v in scale["choices"]] == [4, 8, 16]
     assert mix["value"] == 8 and [v for _, v in mix["choices"]] == [0, 8, 16]
+    assert truncation["value"] == 1.0 and truncation["label"].startswith("Truncation")
     assert G.on_model(h, "tiny32", 8)[0]["value"] == 32
     assert G.on_model(h, "tiny16", 32)[1]["value"] == 0  # no 32x32 level to switch at
+
+
+def test_a_vae_starts_at_its_family_temperature_and_the_slider_says_temperature(h):
+    *_, truncation = G.on_model(h, "tinyvae16", 0)
+    assert truncation["value"] == 0.7 and truncation["label"].startswith("Temperature")
+    assert G.truncation_of("no-such-family") == (1.0, G.truncation_of("msggan")[1])
 
 
 def test_pictures_from_tensors():

@@ -43,6 +43,9 @@ class Family:
     discriminator_cls: type | None = None
     description: str = ""
     recipe: str | None = None  # "module:Class" of its training recipe; None means msgen.train:GANRecipe
+    # What `truncation` means for this family, and the value the Generate page starts a model at.
+    truncation_label: str = "Truncation (0: the model's average picture, 1: as trained)"
+    default_truncation: float = 1.0
 
 
 FAMILIES: dict[str, Family] = {}

@@ -462,5 +462,7 @@ register(
         discriminator_cls=None,
         description="hierarchical VAE (NVAE/VDVAE-style ladder, a latent group per level; can decompose an image)",
         recipe="msgen.models.hvae:HVAERecipe",
+        truncation_label="Temperature (0: each level's most likely latent, 1: the prior as trained)",
+        default_truncation=0.7,  # a small VAE's prior samples look cleaner a little below 1
     )
 )

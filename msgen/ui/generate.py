@@ -18,6 +18,8 @@ import re
 import gradio as gr
 from gradio.context import Context
 
+from ..models import FAMILIES, Family
+
 from .generate_handlers import (
     GRID_RANGE,
     SEED_MAX,
@@ -73,13 +75,22 @@ def mix_choices(levels) -> list[tuple[str, int]]:
     return [("off", 0)] + level_choices(levels[1:])  # switching at the first level is just seed B
 
 
+def truncation_of(family: str | None) -> tuple[float, str]:
+    """The family's starting truncation and what the slider calls it (temperature for a VAE)."""
+    fam = FAMILIES.get(family or "")
+    return (fam.default_truncation, fam.truncation_label) if fam else (1.0, Family.truncation_label)
+
+
 def on_model(h: GenerateHandlers, model, mix_level, owner=None):
-    """A model was picked: its levels become the choices; scale goes to its finest, mixing stays if valid."""
-    levels = h.entry(model, owner).levels
+    """A model was picked: its levels become the choices; scale goes to its finest, mixing stays if
+    valid, and truncation starts where the model's family samples best (with that family's name for it)."""
+    entry = h.entry(model, owner)
+    levels = entry.levels
     scale = levels[-1]
     mix_level = mix_level if mix_level in levels[1:] else 0
+    value, label = truncation_of(entry.family)
     return (gr.update(choices=level_choices(levels), value=scale),
-            gr.update(choices=mix_choices(levels), value=mix_level))
+            gr.update(choices=mix_choices(levels), value=mix_level), gr.update(value=value, label=label))
 
 
 def seed_from_caption(evt: gr.SelectData) -> int:
@@ -95,7 +106,7 @@ def build(ctx) -> GenerateHandlers:
     choices = model_choices(ctx, None)
     default = choices[0][1] if choices else None
     levels = h.entry(default, None).levels if default else (4, 8, 16, 32, 64)
-    first = _first_result(h, default, levels)
+    first = _first_result(h, default, levels, truncation_of(h.entry(default, None).family if default else None)[0])
 
     gr.HTML(f"<style>{CSS}</style>", padding=False)
     with gr.Row(equal_height=False):
@@ -111,8 +122,9 @@ def build(ctx) -> GenerateHandlers:
                 dice = gr.Button("🎲", scale=1, min_width=48, elem_id="msgen-dice")
             seed = gr.Slider(0, SEED_MAX, value=0, step=1, precision=0, label="Seed (drag to explore)",
                              elem_id="msgen-seed")
-            truncation = gr.Slider(*TRUNCATION_RANGE, value=1.0, step=0.05, elem_id="msgen-truncation",
-                                   label="Truncation (0: the model's average picture, 1: as trained)")
+            start_truncation, truncation_label = truncation_of(h.entry(default, None).family if default else None)
+            truncation = gr.Slider(*TRUNCATION_RANGE, value=start_truncation, step=0.05, elem_id="msgen-truncation",
+                                   label=truncation_label)
             with gr.Group():
                 with gr.Row(equal_height=True):
                     mix_seed = gr.Number(1, label="Seed B (mixing and walk)", precision=0, minimum=0,
@@ -173,7 +185,7 @@ def build(ctx) -> GenerateHandlers:
     dice_b.click(random_seed, None, mix_seed, api_visibility="private").success(
         h.generate, request + [owner], outputs, api_visibility="private", **LIVE
     ).success(panel, ch_inputs, ch_outputs, api_visibility="private", **LIVE)
-    picked = model.change(lambda *a: on_model(h, *a), [model, mix_level, owner], [scale, mix_level],
+    picked = model.change(lambda *a: on_model(h, *a), [model, mix_level, owner], [scale, mix_level, truncation],
                           api_visibility="private", **LIVE)
     picked.success(h.generate, request + [owner], outputs, api_visibility="private", **LIVE).success(
         panel_reset, ch_inputs, ch_outputs, api_visibility="private", **LIVE)
@@ -206,12 +218,12 @@ def build(ctx) -> GenerateHandlers:
     return h
 
 
-def _first_result(h: GenerateHandlers, model: str | None, levels) -> tuple | None:
+def _first_result(h: GenerateHandlers, model: str | None, levels, truncation: float) -> tuple | None:
     """The page's opening picture, computed at build: the default model loads once, before launch,
     and the first visitor sees an image without waiting for a request."""
     if model is None:
         return None
     try:
-        return h.generate(model, levels[-1], 0, 1.0, 1, 0, None)
+        return h.generate(model, levels[-1], 0, truncation, 1, 0, None)
     except Exception:  # a broken default model, or no GPU outside a request (ZeroGPU): the page
         return None  # still opens, and the first request says what is wrong
