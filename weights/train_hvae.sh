@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The exact commands that trained the shipped hierarchical VAE models, on the same Debian-built
 # data sets as weights/train_gan.sh. They ran on our 2-core CPU machine, one after the other
-# (emoji64-hvae about 45 min, fashion32-hvae about 15 min); a GPU runs them in minutes.
+# (emoji64-hvae 44 min, fashion32-hvae 30 min); a GPU runs them in minutes.
 set -euo pipefail
 DATA=${DATA:-data}
 RUNS=${RUNS:-runs}
