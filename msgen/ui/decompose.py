@@ -233,20 +233,35 @@ def _examples() -> list[list[str]]:
     return [[str(p)] for p in files[:12]]
 
 
+def _opening(ctx: common.AppContext, model: str | None, image: str | None, levels) -> tuple:
+    """The page's opening decomposition and variants, computed once at build (as the Generate tab's
+    first picture is), so no visitor's page load pays for them; empty if there is nothing to show."""
+    if model is None or image is None:
+        return None, None, None, None
+    try:
+        recon, latents, rows = decompose(ctx, model, image)
+        variants = resample(ctx, model, image, "crop", list(MODES)[0], default_level(levels))
+    except Exception:  # a broken model must not stop the page from opening; a request will say what is wrong
+        return None, None, None, None
+    return recon, latents, rows, variants
+
+
 def build(ctx: common.AppContext) -> None:
     owner = ctx.components["owner"]
     choices = model_choices(ctx, None)
     first = choices[0][1] if choices else None
     levels = ctx.find(first, None).levels if first else (4, 8, 16, 32)
+    examples = _examples()
+    start = examples[0][0] if examples and first else None
+    opening = _opening(ctx, first, start, levels)
     gr.Markdown(INTRO)
     notice = gr.Markdown(TRAIN_HINT, visible=not choices, elem_id="decompose-notice")
     with gr.Column(visible=bool(choices), elem_id="decompose-main") as main:
         with gr.Row():
             with gr.Column(scale=1, min_width=260):
                 model = gr.Dropdown(choices, value=first, label="Hierarchical VAE model", elem_id="decompose-model")
-                examples = _examples()
                 # The page opens on an example already taken apart, so the first look shows what the tab does.
-                image = gr.Image(examples[0][0] if examples and choices else None, type="filepath",
+                image = gr.Image(start, type="filepath",
                                  label="Image to decompose", sources=["upload", "clipboard"], height=240,
                                  elem_id="decompose-image")
                 fit = gr.Radio(["crop", "pad"], value="crop", label="Non-square images: crop the centre or pad")
@@ -256,14 +271,14 @@ def build(ctx: common.AppContext) -> None:
                 if examples:
                     gr.Examples(examples, inputs=[image], label="Examples (click one)", examples_per_page=12)
             with gr.Column(scale=2):
-                recon = gr.Gallery(label="The picture as the model sees it, then its reconstruction at every level "
+                recon = gr.Gallery(opening[0], label="The picture as the model sees it, then its reconstruction at every level "
                                    "(each level adds detail on top of the coarser one)", columns=6, height=210,
                                    format="png", object_fit="contain", interactive=False, elem_id="decompose-recon")
-                latents = gr.Gallery(label="Each level's latent: posterior mean as PCA colours | where the level "
+                latents = gr.Gallery(opening[1], label="Each level's latent: posterior mean as PCA colours | where the level "
                                      "spends information (KL per position; nats in the caption)", columns=5,
                                      height=210, format="png", object_fit="contain", interactive=False,
                                      elem_id="decompose-latents")
-                table = gr.Dataframe(headers=["level", "latent channels", "KL (nats)", "share of KL (%)",
+                table = gr.Dataframe(opening[2], headers=["level", "latent channels", "KL (nats)", "share of KL (%)",
                                               "reconstruction MSE"], label="Per level", interactive=False,
                                      elem_id="decompose-table")
         gr.Markdown("### Re-sample around a level")
@@ -277,7 +292,7 @@ def build(ctx: common.AppContext) -> None:
                                     elem_id="decompose-temperature")
             count = gr.Slider(1, MAX_COUNT, value=DEFAULT_COUNT, step=1, label="Variants", scale=1)
         resample_btn = gr.Button("Re-sample", variant="primary", elem_id="decompose-resample")
-        variants = gr.Gallery(label="Variants (the first tile is the reconstruction they start from)", columns=9,
+        variants = gr.Gallery(opening[3], label="Variants (the first tile is the reconstruction they start from)", columns=9,
                               height=210, format="png", object_fit="contain", interactive=False,
                               elem_id="decompose-variants")
 
@@ -330,5 +345,4 @@ def build(ctx: common.AppContext) -> None:
     model.focus(on_models, [owner, model], [model, notice, main], api_visibility="private")
     root = gr.context.Context.root_block
     if root is not None:
-        root.load(on_models, [owner, model], [model, notice, main], api_visibility="private").success(
-            on_auto, run_inputs, run_outputs, **quiet).success(on_auto_resample, resample_inputs, [variants], **quiet)
+        root.load(on_models, [owner, model], [model, notice, main], api_visibility="private")
