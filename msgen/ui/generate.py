@@ -105,8 +105,10 @@ def build(ctx) -> GenerateHandlers:
     owner = ctx.components["owner"]
     choices = model_choices(ctx, None)
     default = choices[0][1] if choices else None
-    levels = h.entry(default, None).levels if default else (4, 8, 16, 32, 64)
-    first = _first_result(h, default, levels, truncation_of(h.entry(default, None).family if default else None)[0])
+    entry = h.entry(default, None) if default else None
+    levels = entry.levels if entry else (4, 8, 16, 32, 64)
+    start_truncation, truncation_label = truncation_of(entry.family if entry else None)
+    first = _first_result(h, default, levels, start_truncation)
 
     gr.HTML(f"<style>{CSS}</style>", padding=False)
     with gr.Row(equal_height=False):
@@ -122,7 +124,6 @@ def build(ctx) -> GenerateHandlers:
                 dice = gr.Button("🎲", scale=1, min_width=48, elem_id="msgen-dice")
             seed = gr.Slider(0, SEED_MAX, value=0, step=1, precision=0, label="Seed (drag to explore)",
                              elem_id="msgen-seed")
-            start_truncation, truncation_label = truncation_of(h.entry(default, None).family if default else None)
             truncation = gr.Slider(*TRUNCATION_RANGE, value=start_truncation, step=0.05, elem_id="msgen-truncation",
                                    label=truncation_label)
             with gr.Group():
