@@ -18,6 +18,16 @@ CHROMIUM = "/usr/bin/chromium"
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
+def need_dataset(name: str) -> None:
+    """Skip, naming the package, when a data set's Debian package is missing; inside CI, which
+    installs the packages, go on so that the test fails instead."""
+    from msgen.datasets import DATASETS
+
+    info = DATASETS[name]
+    if not Path(info.source).exists() and not IN_CI:
+        pytest.skip(f"{info.title} not installed (apt-get install -y {info.package})")
+
+
 def load_app_module():
     """The root app.py, by path: bench/app.py must never shadow it whatever sys.path holds."""
     import importlib.util

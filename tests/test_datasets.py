@@ -7,7 +7,6 @@ the parsers and the sprite cutter without any package.
 
 import dataclasses
 import gzip
-import os
 import struct
 from pathlib import Path
 
@@ -17,14 +16,8 @@ from PIL import Image
 
 from msgen.data import DataError, load_image_set
 from msgen.datasets import DATASETS, build_dataset
+from tests.conftest import need_dataset
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
-
-
-def need(name: str) -> None:
-    info = DATASETS[name]
-    if not Path(info.source).exists() and not IN_CI:
-        pytest.skip(f"{info.title} not installed (apt-get install -y {info.package})")
 
 
 def pngs(folder: Path) -> list[Path]:
@@ -33,7 +26,7 @@ def pngs(folder: Path) -> list[Path]:
 
 @pytest.mark.parametrize("name", sorted(DATASETS))
 def test_builder_writes_non_blank_images_of_the_right_size(name, tmp_path):
-    need(name)
+    need_dataset(name)
     info = DATASETS[name]
     assert build_dataset(name, tmp_path, limit=6, seed=1) == 6
     files = pngs(tmp_path)
@@ -50,7 +43,7 @@ def test_builder_writes_non_blank_images_of_the_right_size(name, tmp_path):
 
 @pytest.mark.parametrize("name", sorted(DATASETS))
 def test_limit_draws_a_seeded_subset(name, tmp_path):
-    need(name)
+    need_dataset(name)
     build_dataset(name, tmp_path / "a", limit=4, seed=3)
     build_dataset(name, tmp_path / "b", limit=4, seed=3)
     build_dataset(name, tmp_path / "c", limit=4, seed=4)

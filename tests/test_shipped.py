@@ -5,7 +5,6 @@ images of their own data set (built from the Debian packages) better than a blur
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -15,13 +14,13 @@ import torch.nn.functional as F
 
 import msgen
 from msgen.data import load_image_set
-from msgen.datasets import DATASETS, build_dataset
+from msgen.datasets import build_dataset
+from tests.conftest import need_dataset
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 SHIPPED = sorted(p.name for p in WEIGHTS.iterdir() if (p / "model.safetensors").is_file())
 EXPECTED = {"sprites32", "emoji64", "fashion32"}
 HVAE_DATA = {"fashion32-hvae": "fashion", "emoji64-hvae": "emoji"}  # shipped hvae model -> its data set
-IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
 def test_the_three_gan_models_and_both_hvae_models_ship():
@@ -30,9 +29,7 @@ def test_the_three_gan_models_and_both_hvae_models_ship():
 
 @pytest.mark.parametrize("name", sorted(HVAE_DATA))
 def test_shipped_hvae_takes_apart_its_own_data_better_than_a_blur(name, tmp_path):
-    info = DATASETS[HVAE_DATA[name]]
-    if not Path(info.source).exists() and not IN_CI:  # CI installs the Debian data packages
-        pytest.skip(f"{info.title} not installed (apt-get install -y {info.package})")
+    need_dataset(HVAE_DATA[name])
     g = msgen.load(name)
     build_dataset(HVAE_DATA[name], tmp_path, limit=24, seed=7)
     x = load_image_set(tmp_path, g.levels[-1]).images
