@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import gzip
 import hashlib
 import json
 import math
@@ -48,7 +47,6 @@ import _common  # noqa: F401  (puts the repo on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASETS = {"sprites": 32, "emoji": 64, "fashion": 32}  # name -> resolution the models use
-FASHION_TEST = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
 
 
 def log(msg: str) -> None:
@@ -92,23 +90,21 @@ def score(model, real: RealSet, seed: int) -> dict:
 
 
 def fashion_test_images(n: int, seed: int):
-    """Fashion-MNIST's test images, padded with black to 32x32 exactly as msgen.datasets pads the
-    training images, in [-1, 1]."""
-    import numpy as np
+    """``n`` of Fashion-MNIST's test images (seeded pick), padded with black to 32x32 exactly as
+    msgen.datasets pads the training images, in [-1, 1]."""
     import torch
 
-    with gzip.open(FASHION_TEST, "rb") as f:
-        data = f.read()
-    count, h, w = (int.from_bytes(data[i : i + 4], "big") for i in (4, 8, 12))
-    x = torch.from_numpy(np.frombuffer(data, np.uint8, offset=16).reshape(count, h, w).copy())
-    pad = (32 - h) // 2
-    x = torch.nn.functional.pad(x, (pad, 32 - w - pad, pad, 32 - h - pad))
-    idx = torch.randperm(count, generator=torch.Generator().manual_seed(seed))[:n]
+    from msgen.datasets import fashion_test_images as test_set
+
+    x = torch.from_numpy(test_set())
+    idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]
     return (x[idx].float() / 127.5 - 1).unsqueeze(1).expand(-1, 3, -1, -1).contiguous()
 
 
 def heldout(real: RealSet, n: int, seed: int):
-    if real.name == "fashion" and FASHION_TEST.is_file():
+    from msgen.datasets import FASHION_TEST
+
+    if real.name == "fashion" and Path(FASHION_TEST).is_file():
         return fashion_test_images(n, seed), "Fashion-MNIST test set (held out)"
     return real.pool[:n], "training images (no held-out set exists)"
 

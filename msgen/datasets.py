@@ -45,7 +45,7 @@ from PIL import Image
 
 from msgen.data import DataError
 
-__all__ = ["DatasetInfo", "DATASETS", "build_dataset"]
+__all__ = ["DatasetInfo", "DATASETS", "build_dataset", "FASHION_TEST", "fashion_test_images", "emoji_image"]
 
 
 @dataclass(frozen=True)
@@ -154,11 +154,23 @@ def _is_blank(rgb: np.ndarray) -> bool:
 # --- Fashion-MNIST ---------------------------------------------------------------------------
 
 
+FASHION_TEST = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"  # held out: no model trains on it
+
+
+def fashion_test_images(source: str | Path = FASHION_TEST) -> np.ndarray:
+    """Fashion-MNIST's 10,000 test images, padded exactly as the training set is: N x 32 x 32 uint8."""
+    info = DATASETS["fashion"]
+    return _pad_fashion(_read_idx_images(Path(source), info), info.resolution)
+
+
+def _pad_fashion(images: np.ndarray, resolution: int) -> np.ndarray:
+    before = (resolution - images.shape[1]) // 2
+    after = resolution - images.shape[1] - before
+    return np.pad(images, ((0, 0), (before, after), (before, after)))  # black: the data's own ground
+
+
 def _fashion_items(source: Path, info: DatasetInfo) -> list[_Item]:
-    images = _read_idx_images(source, info)
-    before = (info.resolution - images.shape[1]) // 2
-    after = info.resolution - images.shape[1] - before
-    padded = np.pad(images, ((0, 0), (before, after), (before, after)))  # black: the data's own ground
+    padded = _pad_fashion(_read_idx_images(source, info), info.resolution)
 
     def render(i: int) -> Image.Image | None:
         grey = padded[i]
@@ -186,33 +198,50 @@ def _read_idx_images(path: Path, info: DatasetInfo) -> np.ndarray:
 # --- Noto Color Emoji ------------------------------------------------------------------------
 
 
-def _emoji_items(source: Path, info: DatasetInfo) -> list[_Item]:
+def emoji_image(codepoint: int, side: int) -> Image.Image:
+    """One Noto colour glyph, rendered as the emoji set renders it (on white, padded square), side x side."""
+    info = DATASETS["emoji"]
+    font, strike = _open_emoji_font(Path(info.source), info)
+    glyph = font.getBestCmap().get(codepoint)
+    image = _render_glyph(strike, glyph, side) if glyph in strike else None
+    if image is None:
+        raise DataError(f"{info.title} has no colour glyph for U+{codepoint:04X}")
+    return image
+
+
+def _open_emoji_font(source: Path, info: DatasetInfo):
     try:
         from fontTools.ttLib import TTFont
     except ImportError:
         raise DataError("the emoji set needs fontTools: pip install fonttools") from None
     try:
         font = TTFont(source, lazy=True)
-        strike = font["CBDT"].strikeData[0]  # Noto ships one strike, 109 ppem, 136x128 PNGs
-        order = [g for g in font.getGlyphOrder() if g in strike]
+        return font, font["CBDT"].strikeData[0]  # Noto ships one strike, 109 ppem, 136x128 PNGs
     except Exception as e:  # fontTools raises many types on a damaged font
         raise _missing(info, f"not a colour bitmap font: {e}") from None
-    side = info.resolution
 
-    def render(glyph: str) -> Image.Image | None:
-        png = getattr(strike[glyph], "imageData", None)  # formats 17-19 hold PNG data
-        if not png:
-            return None
-        rgba = Image.open(io.BytesIO(png)).convert("RGBA")
-        square = max(rgba.size)
-        canvas = Image.new("RGBA", (square, square), (255, 255, 255, 255))
-        canvas.alpha_composite(rgba, ((square - rgba.width) // 2, (square - rgba.height) // 2))
-        rgb = canvas.convert("RGB")
-        if _is_blank(np.asarray(rgb)):
-            return None
-        return rgb.resize((side, side), Image.Resampling.LANCZOS)
 
-    return [(_safe(glyph), lambda glyph=glyph: render(glyph)) for glyph in order]
+def _render_glyph(strike, glyph: str, side: int) -> Image.Image | None:
+    png = getattr(strike[glyph], "imageData", None)  # formats 17-19 hold PNG data
+    if not png:
+        return None
+    rgba = Image.open(io.BytesIO(png)).convert("RGBA")
+    square = max(rgba.size)
+    canvas = Image.new("RGBA", (square, square), (255, 255, 255, 255))
+    canvas.alpha_composite(rgba, ((square - rgba.width) // 2, (square - rgba.height) // 2))
+    rgb = canvas.convert("RGB")
+    if _is_blank(np.asarray(rgb)):
+        return None
+    return rgb.resize((side, side), Image.Resampling.LANCZOS)
+
+
+def _emoji_items(source: Path, info: DatasetInfo) -> list[_Item]:
+    font, strike = _open_emoji_font(source, info)
+    try:
+        order = [g for g in font.getGlyphOrder() if g in strike]
+    except Exception as e:
+        raise _missing(info, f"not a colour bitmap font: {e}") from None
+    return [(_safe(glyph), lambda glyph=glyph: _render_glyph(strike, glyph, info.resolution)) for glyph in order]
 
 
 def _safe(glyph: str) -> str:
