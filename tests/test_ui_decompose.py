@@ -27,16 +27,23 @@ def test_only_hvae_models_are_offered(ctx):
     assert decompose.default_level((4, 8, 16, 32, 64)) == 16
 
 
-def test_decompose_shows_every_level(ctx):
+def test_decompose_shows_every_level(ctx, tmp_path, monkeypatch):
     recon, latents, rows = decompose.decompose(ctx, "tinyvae16", str(IMAGES[0]))
     assert [c for _img, c in recon] == ["input (16x16)", "4x4", "8x8", "16x16"]
     assert [c.split(":")[0] for _img, c in latents] == ["4x4", "8x8", "16x16"]
     assert all("nats" in c for _img, c in latents)
     assert all(isinstance(img, Image.Image) and img.width >= decompose.TILE for img, _c in recon)
     assert [r[0] for r in rows] == ["4x4", "8x8", "16x16"] and all(r[2] >= 0 for r in rows)
-    # A FileData dict (what gradio hands over with preprocess=False), a PIL image and bytes work alike.
-    again = decompose.decompose(ctx, "tinyvae16", {"path": str(IMAGES[0]), "orig_name": IMAGES[0].name})[2]
+    # A FileData dict of a file in gradio's upload cache (what gradio hands over with
+    # preprocess=False), a PIL image and bytes work alike; a dict naming any other path does not.
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    cached = tmp_path / "gradio" / "abc123" / IMAGES[0].name
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(IMAGES[0].read_bytes())
+    again = decompose.decompose(ctx, "tinyvae16", {"path": str(cached), "orig_name": IMAGES[0].name})[2]
     assert again == rows
+    with pytest.raises(gr.Error, match="not uploaded to this page"):
+        decompose.decompose(ctx, "tinyvae16", {"path": str(IMAGES[0]), "orig_name": IMAGES[0].name})
     assert decompose.decompose(ctx, "tinyvae16", Image.open(IMAGES[1]))[2][0][0] == "4x4"
     assert decompose.decompose(ctx, "tinyvae16", IMAGES[1].read_bytes())[2][0][0] == "4x4"
 

@@ -11,13 +11,14 @@ detail, vary layout" keeps the fine levels' latents and draws the coarse ones af
 Layout in ``build(ctx)``; ``decompose`` and ``resample`` are plain functions of plain values,
 so tests call them without a browser. The image events run with ``preprocess=False`` so that a
 file that is not an image reaches ``msgen.data.load_image`` and comes back as one clear
-``gr.Error`` instead of a decoder traceback; gradio still moves every upload into its cache
-and refuses paths outside it before the handler runs.
+``gr.Error`` instead of a decoder traceback. Raw payloads are never trusted: gradio checks only
+payloads that carry its FileData marker, so every event passes its image through
+``request_image`` (``validate.uploaded_image``), which admits files inside gradio's upload
+cache and inline ``data:`` images, never a path the caller chose.
 """
 
 from __future__ import annotations
 
-import base64
 import io
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ import torch
 from PIL import Image
 
 from ..zoo import WEIGHTS_DIR
-from . import common
+from . import common, validate
 
 FAMILY = "hvae"
 EXAMPLES_DIR = WEIGHTS_DIR / "examples"  # Noto emoji and Fashion-MNIST test images (weights/examples/make_examples.py)
@@ -86,17 +87,16 @@ def load_model(ctx: common.AppContext, name: str | None, owner: str | None) -> t
 
 # --- input --------------------------------------------------------------------------------------
 def _image_source(value: Any) -> str | bytes:
-    """What gradio hands over (a FileData dict when preprocess=False, a path, a PIL image ...)
-    -> a path or bytes for ``msgen.data.load_image``."""
+    """An image for ``msgen.data.load_image``: a request payload (a dict, judged by
+    ``validate.uploaded_image``: gradio's own uploads or inline data, never a caller's path),
+    or, from Python callers, a path, bytes, a PIL image or an array."""
     if value is None:
         raise gr.Error("Upload an image (or click an example) first.")
     if isinstance(value, dict):
-        if value.get("path"):
-            return str(value["path"])
-        url = str(value.get("url") or "")
-        if url.startswith("data:") and "," in url:
-            return base64.b64decode(url.split(",", 1)[1])
-        raise gr.Error("The upload did not arrive; try again.")
+        try:
+            return validate.uploaded_image(value)
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from None
     if isinstance(value, (str, Path)):
         return str(value)
     if isinstance(value, (bytes, bytearray)):
@@ -107,9 +107,17 @@ def _image_source(value: Any) -> str | bytes:
         buf = io.BytesIO()
         value.save(buf, format="PNG")
         return buf.getvalue()
-    if getattr(value, "path", None):
-        return str(value.path)
     raise gr.Error(f"Cannot read an image from a {type(value).__name__}.")
+
+
+def request_image(value: Any) -> str | bytes | None:
+    """What an event hands over (raw, ``preprocess=False``) -> a safe source; ``None`` stays ``None``.
+    A request never names a file by a plain string: only dict payloads (uploads, data: URLs) pass."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise gr.Error("Send the image as an upload (gradio_client.handle_file) or as a data: URL.")
+    return _image_source(value)
 
 
 def load_input(value: Any, resolution: int, fit: str = "crop") -> torch.Tensor:
@@ -204,18 +212,14 @@ def resample(ctx: common.AppContext, model: str | None, image: Any, fit: str = "
     if mode not in ("detail", "layout"):
         raise gr.Error(f"mode must be one of: {', '.join(MODES)}")
     try:
-        level = int(level) if level not in (None, "") else default_level(g.levels)
-        seed, count, temperature = int(seed or 0), int(count or DEFAULT_COUNT), float(temperature)
-    except (TypeError, ValueError):
-        raise gr.Error("level, seed and count must be whole numbers and temperature a number") from None
+        level = validate.whole(level, "split level", 1, 4096, default=default_level(g.levels))
+        seed = validate.seed(seed, default=0)
+        count = validate.whole(count, "variants", 1, MAX_COUNT, default=DEFAULT_COUNT)
+        temperature = validate.real(temperature, "temperature", 0.0, 2.0, default=DEFAULT_TEMPERATURE)
+    except ValueError as exc:
+        raise gr.Error(str(exc)) from None
     if level not in g.levels[1:]:
         raise gr.Error(f"split level must be one of {[c[1] for c in level_choices(g.levels)]} for this model")
-    if not 0 <= seed < 2**32:
-        raise gr.Error("seed must be between 0 and 4294967295")
-    if not 1 <= count <= MAX_COUNT:
-        raise gr.Error(f"variants must be between 1 and {MAX_COUNT}")
-    if not 0 <= temperature <= 2:
-        raise gr.Error("temperature must be between 0 and 2")
     x = load_input(image, g.config.resolution, fit)
     key = {"keep_below": level} if mode == "detail" else {"keep_from": level}
     out = g.resample(x, seed=seed, temperature=temperature, count=count, **key).finest.float().cpu()
@@ -297,21 +301,23 @@ def build(ctx: common.AppContext) -> None:
                               elem_id="decompose-variants")
 
     # Inner functions' parameter names are the API's (gradio_client) parameter names.
+    # Every image arrives raw (preprocess=False): request_image admits only gradio's own uploads
+    # and inline data, so no request can make the server open a path of its choosing.
     def on_decompose(model, image, fit, owner):
-        return decompose(ctx, model, image, fit, owner)
+        return decompose(ctx, model, request_image(image), fit, owner)
 
     def on_auto(model, image, fit, owner):
         if image is None or not model:
             return [], [], None
-        return decompose(ctx, model, image, fit, owner)
+        return decompose(ctx, model, request_image(image), fit, owner)
 
     def on_resample(model, image, fit, mode, level, seed, temperature, count, owner):
-        return resample(ctx, model, image, fit, mode, level, seed, temperature, count, owner)
+        return resample(ctx, model, request_image(image), fit, mode, level, seed, temperature, count, owner)
 
     def on_auto_resample(model, image, fit, mode, level, seed, temperature, count, owner):
         if image is None or not model:
             return []
-        return resample(ctx, model, image, fit, mode, level, seed, temperature, count, owner)
+        return resample(ctx, model, request_image(image), fit, mode, level, seed, temperature, count, owner)
 
     def on_models(owner, model=None):
         found = model_choices(ctx, owner)
