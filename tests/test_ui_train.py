@@ -262,5 +262,11 @@ def test_expired_sessions_go_but_busy_ones_stay(shared_ctx):
         (d / "x" / "f").write_text("1")
         os.utime(d / "x" / "f", (0, 0))
         os.utime(d / "x", (0, 0))
+        os.utime(d, (0, 0))
     assert ctx.expire_sessions(keep={b / "x"}) == 1
     assert not a.exists() and b.exists()
+    # A visit (the .seen marker) keeps a folder alive however old its files are.
+    os.utime(b, (0, 0))
+    ctx.touch(OWNER_B)
+    assert ctx.expire_sessions(now=time.time()) == 0 and b.exists()
+    assert ctx.expire_sessions(now=time.time() + ctx.ttl_s + 10) == 1 and not b.exists()

@@ -4,7 +4,11 @@ Run locally, every run lives in one runs folder and is listed for the one user. 
 host (a Hugging Face Space, or ``--shared``), each browser gets an opaque owner token (kept in
 its localStorage through ``gr.BrowserState``); its runs live in ``<runs>/sessions/<sha256(token)>``
 so other visitors never see them in lists, and a name alone never reaches them. Such folders
-expire after a time-to-live.
+expire after a time-to-live: each visit touches the folder's ``.seen`` marker, so expiry reads
+one or two ``stat``s per visitor, never their files, and runs at most once a minute.
+Gradio's own cache (uploads, pictures, download zips) is swept by age on a shorter clock
+(``CACHE_TTL_S``, wired in app.py), so nothing a visitor uploaded or was shown outlives their
+folder.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ from ..zoo import WEIGHTS_DIR, ModelCache, ModelEntry, list_models
 
 OWNER_TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 SESSION_TTL_S = 6 * 3600  # uploads and models of a shared-host visitor are deleted after this
+CACHE_TTL_S = 3600  # gradio's cache (uploads, shown pictures, zips): needed only while a page shows them
+EXPIRE_EVERY_S = 60.0  # session expiry runs at most this often, whatever the traffic
+SEEN = ".seen"  # per-visitor marker whose mtime is the visitor's last activity
 
 
 def on_spaces() -> bool:
@@ -35,7 +42,12 @@ def ensure_owner(owner: str | None) -> str:
     Wired to page load so a first visit gets its token before it uploads anything; handlers
     that store files call it too, so a token exists even when the load event lost a race.
     """
-    return owner if isinstance(owner, str) and OWNER_TOKEN.match(owner) else secrets.token_urlsafe(24)
+    return owner if valid_owner(owner) else secrets.token_urlsafe(24)
+
+
+def valid_owner(owner: Any) -> bool:
+    """A well-formed token (a request may send a dict, a list, a number or nothing at all)."""
+    return isinstance(owner, str) and OWNER_TOKEN.match(owner) is not None
 
 
 @dataclass
@@ -46,15 +58,27 @@ class AppContext:
     cache: ModelCache = field(default_factory=ModelCache)
     components: dict[str, Any] = field(default_factory=dict)  # cross-tab wiring, e.g. "model_dropdown"
     ttl_s: float = SESSION_TTL_S
+    _last_expiry: float = field(default=0.0, repr=False)
 
     def owner_dir(self, owner: str | None) -> Path:
         """Folder holding the runs visible to ``owner`` (the one runs folder when not shared)."""
         if not self.shared:
             return self.runs_dir
-        if not owner or not OWNER_TOKEN.match(owner):
+        if not valid_owner(owner):
             raise ValueError("this browser session has no valid owner token; reload the page")
         digest = hashlib.sha256(owner.encode()).hexdigest()[:32]
         return self.runs_dir / "sessions" / digest
+
+    def touch(self, owner: str | None) -> None:
+        """Record a visit: the visitor's folder lives another ``ttl_s`` from now."""
+        if not self.shared or not valid_owner(owner):
+            return
+        marker = self.owner_dir(owner) / SEEN
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+        except OSError:  # a full disk must not break a page load; expiry then judges by mtimes
+            pass
 
     def owner_key(self, owner: str | None) -> str:
         """A stable id of the visitor's folder, for in-memory bookkeeping such as training jobs."""
@@ -77,21 +101,31 @@ class AppContext:
         raise ValueError(f"unknown model {name!r}; pick one from the list")
 
     def expire_sessions(self, now: float | None = None, keep: Any = ()) -> int:
-        """Delete shared-host session folders untouched for longer than the TTL; returns how many.
+        """Delete shared-host session folders not visited for longer than the TTL; returns how many.
 
         ``keep``: folders (or paths inside them) that are in use, e.g. by a queued training run.
+        A visitor's last activity is the newest of its folder's mtime and its ``.seen`` marker, so
+        this costs two ``stat`` calls per visitor. Without ``now`` it runs at most once per
+        ``EXPIRE_EVERY_S`` (page loads and uploads call it; most calls return at once).
         """
         root = self.runs_dir / "sessions"
         if not self.shared or not root.is_dir():
             return 0
-        now = time.time() if now is None else now
+        if now is None:
+            now = time.time()
+            if now - self._last_expiry < EXPIRE_EVERY_S:
+                return 0
+        self._last_expiry = now
         kept = {Path(p).resolve() for p in keep}
         removed = 0
         for d in root.iterdir():
+            if d.is_symlink() or not d.is_dir():
+                continue
             if any(k == d.resolve() or d.resolve() in k.parents for k in kept):
                 continue
             try:
-                newest = max((p.stat().st_mtime for p in d.rglob("*")), default=d.stat().st_mtime)
+                seen = (d / SEEN).stat().st_mtime if (d / SEEN).exists() else 0.0
+                newest = max(seen, d.stat().st_mtime)
             except OSError:
                 continue
             if now - newest > self.ttl_s:

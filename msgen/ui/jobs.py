@@ -13,6 +13,13 @@ Each job reads its images with ``msgen.data.load_image_set`` and builds the same
 CLI gives for the same data, seed and options. Besides the model the run folder gets
 ``quality.json``: the per-level Laplacian SWD (Karras et al. 2018) between samples and the
 training set, before and after training.
+
+On a shared host one stranger must not hold the only worker: ``JobManager(max_jobs=...)`` caps
+the runs training or in line at once (whoever sends them: owner tokens are the browser's own
+choice, so a per-visitor cap alone bounds nothing), and each job may carry a wall-clock budget
+(``JobSpec.budget_s``) after which it stops as if the visitor had pressed Stop, keeping its last
+checkpoint. A queued run writes its ``run.json`` at once, so it is still listed (and can be
+started again) after a server restart; a run that fails records "failed" and the reason there.
 """
 
 from __future__ import annotations
@@ -60,6 +67,7 @@ class JobSpec:
     config: Any = None  # ... or the config to train from scratch (also used to resume)
     meta: dict[str, Any] = field(default_factory=dict)
     resume: bool = False
+    budget_s: float | None = None  # wall-clock training budget of this job; None = unbounded
 
 
 @dataclass(eq=False)  # identity, not field-by-field: jobs hold tensors and events
@@ -107,9 +115,10 @@ class Job:
 class JobManager:
     """First come, first served; one job trains at a time; thread-safe."""
 
-    def __init__(self, threads: int | None = None, keep_finished: int = 64):
+    def __init__(self, threads: int | None = None, keep_finished: int = 64, max_jobs: int | None = None):
         self.threads = threads or training_threads()
         self.keep_finished = keep_finished
+        self.max_jobs = max_jobs  # runs training or in line at once, everyone's together; None = no cap
         self._jobs: dict[str, Job] = {}
         self._queue: collections.deque[Job] = collections.deque()
         self._current: Job | None = None
@@ -122,7 +131,12 @@ class JobManager:
             busy = {j.spec.run_dir.resolve() for j in self._jobs.values() if j.active}
             if spec.run_dir.resolve() in busy:
                 raise ValueError(f"run {spec.name!r} is already training or in line")
+            if self.max_jobs is not None and len(busy) >= self.max_jobs:
+                raise ValueError(f"the training line is full ({self.max_jobs} runs training or waiting); "
+                                 "try again when one has finished")
             job = Job(spec, total=spec.options.steps)
+            if not spec.resume:
+                _write_queued(spec)
             self._jobs[job.id] = job
             self._queue.append(job)
             self._prune()
@@ -208,6 +222,7 @@ class JobManager:
                 run_job(job)
             except Exception as exc:  # one bad run must never take the worker down
                 job.state, job.message = "failed", _brief(exc)
+                _mark_failed(job.spec.run_dir, job.message)
             finally:
                 with self._cond:
                     self._current = None
@@ -218,12 +233,22 @@ def run_job(job: Job) -> None:
     from ..data import load_image_set
 
     spec = job.spec
+    sweep_temp_files(spec.run_dir)  # only this worker writes this run: any temp file is a killed write's
     resolution = _resolution(spec)
     data = load_image_set(spec.data, resolution, fit=spec.fit, background=spec.background)
     if data.images.shape[0] == 0:
         raise ValueError("no usable images in this run's data")
+    started = time.monotonic()
+
+    def stop_now() -> bool:
+        if spec.budget_s is not None and time.monotonic() - started > spec.budget_s:
+            if not job.stop_event.is_set():
+                job.message = f"stopped: the {spec.budget_s / 60:g}-minute budget of one run on this server is spent"
+                job.stop_event.set()
+        return job.stop_event.is_set()
+
     trainer = Trainer(images=data.images, run_dir=spec.run_dir, config=spec.config if spec.base is None else None,
-                      base=spec.base, options=spec.options, callbacks=(job.on_progress,), stop=job.stop_event,
+                      base=spec.base, options=spec.options, callbacks=(job.on_progress,), stop=stop_now,
                       meta=spec.meta)
     job.step = _state_step(spec.run_dir)
     quality = _read_quality(spec.run_dir)
@@ -234,6 +259,7 @@ def run_job(job: Job) -> None:
     job.message = ""
     trainer.train()
     stopped = job.stop_event.is_set() and trainer.step < spec.options.steps
+    budget_note = job.message if job.message.startswith("stopped:") else ""
     job.message = "measuring the result (SWD)"
     quality["after"] = _swd(trainer.G_ema, data.images)
     quality["after_step"] = trainer.step
@@ -244,12 +270,63 @@ def run_job(job: Job) -> None:
     trainer.export()
     job.step = trainer.step
     job.state = "stopped" if stopped else "finished"
-    job.message = ""
+    job.message = budget_note
+
+
+def _write_queued(spec: JobSpec) -> None:
+    """``run.json`` for a run in line: the same fields the Trainer writes, status "queued"."""
+    import dataclasses
+
+    config = spec.config if spec.config is not None else (_model_config(spec.base) if spec.base else None)
+    info = {"status": "queued", "step": 0, "steps": spec.options.steps,
+            "family": getattr(config, "family", "?"), "resolution": getattr(config, "resolution", 0),
+            "base": str(spec.base) if spec.base is not None else None, "resumed": False,
+            "options": dataclasses.asdict(spec.options), "meta": spec.meta,
+            "config": dataclasses.asdict(config) if config is not None else None,
+            "fit": spec.fit, "background": list(spec.background)}
+    spec.run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt.atomic_write_text(spec.run_dir / "run.json", json.dumps(info, indent=1, default=str))
+
+
+def _mark_failed(run_dir: Path, message: str) -> None:
+    """Record a failure in ``run.json`` (best effort: on a full disk even this may not fit)."""
+    try:
+        info = json.loads((run_dir / "run.json").read_text())
+        if isinstance(info, dict):
+            info.update(status="failed", error=message)
+            ckpt.atomic_write_text(run_dir / "run.json", json.dumps(info, indent=1, default=str))
+    except (OSError, ValueError):
+        pass
+
+
+def sweep_temp_files(run_dir: Path) -> int:
+    """Remove what a killed atomic write left (``.<name>.*.tmp`` files, ``.tmp*`` folders) in a run."""
+    removed = 0
+    for folder in (run_dir, run_dir / "state", run_dir / "model"):
+        if not folder.is_dir() or folder.is_symlink():
+            continue
+        for p in folder.iterdir():
+            if p.name.startswith(".") and ("tmp" in p.name) and not p.is_symlink():
+                try:
+                    shutil.rmtree(p) if p.is_dir() else p.unlink()
+                    removed += 1
+                except OSError:
+                    continue
+    return removed
+
+
+def _model_config(path: Path) -> Any:
+    """The config of a model folder from its config.json alone (no tensors are read)."""
+    from ..models import config_from_dict
+
+    data = json.loads((Path(path) / "config.json").read_text())
+    data.pop("msgen", None)
+    return config_from_dict(data)
 
 
 def _resolution(spec: JobSpec) -> int:
     if spec.base is not None:
-        return int(ckpt.read_model_dir(spec.base)[0].resolution)
+        return int(_model_config(spec.base).resolution)
     return int(spec.config.resolution)
 
 

@@ -73,7 +73,7 @@ def run_dir_of(root: Path, name: str | None) -> Path:
 class RunInfo:
     name: str
     path: Path
-    status: str  # running, stopped, finished, interrupted, training, queued
+    status: str  # training, stopped, finished, interrupted, not started, failed
     step: int
     steps: int
     has_model: bool
@@ -89,6 +89,14 @@ class RunInfo:
 
 
 def read_run(path: Path, busy: set[Path] = frozenset()) -> RunInfo | None:
+    """The run in ``path``, or None when it is not one (or its run.json is odd): a listing never fails."""
+    try:
+        return _read_run(path, busy)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _read_run(path: Path, busy: set[Path]) -> RunInfo | None:
     try:
         info = json.loads((path / "run.json").read_text())
         step, steps = int(info["step"]), int(info["steps"])
@@ -102,11 +110,14 @@ def read_run(path: Path, busy: set[Path] = frozenset()) -> RunInfo | None:
         status = "training"
     elif status == "running":
         status = "interrupted"  # the process that wrote "running" is gone
+    elif status == "queued":
+        status = "not started"  # it was in line when the server stopped; Resume starts it
     has_state = (path / "state" / "state.json").is_file()
-    meta = info.get("meta") or {}
+    meta = info.get("meta") if isinstance(info.get("meta"), dict) else {}
     return RunInfo(name=path.name, path=path, status=status, step=step, steps=steps,
                    has_model=(path / "model" / "model.safetensors").is_file(),
-                   resumable=has_state and status in ("stopped", "interrupted", "finished"),
+                   resumable=(has_state and status in ("stopped", "interrupted", "finished", "failed"))
+                   or (status in ("not started", "failed") and (path / "data").is_dir()),
                    family=str(info.get("family", "?")), resolution=int(info.get("resolution") or 0),
                    base=meta.get("base_name") or info.get("base"))
 
@@ -166,12 +177,18 @@ def _data_of(run_dir: Path, meta: dict[str, Any]) -> tuple[Path, str, Any]:
     raise ValueError("this run's images are not on this machine any more, so it cannot be resumed here")
 
 
-def resume_spec(run_dir: Path, *, owner_key: str, until: int | None) -> JobSpec:
-    """A job that continues ``run_dir`` from its last checkpoint (towards ``until`` steps)."""
+def resume_spec(run_dir: Path, *, owner_key: str, until: int | None, resolve_base=None) -> JobSpec:
+    """A job that continues ``run_dir`` from its last checkpoint (towards ``until`` steps).
+
+    A run that was still in line when the server stopped has no checkpoint: it starts again from
+    its ``run.json`` (options, and the base model by name through ``resolve_base``, which only
+    finds models the visitor may use)."""
     info = _json(run_dir / "run.json")
     state = _json(run_dir / "state" / "state.json")
-    if not info or "step" not in state:
+    if not info:
         raise ValueError(f"{run_dir.name} has no checkpoint to resume from")
+    if "step" not in state:
+        return _restart_spec(run_dir, info, owner_key=owner_key, until=until, resolve_base=resolve_base)
     step = int(state["step"])
     steps = int(until) if until else int(info.get("steps", step))
     if steps <= step:
@@ -184,6 +201,32 @@ def resume_spec(run_dir: Path, *, owner_key: str, until: int | None) -> JobSpec:
     data, fit, background = _data_of(run_dir, meta)
     return JobSpec(run_dir=run_dir, name=run_dir.name, owner_key=owner_key, data=data,
                    options=options, fit=fit, background=background, config=config, meta=meta, resume=True)
+
+
+def _restart_spec(run_dir: Path, info: dict, *, owner_key: str, until: int | None, resolve_base) -> JobSpec:
+    from ..train import TrainOptions
+
+    if info.get("status") not in ("queued", "failed") or not (run_dir / "data").is_dir():
+        raise ValueError(f"{run_dir.name} has no checkpoint to resume from")
+    try:
+        opts = dict(info["options"])
+        opts["betas"], opts["augment"] = tuple(opts["betas"]), tuple(opts["augment"])
+        if until:
+            opts["steps"] = int(until)
+        options = TrainOptions(**opts)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{run_dir.name}: its run.json cannot be read ({exc})") from None
+    meta = dict(info.get("meta") or {})
+    base = None
+    if meta.get("base_name"):
+        if resolve_base is None:
+            raise ValueError(f"{run_dir.name} never started and its base model cannot be found here")
+        base = resolve_base(str(meta["base_name"]))
+        config = None
+    else:
+        config = config_from_dict(info["config"])
+    return JobSpec(run_dir=run_dir, name=run_dir.name, owner_key=owner_key, data=run_dir / "data",
+                   options=options, base=base, config=config, meta=meta, resume=True)
 
 
 # --- download --------------------------------------------------------------------------------

@@ -7,13 +7,18 @@ and every rejection with its reason) -> ``start`` (a ``JobSpec`` queued on the `
 -> the model appears in the Generate tab, and can be resumed, downloaded or pushed to the Hub.
 The run uses ``msgen.data.load_image_set`` and ``TrainOptions`` exactly as
 ``python -m msgen train`` does, so the page and the CLI give the same weights for one seed.
+
+An upload is decoded once (``staging.StagedSets``): Start and a change of base at the same
+resolution reuse it. On a shared host (a Space, ``--shared``) every run is bounded
+(``SHARED_LIMITS``): a global cap on runs training or in line, a wall-clock budget per run,
+images seen per run, and batch x pixels (memory); the page states them.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 import shlex
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,8 +30,9 @@ from .. import checkpoint as ckpt
 from ..augment import POLICIES
 from ..models import FAMILIES, get_family, make_config
 from ..train import TrainOptions
-from . import common, runs
+from . import common, runs, validate
 from .jobs import JobManager, JobSpec, read_quality
+from .staging import StagedSets, file_key
 from .train_view import loss_frame, preview_grid, progress_html, quality_markdown, status_markdown
 
 DEFAULT_STEPS = 500  # ~8k images seen: a few minutes at 32px on 2 vCPUs, enough to adapt to 20-200 images
@@ -38,6 +44,21 @@ RESOLUTIONS = (16, 32, 64, 128)
 GALLERY_MAX = 48  # thumbnails shown; the count says how many more were accepted
 FEW_IMAGES = 16
 MAX_STEPS = {False: 1_000_000, True: 20_000}  # a shared Space bounds one visitor's run
+
+
+@dataclass(frozen=True)
+class SharedLimits:
+    """What one stranger's run may take on a shared host; every value is shown on the page."""
+
+    max_jobs: int = 4  # runs training or waiting, all visitors together: the line's length
+    budget_min: float = 30.0  # wall-clock minutes one run may train before it stops (checkpoint kept)
+    max_images: int = 64_000  # steps x batch x (resolution / 32)^2: 8x the default fine-tune
+    max_batch_pixels: int = 16 * 64 * 64  # batch x resolution^2 bounds activation memory (~1.5 GB)
+    max_batch: int = 64
+
+
+SHARED_LIMITS = SharedLimits()
+UPLOAD_CONCURRENCY = 2  # uploads decoding at once (each also waits for msgen.data's decode slots)
 
 
 # --- choices -----------------------------------------------------------------------------------
@@ -60,15 +81,38 @@ def default_base(ctx: common.AppContext) -> str:
     return f"model:{pick[0].name}" if pick else base_choices(ctx, None)[0][1]
 
 
-def limits_text() -> str:
+def limits_text(shared: bool = False) -> str:
     from ..data import LIMITS as L
 
     mb = lambda n: f"{n / 2**20:g} MB"  # noqa: E731
-    return (f"**Limits:** up to {L.max_files} files, {mb(L.max_file_bytes)} each and {mb(L.max_total_bytes)} in all; "
+    text = (f"**Limits:** up to {L.max_files} files, {mb(L.max_file_bytes)} each and {mb(L.max_total_bytes)} in all; "
             f"images up to {L.max_pixels / 1e6:g} megapixels and at least {L.min_side} px on the short side; "
             f"zips up to {L.max_zip_entries} entries, no nested zips, no `..` paths, at most "
             f"{L.max_zip_ratio:g}:1 compression. PNG, JPEG, WebP, GIF, BMP and TIFF are read; "
             f"{FEW_IMAGES}+ images recommended (50-200 is ideal).")
+    if shared:
+        S = SHARED_LIMITS
+        text += (f"\n\n**On this shared server:** one run per visitor and {S.max_jobs} in all (training or waiting); "
+                 f"each run trains for at most {S.budget_min:g} minutes (then stops, keeping its checkpoint: "
+                 f"resume it later) and {MAX_STEPS[True]:,} steps; steps x batch size may be up to "
+                 f"{S.max_images:,} at 32 px ({S.max_images // 4:,} at 64 px); batch size at most {S.max_batch}, "
+                 f"and {S.max_batch_pixels // (64 * 64)} at 64 px or {S.max_batch_pixels // (128 * 128)} at 128 px. "
+                 f"Your uploads and runs are deleted {common.SESSION_TTL_S // 3600} hours after your last visit.")
+    return text
+
+
+def check_budget(ctx, options: TrainOptions, resolution: int) -> None:
+    """On a shared host, refuse a run whose size or memory is over ``SHARED_LIMITS`` (ValueError)."""
+    if not ctx.shared:
+        return
+    S = SHARED_LIMITS
+    if options.batch_size > S.max_batch or options.batch_size * resolution**2 > S.max_batch_pixels:
+        most = min(S.max_batch, S.max_batch_pixels // resolution**2)
+        raise ValueError(f"batch size {options.batch_size} is over this server's limit of {most} at {resolution} px")
+    seen = options.steps * options.batch_size * (resolution / 32) ** 2
+    if seen > S.max_images:
+        raise ValueError(f"steps x batch size is {options.steps * options.batch_size:,} at {resolution} px, over this "
+                         f"server's limit of {int(S.max_images / (resolution / 32) ** 2):,}; use fewer steps")
 
 
 @dataclass
@@ -81,22 +125,33 @@ class Base:
 
 
 def resolve_base(ctx: common.AppContext, choice: str | None, resolution: Any, owner: str | None) -> Base:
-    kind, _, value = (choice or "").partition(":")
+    kind, _, value = validate.text(choice, "start from", 300).partition(":")
     if kind == "model":
         entry = ctx.find(value, owner)  # only shipped models and this visitor's runs
         return Base(resolution=entry.resolution, path=entry.path, name=entry.name, family=entry.family)
     if kind == "scratch":
-        config = make_config(value, resolution=int(resolution or 32))
+        if value not in families():
+            raise ValueError(f"unknown family {value!r}; choose one of: {', '.join(families())}")
+        size = validate.choice(validate.whole(resolution, "resolution", 1, 4096, default=32), "resolution", RESOLUTIONS)
+        config = make_config(value, resolution=size)
         return Base(resolution=config.resolution, config=config, family=value)
     raise ValueError("choose a model to fine-tune or a family to train from scratch")
 
 
 # --- upload ------------------------------------------------------------------------------------
 def _paths(files: Any) -> list[str]:
+    """The uploaded files' paths, as gradio's File component hands them over (preprocessed, so
+    gradio has already refused any path outside its upload cache)."""
     if not files:
         return []
     files = files if isinstance(files, (list, tuple)) else [files]
-    return [str(getattr(f, "path", None) or getattr(f, "name", None) or f) for f in files]
+    out = []
+    for f in files:
+        path = getattr(f, "path", None) or getattr(f, "name", None) or f
+        if not isinstance(path, (str, Path)):
+            raise ValueError("the upload did not arrive as files; upload them again")
+        out.append(str(path))
+    return out
 
 
 def _thumb(image: torch.Tensor) -> Any:
@@ -109,16 +164,38 @@ def _thumb(image: torch.Tensor) -> Any:
     return pic.resize((pic.width * scale, pic.height * scale), Image.NEAREST) if scale > 1 else pic
 
 
+def staged_sets(ctx: common.AppContext) -> StagedSets:
+    return ctx.components.setdefault("train_staged", StagedSets())
+
+
+def load_upload(ctx: common.AppContext, paths: list[str], resolution: int, fit: str, owner: str | None):
+    """The upload as an ``ImageSet`` at ``resolution``: decoded once, then served from the stage."""
+    from ..data import ImageSet, load_image_set
+
+    key = (_key(ctx, owner), file_key(paths), resolution, fit)
+    cache = staged_sets(ctx)
+    hit = cache.get(key)
+    if hit is None:
+        data = load_image_set(paths, resolution, fit=fit)
+        hit = cache.put(key, data.images, data.names, data.rejected, resolution)
+        return data
+    return ImageSet(hit.as_float(), list(hit.names), list(hit.rejected), hit.resolution)
+
+
 def prepare(ctx: common.AppContext, files: Any, base: str | None, resolution: Any, fit: str, owner: str | None):
     """(gallery, rejected rows, summary markdown, image set or None) for the uploaded files."""
-    from ..data import DataError, load_image_set
+    from ..data import DataError
 
-    paths = _paths(files)
+    try:
+        paths = _paths(files)
+    except ValueError as exc:
+        return [], [], f"**Cannot use this upload:** {exc}", None
     if not paths:
         return [], [], "Upload images (many files at once) or a zip to begin.", None
     try:
+        fit = validate.choice(fit or "crop", "fit", ("crop", "pad"))
         target = resolve_base(ctx, base, resolution, owner)
-        data = load_image_set(paths, target.resolution, fit=fit or "crop")
+        data = load_upload(ctx, paths, target.resolution, fit, owner)
     except (DataError, ValueError) as exc:
         return [], [], f"**Cannot use this upload:** {exc}", None
     rows = [[r.name, r.reason] for r in data.rejected]
@@ -140,28 +217,21 @@ def upload(ctx: common.AppContext, files: Any, base: str | None, resolution: Any
     """Upload event: (gallery, rejected rows, summary, files kept for ``start``, owner token)."""
     owner = common.ensure_owner(owner) if ctx.shared else owner
     manager = ctx.components.get("train_jobs")
+    ctx.touch(owner)
     ctx.expire_sessions(keep=manager.busy_run_dirs() if manager is not None else ())
     gallery, rows, summary, data = prepare(ctx, files, base, resolution, fit, owner)
     return gallery, rows, summary, _paths(files), owner
 
 
 # --- start / resume / stop ---------------------------------------------------------------------
-def _int(value: Any, label: str, lo: int, hi: int) -> int:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{label} must be a number") from None
-    if not math.isfinite(number) or number != int(number) or not lo <= number <= hi:
-        raise ValueError(f"{label} must be a whole number from {lo:,} to {hi:,}")
-    return int(number)
+_int = validate.whole
 
 
 def options_from_form(ctx, steps, batch, lr, augment, preview_every, seed) -> TrainOptions:
-    try:
-        lr = float(lr)
-    except (TypeError, ValueError):
-        raise ValueError("learning rate must be a number") from None
-    chosen = set(augment or ())
+    lr = validate.real(lr, "learning rate", 1e-7, 0.1)
+    if augment is not None and not isinstance(augment, (list, tuple)):
+        raise ValueError(f"augmentation must be a list of: {', '.join(POLICIES)}")
+    chosen = {validate.choice(a, "augmentation", POLICIES) for a in (augment or ())}
     return TrainOptions(
         steps=_int(steps, "steps", 1, MAX_STEPS[ctx.shared]),
         batch_size=_int(batch, "batch size", 1, 256),
@@ -169,7 +239,7 @@ def options_from_form(ctx, steps, batch, lr, augment, preview_every, seed) -> Tr
         augment=tuple(p for p in POLICIES if p in chosen),  # POLICIES order, as the CLI's default
         sample_every=_int(preview_every, "preview interval", 1, 1_000_000),
         checkpoint_every=CHECKPOINT_EVERY,
-        seed=_int(seed, "seed", 0, 2**32 - 1),
+        seed=validate.seed(seed),
     )
 
 
@@ -195,6 +265,9 @@ def start(ctx, manager: JobManager, files, base, resolution, fit, steps, batch, 
             raise ValueError("you already have a run training or in line; stop it or wait for it to finish")
         options = options_from_form(ctx, steps, batch, lr, augment, preview_every, seed)
         target = resolve_base(ctx, base, resolution, owner)
+        check_budget(ctx, options, target.resolution)
+        name = validate.text(name, "name", 200)
+        ctx.touch(owner)
         _gallery, _rows, summary, data = prepare(ctx, files, base, resolution, fit, owner)
         if data is None or data.images.shape[0] == 0:
             raise ValueError("no usable images: upload some first" if data is None else
@@ -211,22 +284,47 @@ def start(ctx, manager: JobManager, files, base, resolution, fit, steps, batch, 
     if target.name:
         meta["base_name"] = target.name
     spec = JobSpec(run_dir=run_dir, name=run_dir.name, owner_key=ctx.owner_key(owner), data=data_dir,
-                   options=options, base=target.path, config=target.config, meta=meta)
-    job = manager.submit(spec)
+                   options=options, base=target.path, config=target.config, meta=meta, budget_s=_budget(ctx))
+    try:
+        job = manager.submit(spec)
+    except ValueError as exc:  # the line is full: the data snapshot goes, nothing else was written
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return None, f"**Cannot start:** {exc}"
     return job.id, f"**{run_dir.name}** queued ({data.images.shape[0]} images, {options.steps} steps)."
+
+
+def _budget(ctx) -> float | None:
+    return SHARED_LIMITS.budget_min * 60 if ctx.shared else None
 
 
 def resume(ctx, manager: JobManager, run_name, until, owner) -> tuple[str | None, str]:
     try:
-        run_dir = runs.run_dir_of(ctx.owner_dir(owner), run_name)
+        run_dir = runs.run_dir_of(ctx.owner_dir(owner), validate.text(run_name, "run", 64))
         if run_dir.resolve() in manager.busy_run_dirs():
             raise ValueError(f"{run_name} is already training or in line")
-        until = _int(until, "train until step", 1, MAX_STEPS[ctx.shared]) if until else None
-        spec = runs.resume_spec(run_dir, owner_key=ctx.owner_key(owner), until=until)
+        if manager.active_count(ctx.owner_key(owner)) >= (1 if ctx.shared else 8):
+            raise ValueError("you already have a run training or in line; stop it or wait for it to finish")
+        until = _int(until, "train until step", 1, MAX_STEPS[ctx.shared]) if until not in (None, "") else None
+        ctx.touch(owner)
+        spec = runs.resume_spec(run_dir, owner_key=ctx.owner_key(owner), until=until, resolve_base=_resumable_base(ctx, owner))
+        check_budget(ctx, spec.options, _spec_resolution(spec))
+        spec.budget_s = _budget(ctx)
         job = manager.submit(spec)
     except (ValueError, OSError, KeyError) as exc:
         return None, f"**Cannot resume:** {exc}"
     return job.id, f"**{run_dir.name}** resuming from its last checkpoint, towards step {spec.options.steps}."
+
+
+def _resumable_base(ctx, owner):
+    """Base models a run that never started may name again: shipped ones and the visitor's own."""
+    def find(name: str) -> Path:
+        return ctx.find(name, owner).path
+    return find
+
+
+def _spec_resolution(spec: JobSpec) -> int:
+    config = spec.config
+    return int(getattr(config, "resolution", 0) or 32)
 
 
 def stop(ctx, manager: JobManager, job_id, owner) -> str:
@@ -300,10 +398,11 @@ INTRO = ("Upload your pictures, pick a model to fine-tune (or a family to train 
 
 
 def build(ctx: common.AppContext) -> None:
-    manager: JobManager = ctx.components.setdefault("train_jobs", JobManager())
+    manager: JobManager = ctx.components.setdefault(
+        "train_jobs", JobManager(max_jobs=SHARED_LIMITS.max_jobs if ctx.shared else None))
     owner = ctx.components["owner"]
     gr.Markdown(INTRO)
-    gr.Markdown(limits_text())
+    gr.Markdown(limits_text(ctx.shared), elem_id="train-limits")
     with gr.Row():
         with gr.Column(scale=1):
             files = gr.File(label="Images, or a zip of them", file_count="multiple", height=240, elem_id="train-files")
@@ -400,6 +499,7 @@ def build(ctx: common.AppContext) -> None:
                 *(list_updates(owner, v["name"]) if ended else [gr.skip()] * len(lists))]
 
     def on_restore(owner):
+        ctx.touch(owner)
         ctx.expire_sessions(keep=manager.busy_run_dirs())  # page loads are the periodic tick
         latest = manager.latest(_key(ctx, owner))
         return [latest.id if latest else None, None, gr.Timer(active=latest is not None), *list_updates(owner)]
@@ -410,13 +510,17 @@ def build(ctx: common.AppContext) -> None:
     def on_push(run, repo, token, private, owner):
         return push(ctx, run, repo, token, private, owner)
 
+    # Decoding is the costly part of an upload: a shared concurrency id keeps at most
+    # UPLOAD_CONCURRENCY of these events decoding at once, whoever sends them.
+    decode = dict(concurrency_limit=UPLOAD_CONCURRENCY, concurrency_id="train-decode")
     files.change(functools.partial(upload, ctx), [files, base, resolution, fit, owner],
-                 [gallery, rejected, summary, upload_files, owner], api_name="train_upload")
+                 [gallery, rejected, summary, upload_files, owner], api_name="train_upload", **decode)
     for i, comp in enumerate((base, resolution, fit)):
         comp.change(on_prepare, [upload_files, base, resolution, fit, owner], [gallery, rejected, summary],
-                    api_name="train_prepare" if i == 0 else None, api_visibility="public" if i == 0 else "private")
+                    api_name="train_prepare" if i == 0 else None, api_visibility="public" if i == 0 else "private",
+                    **decode)
     start_btn.click(on_start, [upload_files, base, resolution, fit, steps, batch, lr, augment, preview_every, seed,
-                               name, owner], [job, status, timer, seen], api_name="train_start")
+                               name, owner], [job, status, timer, seen], api_name="train_start", **decode)
     stop_btn.click(on_stop, [job, owner], [status], api_name="train_stop",
                    concurrency_limit=None)
     timer.tick(on_poll, [job, seen, owner], [status, progress, plot, preview, quality, timer, seen, *lists],
