@@ -40,7 +40,9 @@ def build_app(
     )
     if weights_dir is not None:
         ctx.weights_dir = Path(weights_dir)
-    with gr.Blocks(title="msgen") as demo:
+    from msgen.ui import server
+
+    with gr.Blocks(title="msgen", delete_cache=server.CACHE_EXPIRY) as demo:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
         ctx.components["owner"] = gr.BrowserState(None, storage_key="msgen_owner")
         with gr.Tabs():
@@ -61,8 +63,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--runs", default=None, help="runs folder (default ./runs or $MSGEN_RUNS)")
     p.add_argument("--shared", action="store_true", help="per-visitor privacy, as on a Hugging Face Space")
     args = p.parse_args(argv)
+    from msgen.ui import server
+
     demo = build_app(runs_dir=args.runs, shared=True if args.shared else None)
-    demo.queue(default_concurrency_limit=4).launch(server_name=args.host, server_port=args.port)
+    demo.queue(default_concurrency_limit=4).launch(server_name=args.host, server_port=args.port,
+                                                   **server.launch_options(demo.ctx.shared))
 
 
 if __name__ == "__main__":

@@ -54,6 +54,12 @@ def wait_for(predicate, timeout: float = 60.0, every: float = 0.2):
     raise AssertionError("timed out")
 
 
+def launch_options(shared: bool) -> dict:
+    from msgen.ui.server import launch_options as options
+
+    return options(shared)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -93,7 +99,8 @@ def app_server(tiny_weights, tmp_path_factory):
     demo = app_module.build_app(runs_dir=runs, shared=False, weights_dir=tiny_weights)
     port = free_port()
     demo.queue(default_concurrency_limit=8).launch(
-        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True
+        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+        **launch_options(False),
     )
     yield f"http://127.0.0.1:{port}/", demo
     demo.close()

@@ -19,7 +19,7 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 import msgen
-from tests.conftest import FIXTURES, free_port
+from tests.conftest import FIXTURES, free_port, launch_options
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGES = sorted((FIXTURES / "images").iterdir())
@@ -258,7 +258,7 @@ def shared_server(tiny_weights, tmp_path_factory):
     demo = app_module.build_app(runs_dir=tmp_path_factory.mktemp("shared-runs"), shared=True, weights_dir=tiny_weights)
     port = free_port()
     demo.queue(default_concurrency_limit=8).launch(server_name="127.0.0.1", server_port=port,
-                                                   prevent_thread_lock=True, quiet=True)
+                                                   prevent_thread_lock=True, quiet=True, **launch_options(True))
     yield f"http://127.0.0.1:{port}/", demo.ctx
     demo.close()
 

@@ -300,13 +300,14 @@ def _mark_failed(run_dir: Path, message: str) -> None:
 
 
 def sweep_temp_files(run_dir: Path) -> int:
-    """Remove what a killed atomic write left (``.<name>.*.tmp`` files, ``.tmp*`` folders) in a run."""
+    """Remove what a killed atomic write left in a run: ``.<name>.*.tmp`` files (checkpoint.atomic_*)
+    and ``.<name>.new-*`` / ``.<name>.old-*`` folders (checkpoint.save_model's swap)."""
     removed = 0
     for folder in (run_dir, run_dir / "state", run_dir / "model"):
         if not folder.is_dir() or folder.is_symlink():
             continue
         for p in folder.iterdir():
-            if p.name.startswith(".") and ("tmp" in p.name) and not p.is_symlink():
+            if p.name.startswith(".") and any(m in p.name for m in ("tmp", ".new-", ".old-")) and not p.is_symlink():
                 try:
                     shutil.rmtree(p) if p.is_dir() else p.unlink()
                     removed += 1
