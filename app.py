@@ -41,8 +41,9 @@ def build_app(
     if weights_dir is not None:
         ctx.weights_dir = Path(weights_dir)
     from msgen.ui import server
+    from msgen.ui.apidocs import MsgenBlocks
 
-    with gr.Blocks(title="msgen", delete_cache=server.CACHE_EXPIRY) as demo:
+    with MsgenBlocks(title="msgen", delete_cache=server.CACHE_EXPIRY) as demo:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
         ctx.components["owner"] = gr.BrowserState(None, storage_key="msgen_owner")
         with gr.Tabs():

@@ -153,7 +153,7 @@ def test_stop_ends_the_run_within_seconds_and_its_checkpoint_loads(server):
     assert "queued" in start(c, steps=100_000, name="stop-me", every=2)
     poll_until(c, lambda p: step_of(p) >= 3)
     t0 = time.monotonic()
-    assert "stopping" in c.predict(None, api_name="/train_stop")
+    assert "stopping" in c.predict(None, api_name="/train_stop_current")
     final = poll_until(c, lambda p: "stopped" in p["status"], timeout=15)
     assert "stopped" in final["status"] and time.monotonic() - t0 < 4
     g = msgen.load(ctx.runs_dir / "stop-me" / "model")
@@ -171,7 +171,7 @@ def test_generation_keeps_working_while_a_run_trains(server):
         _image, _levels, _stats, info = c.predict("tiny16", 16, seed, 1.0, 1, 0, None, api_name="/generate")
         assert "tiny16" in info and time.monotonic() - t0 < 10
     assert "training" in poll(c)["status"]  # the run was going on all the while
-    c.predict(None, api_name="/train_stop")
+    c.predict(None, api_name="/train_stop_current")
     assert "stopped" in poll_until(c, lambda p: "stopped" in p["status"], timeout=15)["status"]
 
 

@@ -303,18 +303,18 @@ def build(ctx: common.AppContext) -> None:
     # Inner functions' parameter names are the API's (gradio_client) parameter names.
     # Every image arrives raw (preprocess=False): request_image admits only gradio's own uploads
     # and inline data, so no request can make the server open a path of its choosing.
-    def on_decompose(model, image, fit, owner):
+    def on_decompose(model, image, fit, owner=None):
         return decompose(ctx, model, request_image(image), fit, owner)
 
-    def on_auto(model, image, fit, owner):
+    def on_auto(model, image, fit, owner=None):
         if image is None or not model:
             return [], [], None
         return decompose(ctx, model, request_image(image), fit, owner)
 
-    def on_resample(model, image, fit, mode, level, seed, temperature, count, owner):
+    def on_resample(model, image, fit, mode, level, seed, temperature, count, owner=None):
         return resample(ctx, model, request_image(image), fit, mode, level, seed, temperature, count, owner)
 
-    def on_auto_resample(model, image, fit, mode, level, seed, temperature, count, owner):
+    def on_auto_resample(model, image, fit, mode, level, seed, temperature, count, owner=None):
         if image is None or not model:
             return []
         return resample(ctx, model, request_image(image), fit, mode, level, seed, temperature, count, owner)
@@ -325,7 +325,7 @@ def build(ctx: common.AppContext) -> None:
         keep = model if model in names else (names[0] if names else None)
         return gr.update(choices=found, value=keep), gr.update(visible=not found), gr.update(visible=bool(found))
 
-    def on_model(model, level, owner):
+    def on_model(model, level, owner=None):
         try:
             lv = ctx.find(model, owner).levels if model else levels
         except ValueError:

@@ -44,6 +44,7 @@ QUALITY_SAMPLES = 256  # cap on images per side of the SWD comparison; keeps it 
 QUALITY_SEED = 7  # fixed: "before" and "after" read the same patch positions
 HISTORY_POINTS = 400  # loss curves are thinned to about this many points per series for the plot
 HISTORY_MAX = 20_000  # (step, series, value) entries a job keeps; older steps are thinned beyond it
+ETA_WINDOW_STEPS = 50  # the ETA follows the pace of the latest steps, not the run's average
 ACTIVE = ("queued", "running", "stopping")
 
 
@@ -88,6 +89,7 @@ class Job:
     quality: dict[str, Any] = field(default_factory=dict)
     created: float = field(default_factory=time.time)
     stop_event: threading.Event = field(default_factory=threading.Event)
+    recent: collections.deque = field(default_factory=lambda: collections.deque(maxlen=ETA_WINDOW_STEPS))
 
     @property
     def active(self) -> bool:
@@ -95,7 +97,7 @@ class Job:
 
     def on_progress(self, p: Progress) -> None:
         self.step, self.total, self.elapsed = p.step, p.total, p.elapsed
-        self.images_per_s, self.eta_s = p.images_per_s, p.eta_s
+        self.images_per_s, self.eta_s = p.images_per_s, eta_from_recent(self.recent, p)
         if p.step % self.stride == 0:
             self.history.extend((p.step, key, float(value)) for key, value in p.losses.items())
         if len(self.history) > HISTORY_MAX:  # a long run keeps every 2nd, 4th ... step: bounded memory
@@ -110,6 +112,21 @@ class Job:
                 "images_per_s": self.images_per_s, "eta_s": self.eta_s, "elapsed": self.elapsed,
                 "history": list(self.history), "preview": self.preview, "preview_step": self.preview_step,
                 "message": self.message, "quality": dict(self.quality)}
+
+
+def eta_from_recent(recent: collections.deque, p: Progress) -> float | None:
+    """Seconds left at the pace of the last ``ETA_WINDOW_STEPS`` steps: a machine that got busier
+    mid-run (another visitor generating, a second run) shows it at once, unlike the run's average."""
+    now = time.monotonic()
+    recent.append((now, p.step))
+    if p.done or p.step >= p.total:
+        return 0.0
+    if len(recent) < 2:
+        return p.eta_s
+    (t0, s0), (t1, s1) = recent[0], recent[-1]
+    if s1 <= s0 or t1 <= t0:
+        return p.eta_s
+    return (p.total - p.step) * (t1 - t0) / (s1 - s0)
 
 
 class JobManager:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import shlex
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -200,7 +201,9 @@ def prepare(ctx: common.AppContext, files: Any, base: str | None, resolution: An
         return [], [], f"**Cannot use this upload:** {exc}", None
     rows = [[r.name, r.reason] for r in data.rejected]
     n = int(data.images.shape[0])
-    gallery = [(_thumb(img), name) for img, name in zip(data.images[:GALLERY_MAX], data.names)]
+    # Captioned with the file's own name (a zip member's, without the zip's), so a thumbnail can be
+    # matched to its file; the full path is in the rejected table where it matters.
+    gallery = [(_thumb(img), name.rsplit("/", 1)[-1]) for img, name in zip(data.images[:GALLERY_MAX], data.names)]
     lines = [f"**{n} image{'s' * (n != 1)} accepted** at {data.resolution}x{data.resolution} ({fit or 'crop'}), "
              f"{len(rows)} rejected."]
     if n > GALLERY_MAX:
@@ -213,7 +216,7 @@ def prepare(ctx: common.AppContext, files: Any, base: str | None, resolution: An
     return gallery, rows, " ".join(lines), data
 
 
-def upload(ctx: common.AppContext, files: Any, base: str | None, resolution: Any, fit: str, owner: str | None):
+def upload(ctx: common.AppContext, files: Any, base: str | None, resolution: Any, fit: str, owner: str | None = None):
     """Upload event: (gallery, rejected rows, summary, files kept for ``start``, owner token)."""
     owner = common.ensure_owner(owner) if ctx.shared else owner
     manager = ctx.components.get("train_jobs")
@@ -382,6 +385,16 @@ def push(ctx, run_name, repo_id, token, private, owner) -> str:
     return f"Pushed to {url}"
 
 
+def restore_note(job) -> str:
+    """What a fresh page says about the visitor's last (finished) run, or nothing."""
+    if job is None:
+        return ""
+    ago = max(0, int(time.time() - job.created))
+    when = f"{ago // 3600} h {ago % 3600 // 60} min" if ago >= 3600 else f"{ago // 60} min"
+    return (f"Your last run, **{job.spec.name}**, was started {when} ago and is {job.state}; it is under "
+            f"*Your runs* below (resume, download, push). Upload pictures to start a new one.")
+
+
 def generate_update(ctx, owner, select: str | None = None) -> dict:
     """The Generate tab's model list with this visitor's runs; ``select`` picks a new one there."""
     from .generate import model_choices, model_dropdown_update
@@ -462,29 +475,29 @@ def build(ctx: common.AppContext) -> None:
     lists = [run, base] + ([gen_dropdown] if gen_dropdown is not None else [])
 
     # Inner functions' parameter names are the API's (gradio_client) parameter names.
-    def list_updates(owner, select: str | None = None) -> list:
+    def list_updates(owner=None, select: str | None = None) -> list:
         out = [gr.update(choices=run_choices(ctx, manager, owner), **({"value": select} if select else {})),
                gr.update(choices=base_choices(ctx, owner))]
         if gen_dropdown is not None:  # a finished run is also picked there, ready to generate from
             out.append(generate_update(ctx, owner, select))
         return out
 
-    def on_prepare(files, base, resolution, fit, owner):
+    def on_prepare(files, base, resolution, fit, owner=None):
         return prepare(ctx, files, base, resolution, fit, owner)[:3]
 
-    def on_start(files, base, resolution, fit, steps, batch, lr, augment, preview_every, seed, name, owner):
+    def on_start(files, base, resolution, fit, steps, batch, lr, augment, preview_every, seed, name="", owner=None):
         job_id, text = start(ctx, manager, files, base, resolution, fit, steps, batch, lr, augment, preview_every,
                              seed, name, owner)
         return (job_id, text, gr.Timer(active=True), None) if job_id else (gr.skip(), text, gr.skip(), gr.skip())
 
-    def on_resume(run, until, owner):
+    def on_resume(run, until, owner=None):
         job_id, text = resume(ctx, manager, run, until, owner)
         return (job_id, text, gr.Timer(active=True), None) if job_id else (gr.skip(), text, gr.skip(), gr.skip())
 
-    def on_stop(job, owner):
+    def on_stop(job, owner=None):
         return stop(ctx, manager, job, owner)
 
-    def on_poll(job, seen, owner):
+    def on_poll(job, seen, owner=None):
         v = view(ctx, manager, job, owner)
         if v is None:
             return [gr.skip()] * 5 + [gr.Timer(active=False), seen] + [gr.skip()] * len(lists)
@@ -498,16 +511,21 @@ def build(ctx: common.AppContext) -> None:
                 gr.Timer(active=v["active"]), new_seen,
                 *(list_updates(owner, v["name"]) if ended else [gr.skip()] * len(lists))]
 
-    def on_restore(owner):
+    def on_restore(owner=None):
         ctx.touch(owner)
         ctx.expire_sessions(keep=manager.busy_run_dirs())  # page loads are the periodic tick
         latest = manager.latest(_key(ctx, owner))
-        return [latest.id if latest else None, None, gr.Timer(active=latest is not None), *list_updates(owner)]
+        if latest is not None and latest.active:  # a run still training or in line is this page's run
+            return [latest.id, None, gr.Timer(active=True), gr.skip(), *list_updates(owner)]
+        # A finished run is not presented as the current one: the page starts clean and says
+        # where the last run is.
+        note = restore_note(latest)
+        return [None, None, gr.Timer(active=False), note, *list_updates(owner)]
 
-    def on_download(run, owner):
+    def on_download(run, owner=None):
         return download(ctx, run, owner)
 
-    def on_push(run, repo, token, private, owner):
+    def on_push(run, repo, token, private, owner=None):
         return push(ctx, run, repo, token, private, owner)
 
     # Decoding is the costly part of an upload: a shared concurrency id keeps at most
@@ -521,7 +539,7 @@ def build(ctx: common.AppContext) -> None:
                     **decode)
     start_btn.click(on_start, [upload_files, base, resolution, fit, steps, batch, lr, augment, preview_every, seed,
                                name, owner], [job, status, timer, seen], api_name="train_start", **decode)
-    stop_btn.click(on_stop, [job, owner], [status], api_name="train_stop",
+    stop_btn.click(on_stop, [job, owner], [status], api_name="train_stop_current",
                    concurrency_limit=None)
     timer.tick(on_poll, [job, seen, owner], [status, progress, plot, preview, quality, timer, seen, *lists],
                api_name="train_poll", show_progress="hidden", concurrency_limit=None)
@@ -530,8 +548,11 @@ def build(ctx: common.AppContext) -> None:
     download_btn.click(on_download, [run, owner], [zip_file], api_name="train_download")
     push_btn.click(on_push, [run, repo, token, private, owner], [push_msg],
                    api_name="train_push")
+    from . import train_api
+
+    train_api.register(ctx, manager)  # /train, /train_status, /train_stop: the same runs, for scripts
     root = gr.context.Context.root_block
     if root is not None:
         # The owner token first (a first visit has none), then this visitor's runs and live job.
         root.load(common.ensure_owner, [owner], [owner], api_visibility="private").then(
-            on_restore, [owner], [job, seen, timer, *lists], api_visibility="private")
+            on_restore, [owner], [job, seen, timer, status, *lists], api_visibility="private")
