@@ -65,6 +65,17 @@ def _doc_params(fn: Any) -> dict[str, str]:
         return {}
 
 
+def _return_names(fn: Any, api_name: str) -> list[str]:
+    """``name: ...`` lines of the docstring's Returns: section, else the endpoint's own name."""
+    try:
+        from gradio.utils import get_function_description
+
+        names = [r.split(":", 1)[0].strip() for r in get_function_description(fn)[2] if ":" in r]
+    except Exception:
+        names = []
+    return [n for n in names if n.isidentifier()] or [api_name.strip("/").replace("/", "_")]
+
+
 def _defaults(fn: Any) -> dict[str, Any]:
     try:
         return {p.name: p.default for p in inspect.signature(fn).parameters.values()
@@ -94,8 +105,9 @@ def annotate(blocks: gr.Blocks, info: dict[str, Any]) -> dict[str, Any]:
                 elem = getattr(block, "elem_id", None)
                 kind = _KINDS.get(type(block).__name__.lower(), type(block).__name__.lower()) if block else "result"
                 ret["label"] = (elem.replace("-", "_") if elem else kind) if block is not None else label
-                if re.fullmatch(r"\d+(st|nd|rd|th)", label):  # gr.api endpoints: one plain return
-                    ret["label"] = "status" if i == 0 else f"result_{i + 1}"
+                if re.fullmatch(r"\d+(st|nd|rd|th)", label):  # gr.api: named by its docstring's Returns:
+                    ret["label"] = _return_names(handler, api_name)[i] if i < len(_return_names(handler, api_name)) \
+                        else f"result_{i + 1}"
     return info
 
 

@@ -319,7 +319,7 @@ def build(ctx: common.AppContext) -> None:
             return []
         return resample(ctx, model, request_image(image), fit, mode, level, seed, temperature, count, owner)
 
-    def on_models(owner, model=None):
+    def on_models(owner=None, model=None):
         found = model_choices(ctx, owner)
         names = [c[1] for c in found]
         keep = model if model in names else (names[0] if names else None)
