@@ -55,3 +55,37 @@ def test_upload_train_watch_and_stop(app_server, browser, artifacts_dir):
         page.screenshot(path=str(artifacts_dir / "train_stopped.png"), full_page=True)
     finally:
         page.close()
+
+    # A fresh page (the same browser, so the same visitor) starts clean: the stopped run is named as
+    # the last one and where to find it, not shown as the current run with its plot and preview.
+    page = browser.new_page(viewport={"width": 1400, "height": 2200})
+    try:
+        page.goto(url)
+        page.get_by_role("tab", name="Train").click()
+        status = page.locator("#train-status")
+        status.get_by_text(re.compile("Your last run")).wait_for(timeout=30_000)
+        assert "browser-run" in status.inner_text() and "Your runs" in status.inner_text()
+        assert page.locator("#train-preview img").count() == 0 and progress_step(page) == -1
+    finally:
+        page.close()
+
+
+def test_upload_captions_name_each_member(app_server, browser, tmp_path):
+    import zipfile
+
+    url, _demo = app_server
+    archive = tmp_path / "a-long-archive-name-that-the-gallery-would-cut.zip"
+    images = sorted((FIXTURES / "images").iterdir())[:4]
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in images:
+            zf.write(p, f"inner/{p.name}")
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    try:
+        page.goto(url)
+        page.get_by_role("tab", name="Train").click()
+        page.locator("#train-files input[type=file]").set_input_files([str(archive)])
+        page.locator("#train-summary").get_by_text(re.compile("4 images accepted")).wait_for(timeout=30_000)
+        gallery = page.locator("#train-gallery").inner_text()
+        assert all(p.name in gallery for p in images), gallery
+    finally:
+        page.close()

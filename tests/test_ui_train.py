@@ -270,3 +270,22 @@ def test_expired_sessions_go_but_busy_ones_stay(shared_ctx):
     ctx.touch(OWNER_B)
     assert ctx.expire_sessions(now=time.time()) == 0 and b.exists()
     assert ctx.expire_sessions(now=time.time() + ctx.ttl_s + 10) == 1 and not b.exists()
+
+
+def test_eta_follows_the_pace_of_recent_steps(monkeypatch):
+    import collections
+
+    from msgen.train import Progress
+    from msgen.ui import jobs as J
+
+    clock = [0.0]
+    monkeypatch.setattr(J.time, "monotonic", lambda: clock[0])
+    recent = collections.deque(maxlen=J.ETA_WINDOW_STEPS)
+    for step in range(1, 101):  # 100 fast steps (0.1 s each), then the machine gets 10x busier
+        clock[0] += 0.1
+        J.eta_from_recent(recent, Progress(step, 1000, {}, clock[0], 1.0, eta_s=999.0))
+    for step in range(101, 201):
+        clock[0] += 1.0
+        eta = J.eta_from_recent(recent, Progress(step, 1000, {}, clock[0], 1.0, eta_s=999.0))
+    assert eta == pytest.approx(800 * 1.0)  # the recent pace (1 s/step), not the run's average (0.55 s/step)
+    assert J.eta_from_recent(recent, Progress(1000, 1000, {}, clock[0], 1.0, done=True)) == 0.0
