@@ -131,6 +131,10 @@ def build_discriminator(config: Any) -> nn.Module | None:
 def make_config(family: str, **overrides: Any) -> Any:
     """Config for ``family`` with the named fields changed; levels follow the resolution."""
     fam = get_family(family)
+    known = {f.name for f in dataclasses.fields(fam.config_cls)} - {"family"}
+    unknown = sorted(str(k)[:64] for k in set(overrides) - known)
+    if unknown:
+        raise ValueError(f"{family} configs have no field {', '.join(unknown[:10])}; they have {', '.join(sorted(known))}")
     return fam.config_cls(family=family, **overrides)
 
 
