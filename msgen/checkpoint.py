@@ -46,6 +46,9 @@ MODEL_FILES = ("config.json", "model.safetensors", "README.md")
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
 MAX_PARAMETERS = 64 * 2**20  # generator + discriminator: 256 MiB of float32 (the shipped models have ~3.3M)
 MAX_WEIGHTS_BYTES = 8 * MAX_PARAMETERS + untrusted.MAX_HEADER_BYTES  # model.safetensors, even in float64
+# What a Hub model may download, and how big each file may be.
+HUB_FILE_LIMITS = {"config.json": untrusted.MAX_CONFIG_BYTES, "model.safetensors": MAX_WEIGHTS_BYTES,
+                   "README.md": 2**20, "samples.png": 16 * 2**20}
 # Text fields of the "msgen" metadata block that lists, cards and the app print.
 META_TEXT = ("title", "name", "dataset", "dataset_short", "license", "data_license", "description", "command",
              "base", "base_name")
@@ -297,15 +300,40 @@ def resolve(path_or_repo_id: str | os.PathLike) -> Path:
     return _snapshot(text)
 
 
+def _checked_revision(repo_id: str) -> str | None:
+    """The repo's current commit, once the files we would download there are known to fit their
+    limits (so a 50 GB model.safetensors never reaches this disk). The download is pinned to that
+    commit, so a push in between cannot swap the files. None when the Hub cannot be asked: then
+    snapshot_download serves the local cache, and read_model_dir checks sizes there."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    api = HfApi()
+    try:
+        sha = api.model_info(repo_id, expand=["sha"], timeout=10).sha
+        infos = api.get_paths_info(repo_id, list(HUB_FILE_LIMITS), revision=sha)
+    except RepositoryNotFoundError:
+        raise
+    except Exception:  # unreachable, rate-limited ...: the cache (or snapshot_download's error) decides
+        return None
+    for info in infos:
+        limit = HUB_FILE_LIMITS.get(getattr(info, "path", ""))
+        size = getattr(info, "size", None)
+        if limit is not None and isinstance(size, int) and size > limit:
+            raise CheckpointError(f"Hub model {repo_id!r}: {info.path} is {size:,} bytes (the limit is {limit:,})")
+    return sha
+
+
 def _snapshot(repo_id: str) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
     try:
+        revision = None if offline else _checked_revision(repo_id)
         # Only the three files of an exported model: a repo that also holds pickles never
         # gets them onto this disk.
-        folder = snapshot_download(repo_id, allow_patterns=list(MODEL_FILES) + ["samples.png"], etag_timeout=10)
+        folder = snapshot_download(repo_id, revision=revision, allow_patterns=list(HUB_FILE_LIMITS), etag_timeout=10)
     except LocalEntryNotFoundError:
         how = "HF_HUB_OFFLINE is set" if offline else "the Hub could not be reached"
         raise CheckpointError(f"Hub model {repo_id!r} is not in the local cache and {how}") from None

@@ -356,3 +356,33 @@ def test_real_cli_process_prints_one_line_and_exits_2(tmp_path):
                           env=os.environ | {"PYTHONPATH": str(ROOT)})
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "0 to 4294967295" in proc.stderr, proc.stderr
+
+
+# --- the Hub: sizes checked before anything is downloaded -------------------------------------------
+class _FakeApi:
+    sizes = {"config.json": 2000, "model.safetensors": 50 * 2**30, "README.md": 2000}
+
+    def __init__(self, *a, **k):
+        pass
+
+    def model_info(self, repo_id, **kw):
+        return type("Info", (), {"sha": "a" * 40})()
+
+    def get_paths_info(self, repo_id, paths, revision=None, **kw):
+        assert revision == "a" * 40
+        return [type("RepoFile", (), {"path": p, "size": s})() for p, s in self.sizes.items() if p in paths]
+
+
+def test_hub_model_too_big_is_refused_before_download(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub, "HfApi", _FakeApi)
+    calls = []
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda *a, **k: calls.append(k) or str(tiny(tmp_path)))
+    with pytest.raises(ckpt.CheckpointError, match=r"model.safetensors is 53,687,091,200 bytes \(the limit is"):
+        msgen.load("someone/huge")
+    assert calls == []
+    monkeypatch.setattr(_FakeApi, "sizes", {"config.json": 2000, "model.safetensors": 30_000, "README.md": 2000})
+    msgen.load("someone/fine")
+    assert calls and calls[0]["revision"] == "a" * 40  # pinned to the commit whose sizes were checked
