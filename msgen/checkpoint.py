@@ -204,6 +204,10 @@ def expected_tensors(config: Any) -> dict[str, tuple[torch.dtype, tuple[int, ...
     return out
 
 
+_SAFETENSORS_DTYPE = {torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
+                      torch.uint8: "U8", torch.bool: "BOOL"}
+
+
 def _check_header(path: Path, header: dict[str, tuple[str, tuple[int, ...]]],
                   expected: dict[str, tuple[torch.dtype, tuple[int, ...]]]) -> None:
     """Every tensor in the file is one the config's model has, with a float dtype and its shape."""
@@ -215,6 +219,8 @@ def _check_header(path: Path, header: dict[str, tuple[str, tuple[int, ...]]],
         if want_dtype.is_floating_point and dtype not in untrusted.FLOAT_DTYPES:
             raise CheckpointError(f"{where}: tensor {name} is {dtype}, expected floats "
                                   f"({', '.join(sorted(untrusted.FLOAT_DTYPES))})")
+        if not want_dtype.is_floating_point and dtype != _SAFETENSORS_DTYPE.get(want_dtype):
+            raise CheckpointError(f"{where}: tensor {name} is {dtype}, expected {want_dtype}")
         if shape != want_shape:
             raise CheckpointError(f"{where}: tensor {name} has shape {list(shape)}, the config's model needs "
                                   f"{list(want_shape)}")
