@@ -18,10 +18,11 @@ from pathlib import Path
 import torch
 
 from .checkpoint import CheckpointError
-from .models import MultiScaleOutput
+from .models import SEED_MAX, MultiScaleOutput
 from .zoo import ModelEntry, list_models, resolve_model
 
-__all__ = ["load", "list_models", "generate", "Generation", "MultiScaleOutput", "ModelEntry", "CheckpointError"]
+__all__ = ["load", "list_models", "generate", "Generation", "MultiScaleOutput", "ModelEntry", "CheckpointError",
+           "SEED_MAX"]
 __version__ = "0.1.0"
 
 
@@ -57,12 +58,17 @@ def generate(
     n: int = 1,
     features: bool = False,
 ) -> Generation:
-    """Generate ``n`` images from consecutive seeds starting at ``seed`` (seed + i for image i)."""
+    """Generate ``n`` images from consecutive seeds starting at ``seed`` (seed + i for image i,
+    wrapping past SEED_MAX); seeds are whole numbers from 0 to ``SEED_MAX`` (2**32 - 1)."""
     from . import features as feat
+    from .models import check_seed
 
+    seed = check_seed(seed)
+    if mix_seed is not None:
+        mix_seed = check_seed(mix_seed, "mix seed")
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 256:
+        raise ValueError(f"n must be a whole number from 1 to 256, got {n!r}")
     gen = load(model) if isinstance(model, (str, Path)) else model
-    if not 1 <= n <= 256:
-        raise ValueError(f"n must be between 1 and 256, got {n}")
     param = next(gen.parameters())
     z = torch.cat([gen.sample_latents(1, (seed + i) % 2**32) for i in range(n)]).to(param.device, param.dtype)
     mix = None

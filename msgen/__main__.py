@@ -1,16 +1,47 @@
 """Command line: ``python -m msgen {generate,train,eval,data,models,push}``.
 
 Each command is a thin wrapper over the same functions the app and the Python API use.
-Errors a user can cause print one clear line and exit with status 2, never a traceback.
+Errors a user can cause, bad arguments included, print one clear line and exit with status 2,
+never a traceback (set ``MSGEN_DEBUG=1`` to see one for an unexpected error).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
+
+MAX_PNG_SIDE = 2048  # --upscale: the written picture's longest side, so a typo cannot ask for gigabytes
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line (usage stays behind --help), still exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message.splitlines()[0] if message else 'bad arguments'} (see --help)\n")
+
+
+def _seed(text: str) -> int:
+    from .models import SEED_MAX, check_seed
+
+    try:
+        return check_seed(int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds are whole numbers from 0 to {SEED_MAX}, got {text!r}") from None
+
+
+def _upscale(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_PNG_SIDE // 8:
+        raise argparse.ArgumentTypeError(f"a whole number from 1 to {MAX_PNG_SIDE // 8} "
+                                         f"(the picture's side may be at most {MAX_PNG_SIDE} px), got {text!r}")
+    return value
 
 
 def _save_png(tensor, path: Path, *, upscale: int = 1) -> None:
@@ -21,6 +52,9 @@ def _save_png(tensor, path: Path, *, upscale: int = 1) -> None:
 
     arr = ((tensor.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
     img = Image.fromarray(arr)
+    if max(img.size) * upscale > MAX_PNG_SIDE:
+        raise ValueError(f"--upscale {upscale} would make a {img.width * upscale}x{img.height * upscale} picture; "
+                         f"its side may be at most {MAX_PNG_SIDE} px")
     if upscale > 1:
         img = img.resize((img.width * upscale, img.height * upscale), Image.NEAREST)
     buf = io.BytesIO()
@@ -65,6 +99,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     if bool(args.model) == bool(args.family):
         raise ValueError("give exactly one of --model (fine-tune) or --family (from scratch)")
+    extra = _config_overrides(args.config)  # before the data is read: a bad --config fails at once
     base = resolve_model(args.model) if args.model else None
     if base is not None:
         from .checkpoint import read_model_dir
@@ -72,6 +107,11 @@ def cmd_train(args: argparse.Namespace) -> None:
         resolution = read_model_dir(base)[0].resolution
     else:
         resolution = args.resolution
+    config = None
+    if args.family:
+        from .models import make_config
+
+        config = make_config(args.family, resolution=resolution, **extra)
     data = load_image_set(args.data, resolution, fit=args.fit, background=_colour(args.background),
                           limits=_limits(args.max_files))
     for rej in data.rejected[:20]:
@@ -90,12 +130,6 @@ def cmd_train(args: argparse.Namespace) -> None:
     opts = TrainOptions(steps=args.steps, batch_size=args.batch, lr=args.lr, augment=augment, loss=args.loss,
                         r1_gamma=args.r1, ema_half_life_images=args.ema_half_life, sample_every=args.sample_every,
                         checkpoint_every=args.checkpoint_every, seed=args.seed, device=args.device)
-    config = None
-    if args.family:
-        from .models import make_config
-
-        extra = json.loads(args.config) if args.config else {}
-        config = make_config(args.family, resolution=resolution, **extra)
     meta = {"command": "python -m msgen " + shlex.join(sys.argv[1:]), "title": args.title or Path(args.out).name}
     for key in ("dataset", "dataset_short", "license", "data_license", "description"):
         if getattr(args, key, None):
@@ -137,14 +171,23 @@ def cmd_models(args: argparse.Namespace) -> None:
 
 
 def cmd_push(args: argparse.Namespace) -> None:
-    import os
-
     from .checkpoint import push_to_hub
     from .zoo import resolve_model
 
     url = push_to_hub(resolve_model(args.model), args.repo, token=args.token or os.environ.get("HF_TOKEN"),
                       private=not args.public)
     print(f"pushed to {url}")
+
+
+def _config_overrides(text: str | None) -> dict:
+    from .untrusted import parse_json
+
+    extra = parse_json(text.encode(), "--config") if text else {}
+    if not isinstance(extra, dict):
+        raise ValueError("--config must be a JSON object of config fields, e.g. '{\"channel_max\": 256}'")
+    if "family" in extra or "resolution" in extra:
+        raise ValueError("--config cannot set family or resolution; use --family and --resolution")
+    return extra
 
 
 def _limits(max_files: int | None):
@@ -173,18 +216,19 @@ def _colour(text: str) -> tuple[int, int, int]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m msgen", description="multi-scale image generation studio")
-    sub = p.add_subparsers(dest="cmd", required=True)
+    p = _Parser(prog="python -m msgen", description="multi-scale image generation studio")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
 
     g = sub.add_parser("generate", help="generate an image (and optionally every level's feature maps)")
     g.add_argument("--model", default="sprites32", help="listed name, model folder or Hub repo id")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=_seed, default=0, help="0 to 2**32-1")
     g.add_argument("--scale", type=int, default=None, help="finest level to render (default: the model's resolution)")
     g.add_argument("--truncation", type=float, default=1.0)
-    g.add_argument("--mix-seed", type=int, default=None, help="seed B for the fine levels")
+    g.add_argument("--mix-seed", type=_seed, default=None, help="seed B for the fine levels")
     g.add_argument("--mix-level", type=int, default=None, help="first level taken from seed B")
     g.add_argument("--n", type=int, default=1, help="images from consecutive seeds, written as a grid")
-    g.add_argument("--upscale", type=int, default=1, help="nearest-neighbour enlargement of the PNG")
+    g.add_argument("--upscale", type=_upscale, default=1,
+                   help=f"nearest-neighbour enlargement of the PNG (its side at most {MAX_PNG_SIDE} px)")
     g.add_argument("--features", default=None, metavar="DIR", help="write per-level images, feature maps and stats here")
     g.add_argument("--out", default="out.png")
     g.set_defaults(func=cmd_generate)
@@ -205,7 +249,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--ema-half-life", type=int, default=5000, help="EMA half-life in images")
     t.add_argument("--sample-every", type=int, default=100)
     t.add_argument("--checkpoint-every", type=int, default=200)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=_seed, default=0)
     t.add_argument("--device", default="auto")
     t.add_argument("--fit", default="crop", choices=("crop", "pad"))
     t.add_argument("--background", default="white", help="for transparent images: white, black or R,G,B")
@@ -223,7 +267,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--model", required=True)
     e.add_argument("--data", required=True)
     e.add_argument("--n", type=int, default=1000)
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seed", type=_seed, default=0)
     e.add_argument("--truncation", type=float, default=1.0)
     e.add_argument("--fit", default="crop", choices=("crop", "pad"))
     e.add_argument("--json", action="store_true")
@@ -258,10 +302,20 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except (ValueError, KeyError, OSError, RuntimeError) as exc:
         # ValueError covers CheckpointError and DataError; one line, no traceback.
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"error: {msg}", file=sys.stderr)
+        print(f"error: {_first_line(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a bug, or a case nothing checks yet: still one line for the user
+        if os.environ.get("MSGEN_DEBUG"):
+            raise
+        print(f"error: unexpected {type(exc).__name__}: {_first_line(exc)} (MSGEN_DEBUG=1 shows a traceback)",
+              file=sys.stderr)
         return 2
     return 0
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:500] if text else type(exc).__name__
 
 
 if __name__ == "__main__":

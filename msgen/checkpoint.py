@@ -13,12 +13,20 @@ Training state (optimisers, step, EMA, RNG) lives apart, in ``<run>/state/``, so
 model never carries it. Everything is written to a temporary name and moved into place with
 ``os.replace``: a killed process leaves the previous version, never half a file. Pickle-based
 files (``.pt``, ``.pth``, ``.pkl``, ``.bin``, ``.ckpt``) are refused, never loaded.
+
+A model folder may come from a stranger (any Hub repo id), so ``read_model_dir`` trusts nothing
+before it is checked, in this order: ``config.json`` is read bounded and strict (``untrusted``),
+every config field against the bounds its family declares, the model's parameter count (built on
+the ``meta`` device, which allocates nothing) against ``MAX_PARAMETERS``, then every tensor's name,
+dtype and shape in the safetensors header against that model; only then is data loaded, and
+NaN or infinite weights are refused.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 import shutil
@@ -27,13 +35,23 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 
+from . import untrusted
 from .models import build_discriminator, build_generator, config_from_dict
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt")
 MODEL_FILES = ("config.json", "model.safetensors", "README.md")
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
+MAX_PARAMETERS = 64 * 2**20  # generator + discriminator: 256 MiB of float32 (the shipped models have ~3.3M)
+MAX_WEIGHTS_BYTES = 8 * MAX_PARAMETERS + untrusted.MAX_HEADER_BYTES  # model.safetensors, even in float64
+# What a Hub model may download, and how big each file may be.
+HUB_FILE_LIMITS = {"config.json": untrusted.MAX_CONFIG_BYTES, "model.safetensors": MAX_WEIGHTS_BYTES,
+                   "README.md": 2**20, "samples.png": 16 * 2**20}
+# Text fields of the "msgen" metadata block that lists, cards and the app print.
+META_TEXT = ("title", "name", "dataset", "dataset_short", "license", "data_license", "description", "command",
+             "base", "base_name")
 
 
 class CheckpointError(ValueError):
@@ -135,9 +153,7 @@ def _refuse_pickles(path: Path) -> None:
             )
 
 
-def read_model_dir(path: str | os.PathLike) -> tuple[Any, dict[str, Any], dict[str, torch.Tensor]]:
-    """(config, meta, tensors) of a local model folder, with clear errors for anything off."""
-    path = Path(path)
+def _model_folder(path: Path) -> Path:
     _refuse_pickles(path)
     if path.is_file():
         if path.name in ("config.json", "model.safetensors"):
@@ -149,21 +165,102 @@ def read_model_dir(path: str | os.PathLike) -> tuple[Any, dict[str, Any], dict[s
     missing = [n for n in ("config.json", "model.safetensors") if not (path / n).is_file()]
     if missing:
         raise CheckpointError(f"{path} is not a model folder: missing {', '.join(missing)}")
+    return path
+
+
+def read_config(path: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
+    """(config, meta) of a model folder's ``config.json``, every field checked; reads no weights."""
+    cfg_path = Path(path) / "config.json"
     try:
-        data = json.loads((path / "config.json").read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path / 'config.json'} is not valid JSON: {exc}") from None
+        data = untrusted.parse_json(untrusted.read_regular_file(cfg_path, untrusted.MAX_CONFIG_BYTES), str(cfg_path))
+    except untrusted.UntrustedFileError as exc:
+        raise CheckpointError(str(exc)) from None
     if not isinstance(data, dict):
-        raise CheckpointError(f"{path / 'config.json'} must hold a JSON object")
-    meta = data.pop("msgen", {}) or {}
+        raise CheckpointError(f"{cfg_path} must hold a JSON object, not {type(data).__name__}")
+    meta = data.pop("msgen", None)
+    meta = {} if meta is None else meta
+    if not isinstance(meta, dict):
+        raise CheckpointError(f'{cfg_path}: its "msgen" metadata block must be a JSON object, not {type(meta).__name__}')
+    bad = [k for k in META_TEXT if k in meta and not isinstance(meta[k], str)]
+    if bad:
+        raise CheckpointError(f'{cfg_path}: "msgen" metadata field {bad[0]} must be a string')
     try:
         config = config_from_dict(data)
     except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path / 'config.json'}: {exc}") from None
+        raise CheckpointError(f"{cfg_path}: {exc}") from None
+    return config, meta
+
+
+def expected_tensors(config: Any) -> dict[str, tuple[torch.dtype, tuple[int, ...]]]:
+    """name -> (dtype, shape) of every tensor ``config``'s model saves, without allocating any."""
+    with torch.device("meta"):
+        parts = {"generator": build_generator(config), "discriminator": build_discriminator(config)}
+    out = {f"{prefix}.{k}": (v.dtype, tuple(v.shape))
+           for prefix, module in parts.items() if module is not None for k, v in module.state_dict().items()}
+    count = sum(math.prod(shape) for _, shape in out.values())
+    if count > MAX_PARAMETERS:
+        raise CheckpointError(f"config.json describes a model with {count:,} parameters "
+                              f"(the limit is {MAX_PARAMETERS:,})")
+    return out
+
+
+_SAFETENSORS_DTYPE = {torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
+                      torch.uint8: "U8", torch.bool: "BOOL"}
+
+
+def _check_header(path: Path, header: dict[str, tuple[str, tuple[int, ...]]],
+                  expected: dict[str, tuple[torch.dtype, tuple[int, ...]]]) -> None:
+    """Every tensor in the file is one the config's model has, with a float dtype and its shape."""
+    where = f"{path}: weights do not match config.json"
+    for name, (dtype, shape) in header.items():
+        if name not in expected:
+            raise CheckpointError(f"{where}: tensor {name[:120]!r} is not part of the config's model")
+        want_dtype, want_shape = expected[name]
+        if want_dtype.is_floating_point and dtype not in untrusted.FLOAT_DTYPES:
+            raise CheckpointError(f"{where}: tensor {name} is {dtype}, expected floats "
+                                  f"({', '.join(sorted(untrusted.FLOAT_DTYPES))})")
+        if not want_dtype.is_floating_point and dtype != _SAFETENSORS_DTYPE.get(want_dtype):
+            raise CheckpointError(f"{where}: tensor {name} is {dtype}, expected {want_dtype}")
+        if shape != want_shape:
+            raise CheckpointError(f"{where}: tensor {name} has shape {list(shape)}, the config's model needs "
+                                  f"{list(want_shape)}")
+    for prefix in ("generator.", "discriminator."):
+        need = [n for n in expected if n.startswith(prefix)]
+        have = [n for n in need if n in header]
+        # The generator is required; a discriminator is kept only for fine-tuning, but never in part.
+        if len(have) < len(need) and (have or prefix == "generator."):
+            missing = [n for n in need if n not in header]
+            raise CheckpointError(f"{where}: tensor {missing[0]} is missing"
+                                  + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+
+
+def read_model_dir(path: str | os.PathLike, *, prefixes: tuple[str, ...] = ("generator.", "discriminator.")
+                   ) -> tuple[Any, dict[str, Any], dict[str, torch.Tensor]]:
+    """(config, meta, tensors) of a model folder, every part checked before it is used.
+
+    ``prefixes`` picks which tensors are loaded (all are checked)."""
+    path = _model_folder(Path(path))
+    config, meta = read_config(path)
+    expected = expected_tensors(config)
+    weights = path / "model.safetensors"
+    if weights.stat().st_size > MAX_WEIGHTS_BYTES:
+        raise CheckpointError(f"{weights} is larger than the {MAX_WEIGHTS_BYTES // 2**20} MiB limit")
     try:
-        tensors = load_file(str(path / "model.safetensors"))
-    except Exception as exc:  # safetensors raises its own error types for corrupt headers
-        raise CheckpointError(f"{path / 'model.safetensors'} could not be read: {exc}") from None
+        header = untrusted.safetensors_header(weights)
+    except untrusted.UntrustedFileError as exc:
+        raise CheckpointError(str(exc)) from None
+    _check_header(path, header, expected)
+    tensors = {}
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            for name in header:
+                if name.startswith(prefixes):
+                    tensors[name] = f.get_tensor(name)
+    except Exception as exc:  # the file changed under us, or a read error
+        raise CheckpointError(f"{weights} could not be read: {str(exc).splitlines()[0][:200]}") from None
+    for name, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise CheckpointError(f"{weights}: tensor {name} holds NaN or infinite values")
     return config, meta, tensors
 
 
@@ -173,20 +270,21 @@ def _split(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Ten
 
 def load_generator(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> torch.nn.Module:
     """The exported generator of a local model folder, in eval mode, with ``meta`` and ``source``."""
-    config, meta, tensors = read_model_dir(path)
+    config, meta, tensors = read_model_dir(path, prefixes=("generator.",))
     gen = build_generator(config)
     state = _split(tensors, "generator.")
     try:
         gen.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not match config.json: {str(exc).splitlines()[0]}") from None
+    except RuntimeError as exc:  # the header check makes this unreachable; keep the tensor names if not
+        detail = " ".join(line.strip() for line in str(exc).splitlines()[1:3])
+        raise CheckpointError(f"{path}: weights do not match config.json: {detail[:300]}") from None
     gen.meta = meta
     gen.source = str(path)
     return gen.eval().requires_grad_(False).to(device)
 
 
 def load_discriminator_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    return _split(read_model_dir(path)[2], "discriminator.")
+    return _split(read_model_dir(path, prefixes=("discriminator.",))[2], "discriminator.")
 
 
 def build_pair(config: Any) -> tuple[torch.nn.Module, torch.nn.Module | None]:
@@ -208,15 +306,40 @@ def resolve(path_or_repo_id: str | os.PathLike) -> Path:
     return _snapshot(text)
 
 
+def _checked_revision(repo_id: str) -> str | None:
+    """The repo's current commit, once the files we would download there are known to fit their
+    limits (so a 50 GB model.safetensors never reaches this disk). The download is pinned to that
+    commit, so a push in between cannot swap the files. None when the Hub cannot be asked: then
+    snapshot_download serves the local cache, and read_model_dir checks sizes there."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    api = HfApi()
+    try:
+        sha = api.model_info(repo_id, expand=["sha"], timeout=10).sha
+        infos = api.get_paths_info(repo_id, list(HUB_FILE_LIMITS), revision=sha)
+    except RepositoryNotFoundError:
+        raise
+    except Exception:  # unreachable, rate-limited ...: the cache (or snapshot_download's error) decides
+        return None
+    for info in infos:
+        limit = HUB_FILE_LIMITS.get(getattr(info, "path", ""))
+        size = getattr(info, "size", None)
+        if limit is not None and isinstance(size, int) and size > limit:
+            raise CheckpointError(f"Hub model {repo_id!r}: {info.path} is {size:,} bytes (the limit is {limit:,})")
+    return sha
+
+
 def _snapshot(repo_id: str) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
     try:
+        revision = None if offline else _checked_revision(repo_id)
         # Only the three files of an exported model: a repo that also holds pickles never
         # gets them onto this disk.
-        folder = snapshot_download(repo_id, allow_patterns=list(MODEL_FILES) + ["samples.png"], etag_timeout=10)
+        folder = snapshot_download(repo_id, revision=revision, allow_patterns=list(HUB_FILE_LIMITS), etag_timeout=10)
     except LocalEntryNotFoundError:
         how = "HF_HUB_OFFLINE is set" if offline else "the Hub could not be reached"
         raise CheckpointError(f"Hub model {repo_id!r} is not in the local cache and {how}") from None

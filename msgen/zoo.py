@@ -9,7 +9,6 @@ modification time, so a model retrained under the same name is reloaded, not ser
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections import OrderedDict
@@ -42,20 +41,20 @@ class ModelEntry:
 
 def _entry(name: str, path: Path, source: str) -> ModelEntry | None:
     try:
-        data = json.loads((path / "config.json").read_text())
-        res = int(data["resolution"])
-        meta = data.get("msgen") or {}
-        return ModelEntry(
-            name=name,
-            path=path,
-            family=str(data["family"]),
-            resolution=res,
-            levels=tuple(2**i for i in range(2, res.bit_length())),
-            dataset=str(meta.get("dataset_short") or meta.get("dataset") or "user images"),
-            source=source,
-        )
-    except (OSError, ValueError, KeyError, TypeError):
+        # The same bounded, checked read as loading (weights aside): a folder whose config.json
+        # is odd in any way (nesting, huge numbers, wrong types, odd "msgen" block) is skipped.
+        config, meta = ckpt.read_config(path)
+    except (ckpt.CheckpointError, OSError):
         return None  # a half-made or foreign folder is not a model; skip it, never crash a listing
+    return ModelEntry(
+        name=name,
+        path=path,
+        family=config.family,
+        resolution=config.resolution,
+        levels=tuple(config.levels),
+        dataset=meta.get("dataset_short") or meta.get("dataset") or "user images",
+        source=source,
+    )
 
 
 def list_models(*, runs_dir: str | Path | None = None, weights_dir: str | Path | None = None) -> list[ModelEntry]:

@@ -11,11 +11,18 @@ The interface (see DESIGN.md):
 * ``sample_latents(n, seed)``: latents drawn on the CPU with a seeded ``torch.Generator``.
 * ``forward(latents, *, upto=None, truncation=1.0, mix=None) -> MultiScaleOutput``.
 * ``granularity_modules()``: level -> module whose output is that level's feature map.
+
+Configs come from untrusted ``config.json`` files too (any Hub repo), so every numeric field is
+declared with ``bounded(default, lo, hi)`` next to its comment, and each family's ``__post_init__``
+starts with ``check_fields(self)``: wrong types (a dict, a bool, a float in an int field) and
+values out of bounds are one ``ValueError`` naming the field and its limit, before anything is built.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import operator
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -50,6 +57,39 @@ class Family:
 
 FAMILIES: dict[str, Family] = {}
 
+SEED_MAX = 2**32 - 1  # seeds are 0 .. SEED_MAX everywhere (API, CLI, web): what torch.Generator takes
+
+
+def bounded(default: int | float, lo: int | float, hi: int | float) -> Any:
+    """A config field with inclusive bounds that ``check_fields`` enforces."""
+    return field(default=default, metadata={"bounds": (lo, hi)})
+
+
+_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+def check_fields(config: Any) -> None:
+    """Types and bounds of every field of a config dataclass; ValueError naming the first bad one.
+
+    Exact types: ``True`` is not an int here, and a float is not an int (1e9 would otherwise slip
+    through as a width); an int is a fine float."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        kind = _TYPES.get(f.type if isinstance(f.type, str) else getattr(f.type, "__name__", ""))
+        if kind is None:
+            raise TypeError(f"{type(config).__name__}.{f.name}: check_fields knows int, float, str and bool fields only")
+        if not (type(value) is kind or (kind is float and type(value) is int)):
+            want = {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}[kind]
+            raise ValueError(f"config field {f.name} must be {want}, got {type(value).__name__}")
+        if type(value) is float and not math.isfinite(value):
+            raise ValueError(f"config field {f.name} must be a finite number, got {value}")
+        bounds = f.metadata.get("bounds")
+        if bounds is not None and not bounds[0] <= value <= bounds[1]:
+            # A hostile int can have thousands of digits: say how big, never print (or float()) it.
+            shown = value if abs(value) < 10**15 else (
+                f"{value:.3g}" if type(value) is float else f"a {value.bit_length()}-bit number")
+            raise ValueError(f"config field {f.name} must be between {bounds[0]} and {bounds[1]}, got {shown}")
+
 
 def register(family: Family) -> Family:
     FAMILIES[family.name] = family
@@ -65,16 +105,18 @@ def get_family(name: str) -> Family:
 
 def config_from_dict(data: dict) -> Any:
     """Build a family's Config from a config.json dict, refusing unknown keys clearly."""
+    if not isinstance(data, dict):
+        raise ValueError(f"a config must be a JSON object, got {type(data).__name__}")
     data = dict(data)
-    family = get_family(str(data.get("family", "")))
+    name = data.get("family", "")
+    if not isinstance(name, str) or len(name) > 64:
+        raise ValueError("config field family must be the name of a model family (a short string)")
+    family = get_family(name)
     known = {f.name for f in dataclasses.fields(family.config_cls)}
-    unknown = sorted(set(data) - known)
+    unknown = sorted(str(k)[:64] for k in set(data) - known)
     if unknown:
-        raise ValueError(f"config.json has fields that {family.name} does not know: {', '.join(unknown)}")
-    for f in dataclasses.fields(family.config_cls):
-        if f.name in data and isinstance(data[f.name], list):
-            data[f.name] = tuple(data[f.name])
-    return family.config_cls(**data)
+        raise ValueError(f"config.json has fields that {family.name} does not know: {', '.join(unknown[:10])}")
+    return family.config_cls(**data)  # its __post_init__ checks types and bounds
 
 
 def build_generator(config: Any) -> nn.Module:
@@ -89,6 +131,10 @@ def build_discriminator(config: Any) -> nn.Module | None:
 def make_config(family: str, **overrides: Any) -> Any:
     """Config for ``family`` with the named fields changed; levels follow the resolution."""
     fam = get_family(family)
+    known = {f.name for f in dataclasses.fields(fam.config_cls)} - {"family"}
+    unknown = sorted(str(k)[:64] for k in set(overrides) - known)
+    if unknown:
+        raise ValueError(f"{family} configs have no field {', '.join(unknown[:10])}; they have {', '.join(sorted(known))}")
     return fam.config_cls(family=family, **overrides)
 
 
@@ -108,11 +154,22 @@ def check_generate_args(model: nn.Module, upto: int | None, truncation: float, m
     return upto
 
 
+def check_seed(seed: Any, name: str = "seed") -> int:
+    """``seed`` as an int in 0 .. SEED_MAX, or a ValueError naming the range."""
+    value = None
+    if not isinstance(seed, bool):
+        try:
+            value = operator.index(seed)  # ints and numpy ints; never a truncated 2.7
+        except TypeError:
+            value = int(seed) if isinstance(seed, float) and seed.is_integer() else None
+    if value is None or not 0 <= value <= SEED_MAX:
+        raise ValueError(f"{name} must be a whole number from 0 to {SEED_MAX}, got {seed!r}")
+    return value
+
+
 def seeded_normal(shape: tuple[int, ...], seed: int) -> torch.Tensor:
     """Standard normal drawn on the CPU from ``seed``, so a seed means one picture everywhere."""
-    if not (0 <= int(seed) < 2**32):
-        raise ValueError(f"seed must be an integer in [0, 2**32), got {seed}")
-    gen = torch.Generator(device="cpu").manual_seed(int(seed))
+    gen = torch.Generator(device="cpu").manual_seed(check_seed(seed))
     return torch.randn(shape, generator=gen)
 
 

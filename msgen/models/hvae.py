@@ -40,33 +40,36 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import Family, MultiScaleOutput, check_generate_args, register, seeded_normal
+from . import Family, MultiScaleOutput, bounded, check_fields, check_generate_args, register, seeded_normal
 from .layers import image_pyramid, level_channels
 
 
 @dataclass(frozen=True)
 class HVAEConfig:
+    # Bounds (lo, hi) sit beside each field: a config.json from a stranger is checked against them
+    # before anything is built.
     family: str = "hvae"
-    resolution: int = 64  # finest level; a power of two from 8 to 256
-    channel_base: int = 1024  # state channels at level L = base / L, capped: cost stays flat per level
-    channel_max: int = 128  # cap for the coarse levels
-    blocks_per_level: int = 1  # residual blocks after each latent group (VDVAE uses many; 1 is CPU-fast)
-    z_channels: int = 8  # latent channels at 4x4 and 8x8 ...
-    z_channels_min: int = 1  # ... halved per finer level down to this: fine levels hold detail, not layout
-    z_global: int = 0  # size of a global latent vector opening the 4x4 level, for whole-picture traits a
+    resolution: int = bounded(64, 8, 256)  # finest level; a power of two from 8 to 256
+    channel_base: int = bounded(1024, 1, 2**16)  # state channels at level L = base / L, capped: cost stays flat per level
+    channel_max: int = bounded(128, 1, 2048)  # cap for the coarse levels
+    blocks_per_level: int = bounded(1, 1, 16)  # residual blocks after each latent group (VDVAE uses many; 1 is CPU-fast)
+    z_channels: int = bounded(8, 1, 256)  # latent channels at 4x4 and 8x8 ...
+    z_channels_min: int = bounded(1, 1, 256)  # ... halved per finer level down to this: fine levels hold detail, not layout
+    z_global: int = bounded(0, 0, 4096)  # size of a global latent vector opening the 4x4 level, for whole-picture traits a
     # factorised 4x4 prior cannot correlate; 0 (off) is also what a config.json without the field means
     # Training (read by HVAERecipe; stored here so a run's objective travels with its model).
-    kl_warmup_steps: int = 2000  # KL weight ramps 0 -> 1 over this many steps (at most a quarter of a run)
-    beta: float = 1.0  # KL weight after warm-up (beta-VAE): above 1 trades detail for a prior that samples cleanly
-    free_nats: float = 2.0  # per level and image: KL below this is not penalised (free bits)
-    min_sigma: float = 0.25  # floor of the decoder's per-pixel std in [-1, 1] units: lower is sharper but
+    kl_warmup_steps: int = bounded(2000, 0, 10**7)  # KL weight ramps 0 -> 1 over this many steps (at most a quarter of a run)
+    beta: float = bounded(1.0, 0.0, 1000.0)  # KL weight after warm-up (beta-VAE): above 1 trades detail for a prior that samples cleanly
+    free_nats: float = bounded(2.0, 0.0, 1000.0)  # per level and image: KL below this is not penalised (free bits)
+    min_sigma: float = bounded(0.25, 0.0, 10.0)  # floor of the decoder's per-pixel std in [-1, 1] units: lower is sharper but
     # spends more nats on pixel detail, which a small prior then samples as noise
-    aux_weight: float = 1.0  # weight of the coarser levels' likelihood terms (each counted as a full image)
-    lr_warmup_steps: int = 200  # the learning rate ramps up over this many steps: early updates are the ones that blow up
-    grad_clip: float = 200.0  # clip the gradient norm (loss in nats per image dimension)
-    skip_threshold: float = 2000.0  # skip an update whose gradient norm is above this or not finite
+    aux_weight: float = bounded(1.0, 0.0, 1000.0)  # weight of the coarser levels' likelihood terms (each counted as a full image)
+    lr_warmup_steps: int = bounded(200, 0, 10**7)  # the learning rate ramps up over this many steps: early updates are the ones that blow up
+    grad_clip: float = bounded(200.0, 0.0, 1e9)  # clip the gradient norm (loss in nats per image dimension)
+    skip_threshold: float = bounded(2000.0, 0.0, 1e12)  # skip an update whose gradient norm is above this or not finite
 
     def __post_init__(self) -> None:
+        check_fields(self)
         r = self.resolution
         if r < 8 or r > 256 or r & (r - 1):
             raise ValueError(f"resolution must be a power of two between 8 and 256, got {r}")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from . import Family, MultiScaleOutput, check_generate_args, register, seeded_normal
+from . import Family, MultiScaleOutput, bounded, check_fields, check_generate_args, register, seeded_normal
 from .layers import (
     DownBlock,
     GranularityBlock,
@@ -34,18 +34,21 @@ from .layers import (
 
 @dataclass(frozen=True)
 class MSGGANConfig:
+    # Bounds (lo, hi) sit beside each field: a config.json from a stranger is checked against them
+    # before anything is built, so a width of 10**9 is a one-line error, not 16 GB asked for.
     family: str = "msggan"
-    resolution: int = 64  # finest level; a power of two from 8 to 256
-    latent_dim: int = 128  # z: big enough for variety, small enough to interpolate smoothly
-    w_dim: int = 128  # intermediate latent the styles are read from
-    mapping_layers: int = 3  # StyleGAN uses 8; 3 is plenty for small few-shot sets
-    channel_base: int = 1024  # channels at level L = base / L, capped: cost stays flat per level
-    channel_max: int = 128  # cap for the coarse levels
-    d_channel_base: int = 1024  # discriminator widths, same rule
-    d_channel_max: int = 128
-    w_avg_beta: float = 0.995  # running mean of w that truncation pulls towards
+    resolution: int = bounded(64, 8, 256)  # finest level; a power of two from 8 to 256
+    latent_dim: int = bounded(128, 1, 2048)  # z: big enough for variety, small enough to interpolate smoothly
+    w_dim: int = bounded(128, 1, 2048)  # intermediate latent the styles are read from
+    mapping_layers: int = bounded(3, 1, 16)  # StyleGAN uses 8; 3 is plenty for small few-shot sets
+    channel_base: int = bounded(1024, 1, 2**16)  # channels at level L = base / L, capped: cost stays flat per level
+    channel_max: int = bounded(128, 1, 2048)  # cap for the coarse levels
+    d_channel_base: int = bounded(1024, 1, 2**16)  # discriminator widths, same rule
+    d_channel_max: int = bounded(128, 1, 2048)
+    w_avg_beta: float = bounded(0.995, 0.0, 1.0)  # running mean of w that truncation pulls towards
 
     def __post_init__(self) -> None:
+        check_fields(self)
         r = self.resolution
         if r < 8 or r > 256 or r & (r - 1):
             raise ValueError(f"resolution must be a power of two between 8 and 256, got {r}")
