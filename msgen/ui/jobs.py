@@ -334,12 +334,8 @@ def sweep_temp_files(run_dir: Path) -> int:
 
 
 def _model_config(path: Path) -> Any:
-    """The config of a model folder from its config.json alone (no tensors are read)."""
-    from ..models import config_from_dict
-
-    data = json.loads((Path(path) / "config.json").read_text())
-    data.pop("msgen", None)
-    return config_from_dict(data)
+    """The config of a model folder from its config.json alone (checked; no tensors are read)."""
+    return ckpt.read_config(path)[0]
 
 
 def _resolution(spec: JobSpec) -> int:
