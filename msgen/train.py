@@ -38,6 +38,7 @@ from .models import MultiScaleOutput, build_discriminator, build_generator, get_
 
 PREVIEW_SEED = 20_201_031  # fixed: previews of one run are comparable step to step
 PREVIEW_COUNT = 16
+SAMPLES_WIDTH = 512  # samples.png is enlarged to about this width, as the page shows its previews
 
 
 @dataclass(frozen=True)
@@ -431,8 +432,12 @@ def _png_bytes(grid: torch.Tensor) -> bytes:
     from PIL import Image
 
     arr = (grid.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    image = Image.fromarray(arr)
+    factor = max(1, SAMPLES_WIDTH // image.width)  # 32 px tiles would give a 133 px thumbnail
+    if factor > 1:  # nearest neighbour: the model's own pixels, just larger
+        image = image.resize((image.width * factor, image.height * factor), Image.NEAREST)
     buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG")
+    image.save(buf, format="PNG")
     return buf.getvalue()
 
 

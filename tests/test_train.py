@@ -41,6 +41,10 @@ def test_five_step_run_writes_loadable_model(tmp_path):
     assert any(p.preview is not None for p in seen[:-1])
     assert all({"d", "g"} <= set(p.losses) for p in seen[:-1])
     assert g.meta["steps"] == 5 and (model_dir / "samples.png").is_file()
+    from PIL import Image
+
+    with Image.open(model_dir / "samples.png") as im:  # 16 px tiles, enlarged as the page shows them
+        assert im.width >= 400
 
 
 def test_resume_continues_the_same_run_bit_for_bit(tmp_path):
