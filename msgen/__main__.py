@@ -24,6 +24,21 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message.splitlines()[0] if message else 'bad arguments'} (see --help)\n")
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's default in --help (none shown for options without one)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default in (None, argparse.SUPPRESS, False) or action.required or "%(default)" in text:
+            return text
+        return f"{text} (default: %(default)s)".strip()
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if not action.help and action.default not in (None, argparse.SUPPRESS, False) and not action.required:
+            action.help = "default: %(default)s"  # argparse prints nothing for an option without help
+        return super()._format_action(action)
+
+
 def _seed(text: str) -> int:
     from .models import SEED_MAX, check_seed
 
@@ -219,7 +234,7 @@ def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m msgen", description="multi-scale image generation studio")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
 
-    g = sub.add_parser("generate", help="generate an image (and optionally every level's feature maps)")
+    g = sub.add_parser("generate", formatter_class=_Help, help="generate an image (and optionally every level's feature maps)")
     g.add_argument("--model", default="sprites32", help="listed name, model folder or Hub repo id")
     g.add_argument("--seed", type=_seed, default=0, help="0 to 2**32-1")
     g.add_argument("--scale", type=int, default=None, help="finest level to render (default: the model's resolution)")
@@ -233,7 +248,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--out", default="out.png")
     g.set_defaults(func=cmd_generate)
 
-    t = sub.add_parser("train", help="train from scratch (--family) or fine-tune (--model) on an image set")
+    t = sub.add_parser("train", formatter_class=_Help, help="train from scratch (--family) or fine-tune (--model) on an image set")
     t.add_argument("--data", required=True, help="folder, zip or image file")
     t.add_argument("--model", default=None, help="model to fine-tune")
     t.add_argument("--family", default=None, help="family to train from scratch")
@@ -263,7 +278,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--description", default=None)
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("eval", help="per-level SWD, KID and FID-EffLite0 of a model against an image set")
+    e = sub.add_parser("eval", formatter_class=_Help, help="per-level SWD, KID and FID-EffLite0 of a model against an image set")
     e.add_argument("--model", required=True)
     e.add_argument("--data", required=True)
     e.add_argument("--n", type=int, default=1000)
@@ -274,17 +289,17 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--max-files", type=int, default=None, help="raise the file-count limit for a local data set")
     e.set_defaults(func=cmd_eval)
 
-    d = sub.add_parser("data", help="build a public data set from Debian packages")
+    d = sub.add_parser("data", formatter_class=_Help, help="build a public data set from Debian packages")
     d.add_argument("name", help="fashion, emoji or sprites")
     d.add_argument("--out", required=True)
     d.add_argument("--limit", type=int, default=None)
     d.set_defaults(func=cmd_data)
 
-    m = sub.add_parser("models", help="list shipped models and runs")
+    m = sub.add_parser("models", formatter_class=_Help, help="list shipped models and runs")
     m.add_argument("--runs", default=None, help="runs folder (default: ./runs or $MSGEN_RUNS)")
     m.set_defaults(func=cmd_models)
 
-    h = sub.add_parser("push", help="push an exported model to the Hugging Face Hub")
+    h = sub.add_parser("push", formatter_class=_Help, help="push an exported model to the Hugging Face Hub")
     h.add_argument("--model", required=True)
     h.add_argument("--repo", required=True, help="owner/name")
     h.add_argument("--token", default=None, help="defaults to $HF_TOKEN")

@@ -100,3 +100,16 @@ def test_bad_options_and_data_are_refused(tmp_path):
         Trainer(images=torch.zeros(0, 3, 16, 16), run_dir=tmp_path / "x", config=tiny_cfg())
     with pytest.raises(ValueError, match="32px"):
         Trainer(images=data(res=16), run_dir=tmp_path / "y", config=tiny_cfg(32))
+
+
+def test_train_help_shows_every_default(capsys):
+    import pytest
+
+    from msgen.__main__ import parser
+
+    with pytest.raises(SystemExit):
+        parser().parse_args(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for flag, default in (("--steps", "1000"), ("--batch", "16"), ("--lr", "0.0002"), ("--resolution", "32"),
+                          ("--sample-every", "100"), ("--checkpoint-every", "200"), ("--seed", "0")):
+        assert f"{flag} {flag[2:].upper().replace('-', '_')} default: {default}" in text, flag
