@@ -24,17 +24,22 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message.splitlines()[0] if message else 'bad arguments'} (see --help)\n")
 
 
+def _no_default(action: argparse.Action) -> bool:
+    # identity, not equality: a default of 0 is a default (0 == False)
+    return action.required or any(action.default is v for v in (None, argparse.SUPPRESS, False))
+
+
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
     """Every option's default in --help (none shown for options without one)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if action.default in (None, argparse.SUPPRESS, False) or action.required or "%(default)" in text:
+        if _no_default(action) or "%(default)" in text:
             return text
         return f"{text} (default: %(default)s)".strip()
 
     def _format_action(self, action: argparse.Action) -> str:
-        if not action.help and action.default not in (None, argparse.SUPPRESS, False) and not action.required:
+        if not action.help and not _no_default(action):
             action.help = "default: %(default)s"  # argparse prints nothing for an option without help
         return super()._format_action(action)
 
