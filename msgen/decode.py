@@ -12,6 +12,7 @@ torchvision.transforms.v2. `msgen.data` builds whole image sets on top of this.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import re
@@ -19,10 +20,10 @@ import warnings
 
 import numpy as np
 import torch
-from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, PngImagePlugin, UnidentifiedImageError
 from torchvision.transforms.v2 import functional as F
 
-__all__ = ["DataError", "decode", "NESTED_ZIP", "ZIP_MAGIC"]
+__all__ = ["DataError", "decode", "probe", "NESTED_ZIP", "ZIP_MAGIC"]
 
 
 class DataError(ValueError):
@@ -38,20 +39,48 @@ _SRGB = ImageCms.createProfile("sRGB")
 def decode(data: bytes, resolution: int, fit: str = "crop", background: tuple = (255, 255, 255), *,
            max_pixels: int = 40_000_000, min_side: int = 8) -> torch.Tensor:
     """Bytes -> 3 x r x r uint8, or DataError with the reason."""
+    with _quiet():
+        im = _open(data, resolution, fit, max_pixels, min_side)[0]
+        try:
+            im.load()
+        except Exception as e:
+            raise DataError(_pil_problem(e) or f"damaged or truncated image ({brief(e)})") from None
+        im = _upright(im)
+        try:
+            im = _to_rgb(im, background)
+        except Exception:
+            raise DataError(f"unsupported colour mode {im.mode}") from None
+        return _fit(F.pil_to_tensor(im), resolution, fit, background)
+
+
+def probe(data: bytes, resolution: int, fit: str = "crop", *, max_pixels: int = 40_000_000,
+          min_side: int = 8) -> int:
+    """How many pixels `decode` would decode, judged from the header alone; DataError if it would refuse.
+
+    A JPEG counts at the reduced size it will be decoded at (see `_open`), other formats in full:
+    this is what decoding costs, so `msgen.data` can bound a whole upload before decoding any of it.
+    """
+    with _quiet():
+        return _open(data, resolution, fit, max_pixels, min_side)[1]
+
+
+@contextlib.contextmanager
+def _quiet():
+    # PIL warns about corrupt EXIF, truncated TIFF tags and bomb sizes; each file gets a
+    # verdict of its own, so the warnings would only be log noise from untrusted input.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _open(data: bytes, resolution: int, fit: str, max_pixels: int, min_side: int) -> tuple[Image.Image, int]:
+    """The image with its header read and checked, set up to decode no more than it needs, and the
+    number of pixels decoding it costs."""
     if not data:
         raise DataError("empty file (0 bytes)")
     problem = _content_problem(data)
     if problem:
         raise DataError(problem)
-    # PIL warns about corrupt EXIF, truncated TIFF tags and bomb sizes; each file gets a
-    # verdict of its own, so the warnings would only be log noise from untrusted input.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return _decode_image(data, resolution, fit, background, max_pixels, min_side)
-
-
-def _decode_image(data: bytes, resolution: int, fit: str, background: tuple, max_pixels: int,
-                  min_side: int) -> torch.Tensor:
     try:
         im = Image.open(io.BytesIO(data), formats=_FORMATS)  # reads the header only
     except Image.DecompressionBombError as e:  # PIL's own check fired first: recover the size it saw
@@ -60,25 +89,33 @@ def _decode_image(data: bytes, resolution: int, fit: str, background: tuple, max
         raise DataError(f"image is {size}, over the {_mp(max_pixels)} MP limit (decompression bomb?)") from None
     except Exception as e:  # PIL's "cannot identify" message shows a BytesIO repr; say it plainly
         detail = "damaged header" if isinstance(e, UnidentifiedImageError) else brief(e)
-        raise DataError(f"not a readable image ({detail})") from None
+        raise DataError(_pil_problem(e) or f"not a readable image ({detail})") from None
     w, h = im.size
     if w * h > max_pixels:
         raise DataError(f"image is {w}x{h} = {w * h / 1e6:.1f} MP, over the {_mp(max_pixels)} MP limit")
     if min(w, h) < min_side:
         raise DataError(f"image is {w}x{h}, under the {min_side} px minimum side")
+    side = min(w, h) if fit == "crop" else max(w, h)
     try:
-        side = min(w, h) if fit == "crop" else max(w, h)
         # JPEG can decode at 1/2..1/8 scale; big photos load several times faster.
         im.draft(None, (math.ceil(resolution * w / side), math.ceil(resolution * h / side)))
-        im.load()
     except Exception as e:
         raise DataError(f"damaged or truncated image ({brief(e)})") from None
-    im = _upright(im)
-    try:
-        im = _to_rgb(im, background)
-    except Exception:
-        raise DataError(f"unsupported colour mode {im.mode}") from None
-    return _fit(F.pil_to_tensor(im), resolution, fit, background)
+    # A progressive JPEG still holds and entropy-decodes every coefficient of the full size, so
+    # only a baseline one is cheaper than its header says.
+    cost = w * h if im.info.get("progressive") else im.size[0] * im.size[1]
+    return im, cost
+
+
+def _pil_problem(e: Exception) -> str | None:
+    """PIL's own guards against PNG metadata bombs, in words that do not quote PIL's internals."""
+    text = str(e)
+    if "Decompressed data too large" in text:
+        return (f"a text or colour-profile chunk in the PNG unpacks to over {mb(PngImagePlugin.MAX_TEXT_CHUNK)}"
+                " (decompression bomb?)")
+    if "Too much memory used in text chunks" in text:
+        return f"the PNG's text chunks unpack to over {mb(PngImagePlugin.MAX_TEXT_MEMORY)} (decompression bomb?)"
+    return None
 
 
 def _content_problem(data: bytes) -> str | None:
@@ -102,8 +139,13 @@ def _content_problem(data: bytes) -> str | None:
     for signature, kind in _TEXT_KINDS:
         if text.startswith(signature):
             return f"not an image file (looks like {kind})"
-    if text.startswith(b"<?xml") and b"<svg" in text:
+    # After HTML (which may hold an inline <svg>) but before XML: an SVG usually opens with <?xml.
+    if text.startswith(b"<") and b"<svg" in text:
         return "SVG drawings are not supported: export it as PNG"
+    if text.startswith(b"<?xml"):
+        return "not an image file (looks like XML)"
+    if text.startswith(b"{"):
+        return "not an image file (looks like JSON)"
     try:
         head.decode("utf-8")
         return "not an image file (looks like text)"
@@ -119,7 +161,6 @@ _BINARY_KINDS = [
 ]
 _TEXT_KINDS = [
     (b"<!doctype html", "HTML"), (b"<html", "HTML"), (b"<head", "HTML"), (b"<body", "HTML"),
-    (b"<svg", "an SVG drawing"), (b"<?xml", "XML"), (b"{", "JSON"),
 ]
 
 
@@ -154,7 +195,7 @@ def _to_srgb(im: Image.Image) -> Image.Image:
 
 def _deep_to_l(im: Image.Image) -> Image.Image:
     """16-bit and float greyscale to 8-bit; PIL's own convert("L") clips at 255 instead of scaling."""
-    a = np.asarray(im, dtype=np.float64)
+    a = np.array(im, dtype=np.float32)  # float32 and in place: a 40 MP scan stays at 160 MB, not 1 GB
     peak = float(a.max()) if a.size else 0.0
     if im.mode.startswith("I;16") or (im.mode == "I" and peak > 255):
         scale = 65535.0
@@ -162,7 +203,10 @@ def _deep_to_l(im: Image.Image) -> Image.Image:
         scale = 1.0
     else:
         scale = max(peak, 255.0) if im.mode == "F" else 255.0
-    return Image.fromarray(np.clip(a / scale * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    a *= 255.0 / scale
+    a += 0.5
+    np.clip(a, 0, 255, out=a)
+    return Image.fromarray(a.astype(np.uint8), "L")
 
 
 def _fit(x: torch.Tensor, resolution: int, fit: str, background: tuple) -> torch.Tensor:
@@ -181,6 +225,10 @@ def _fit(x: torch.Tensor, resolution: int, fit: str, background: tuple) -> torch
 
 def _mp(pixels: int) -> str:
     return f"{pixels / 1e6:.1f}".removesuffix(".0") if pixels % 1_000_000 else str(pixels // 1_000_000)
+
+
+def mb(n: int) -> str:
+    return f"{n / 2**20:.1f} MB" if n % 2**20 else f"{n // 2**20} MB"
 
 
 def brief(e: Exception) -> str:
