@@ -34,6 +34,7 @@ _FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 NESTED_ZIP = "nested zip archive (not opened: unzip it first)"
 _SRGB = ImageCms.createProfile("sRGB")
+_PROFILED = ("RGB", "RGBA", "CMYK")  # the modes whose embedded colour profile is applied
 
 
 def decode(data: bytes, resolution: int, fit: str = "crop", background: tuple = (255, 255, 255), *,
@@ -55,10 +56,11 @@ def decode(data: bytes, resolution: int, fit: str = "crop", background: tuple = 
 
 def probe(data: bytes, resolution: int, fit: str = "crop", *, max_pixels: int = 40_000_000,
           min_side: int = 8) -> int:
-    """How many pixels `decode` would decode, judged from the header alone; DataError if it would refuse.
+    """What decoding would cost, in pixels, judged from the header alone; DataError if `decode` would refuse.
 
-    A JPEG counts at the reduced size it will be decoded at (see `_open`), other formats in full:
-    this is what decoding costs, so `msgen.data` can bound a whole upload before decoding any of it.
+    A baseline JPEG counts at the reduced size it decodes at, other images in full, and twice if
+    they carry a colour profile to apply (see `_open`), so that `msgen.data` can bound what a
+    whole upload costs before decoding any of it.
     """
     with _quiet():
         return _open(data, resolution, fit, max_pixels, min_side)[1]
@@ -102,9 +104,10 @@ def _open(data: bytes, resolution: int, fit: str, max_pixels: int, min_side: int
     except Exception as e:
         raise DataError(f"damaged or truncated image ({brief(e)})") from None
     # A progressive JPEG still holds and entropy-decodes every coefficient of the full size, so
-    # only a baseline one is cheaper than its header says.
+    # only a baseline one is cheaper than its header says. Applying a colour profile costs as much
+    # again as the rest of decoding (~50-70 ms per MP here, against ~10-30), so it counts twice.
     cost = w * h if im.info.get("progressive") else im.size[0] * im.size[1]
-    return im, cost
+    return im, cost * (2 if im.info.get("icc_profile") and im.mode in _PROFILED else 1)
 
 
 def _pil_problem(e: Exception) -> str | None:
@@ -184,7 +187,7 @@ def _to_rgb(im: Image.Image, background: tuple) -> Image.Image:
 def _to_srgb(im: Image.Image) -> Image.Image:
     """Apply an embedded colour profile (Display P3 phone photos, print CMYK) so colours are sRGB."""
     icc = im.info.get("icc_profile")
-    if not icc or im.mode not in ("RGB", "RGBA", "CMYK"):
+    if not icc or im.mode not in _PROFILED:
         return im
     try:
         source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
@@ -214,13 +217,17 @@ def _fit(x: torch.Tensor, resolution: int, fit: str, background: tuple) -> torch
     if fit == "crop":
         side = min(h, w)
         x = F.center_crop(x, [side, side])
-    else:
-        side = max(h, w)
-        left, top = (side - w) // 2, (side - h) // 2
-        x = F.pad(x, [left, top, side - w - left, side - h - top], fill=list(background))
-    if side != resolution:  # keeps pixel art at its native size exact
-        x = F.resize(x, [resolution, resolution], interpolation=F.InterpolationMode.BICUBIC, antialias=True)
-    return x
+        if side != resolution:  # keeps pixel art at its native size exact
+            x = F.resize(x, [resolution, resolution], interpolation=F.InterpolationMode.BICUBIC, antialias=True)
+        return x
+    # Resize, then pad: padding first would build a side x side square, which for a 20000 x 8
+    # strip is 1.2 GB from a 569-byte PNG.
+    side = max(h, w)
+    if side != resolution:
+        h, w = (max(1, round(n * resolution / side)) for n in (h, w))
+        x = F.resize(x, [h, w], interpolation=F.InterpolationMode.BICUBIC, antialias=True)
+    left, top = (resolution - w) // 2, (resolution - h) // 2
+    return F.pad(x, [left, top, resolution - w - left, resolution - h - top], fill=list(background))
 
 
 def _mp(pixels: int) -> str:

@@ -93,8 +93,12 @@ def _count_entries(f: BinaryIO, name: str, limits: Limits) -> int | None:
     if count > limits.max_zip_entries:
         raise DataError(f"{name}: the zip has {count} entries, over the {limits.max_zip_entries} limit")
     if count != declared or end[zipfile._ECD_ENTRIES_THIS_DISK] != declared:
-        raise BadZip(f"not a readable zip file (its end record says {declared} entries, its directory holds {count})")
+        raise BadZip(f"not a readable zip file (its end record says {_entries(declared)}, its directory holds {count})")
     return count
+
+
+def _entries(n: int) -> str:
+    return f"{n} entr{'y' if n == 1 else 'ies'}"
 
 
 def member_problem(info: zipfile.ZipInfo, member: str, limits: Limits) -> str | None:
