@@ -17,23 +17,18 @@ Per process: `DECODE_SLOTS` sources decode at once; a source that waits longer t
 ``decode_wait_seconds`` for a slot is refused as "busy", so training uploads cannot take every
 core from visitors who are generating.
 
-Zip members are read in memory and never extracted; absolute or ``..`` paths, symbolic
-links, encrypted members and nested zips are refused. In folders, symbolic links that
-lead outside the folder are refused and linked folders are not followed. Hidden files,
-``__MACOSX``, ``Thumbs.db`` and ``desktop.ini`` are skipped: silently inside a folder or zip,
-with a reason when picked one by one or when nothing else is found. Order is sorted by name.
-
-Each file's bytes are judged and decoded by `msgen.decode` (content, not file names, decides).
+Finding the files is `msgen.sources` (folders, zips through `msgen.zipread`, lists; links,
+FIFOs, unsafe zip paths, encrypted members and nested zips are refused there; hidden and
+system files are skipped, and named here when a source holds nothing else). Each file's
+bytes are judged and decoded by `msgen.decode` (content, not file names, decides). Order is
+sorted by name.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,8 +36,8 @@ import numpy as np
 import torch
 from PIL import ImageColor
 
-from . import zipread
 from .decode import DataError, decode, mb, probe
+from .sources import Entry, Rejected, Skipped, as_path, collect, read_file, too_big
 
 __all__ = ["DataError", "Limits", "LIMITS", "Rejected", "ImageSet", "load_image_set", "load_image", "to_uint8",
            "DECODE_SLOTS"]
@@ -81,14 +76,6 @@ DECODE_SLOTS = 1
 _decode_slots = threading.BoundedSemaphore(DECODE_SLOTS)
 
 
-@dataclass(frozen=True)
-class Rejected:
-    """A file left out of a set; `reason` is one short sentence meant for the person who sent it."""
-
-    name: str
-    reason: str
-
-
 @dataclass
 class ImageSet:
     """What a source yielded: accepted images in name order, plus what was left out and why."""
@@ -99,7 +86,6 @@ class ImageSet:
     resolution: int
 
 
-_JUNK = {"__macosx", "thumbs.db", "desktop.ini", "icon\r"}
 _SKIPPED_KEPT = 50  # skipped names remembered, to explain a source that held nothing else
 
 
@@ -117,10 +103,10 @@ def load_image_set(source, resolution: int, *, fit: str = "crop", background=(25
     return ImageSet(_to_float(stacked), names, rejected, resolution)
 
 
-def _list(source, limits: Limits, zips: contextlib.ExitStack) -> tuple[list[_Entry], list[Rejected]]:
+def _list(source, limits: Limits, zips: contextlib.ExitStack) -> tuple[list[Entry], list[Rejected]]:
     entries, rejected, skipped = [], [], []
-    for item in _collect(source, limits, zips):
-        if isinstance(item, _Skipped):
+    for item in collect(source, limits, zips):
+        if isinstance(item, Skipped):
             if len(skipped) < _SKIPPED_KEPT:
                 skipped.append(Rejected(item.name, item.reason))
             continue
@@ -137,8 +123,8 @@ def _list(source, limits: Limits, zips: contextlib.ExitStack) -> tuple[list[_Ent
     return entries, rejected
 
 
-def _judge(entries: list[_Entry], rejected: list[Rejected], resolution: int, fit: str,
-           limits: Limits) -> list[_Entry]:
+def _judge(entries: list[Entry], rejected: list[Rejected], resolution: int, fit: str,
+           limits: Limits) -> list[Entry]:
     """Every entry's header, before any pixel is decoded: the entries that pass, in order."""
     passed, read, pixels = [], 0, 0
     for entry in entries:
@@ -162,7 +148,7 @@ def _judge(entries: list[_Entry], rejected: list[Rejected], resolution: int, fit
     return passed
 
 
-def _decode_all(entries: list[_Entry], rejected: list[Rejected], resolution: int, fit: str,
+def _decode_all(entries: list[Entry], rejected: list[Rejected], resolution: int, fit: str,
                 background: tuple, limits: Limits) -> tuple[list[torch.Tensor], list[str]]:
     # The deadline stands behind max_total_pixels for what a header cannot show (a file that
     # changed since it was judged, a format slower than its pixel count says).
@@ -199,13 +185,13 @@ def load_image(path_or_bytes, resolution: int, *, fit: str = "crop", background=
     if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
         data, name = bytes(path_or_bytes), None
         if len(data) > limits.max_file_bytes:
-            raise DataError(_too_big(len(data), limits))
+            raise DataError(too_big(len(data), limits))
     else:
-        path = Path(_as_path(path_or_bytes))
+        path = Path(as_path(path_or_bytes))
         name = path.name
         if not path.is_file():
             raise DataError(f"no such file: {path}")
-        data = _read_file(path, limits.max_file_bytes)
+        data = read_file(path, limits.max_file_bytes)
     try:
         return _to_float(decode(data, resolution, fit, background, max_pixels=limits.max_pixels, min_side=limits.min_side))
     except DataError as e:
@@ -215,140 +201,6 @@ def load_image(path_or_bytes, resolution: int, *, fit: str = "crop", background=
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
     """[-1, 1] floats (any shape) to uint8 0..255, rounding to nearest; out-of-range values clamp."""
     return ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-
-
-# --- finding files ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Entry:
-    name: str
-    size: int  # as listed (file size or declared member size); reading is capped regardless
-    read: Callable[[int], bytes]  # cap -> bytes; raises DataError for this file only
-
-
-@dataclass(frozen=True)
-class _Skipped:
-    """A hidden or system file passed over; shown only when a source yields nothing else."""
-
-    name: str
-    reason: str
-
-
-def _collect(source, limits: Limits, zips: contextlib.ExitStack) -> Iterator[_Entry | Rejected | _Skipped]:
-    if isinstance(source, (list, tuple)):
-        for item in source:
-            path = Path(_as_path(item))
-            if _is_junk(path.name):  # picked one by one, so the person should hear why it is left out
-                yield Rejected(path.name, _junk_reason(path.name))
-            elif not path.exists():
-                yield Rejected(path.name, "file not found")
-            elif path.is_dir():
-                yield from _walk(path, limits, prefix=path.name + "/")
-            elif zipread.is_zip(path):
-                try:
-                    yield from _zip(path, limits, zips, prefix=path.name + "/")
-                except zipread.BadZip as e:
-                    yield Rejected(path.name, str(e))
-            else:
-                yield _file_entry(path, path.name, limits)
-        return
-    path = Path(_as_path(source))
-    if not path.exists():
-        raise DataError(f"no such file or folder: {path}")
-    if path.is_dir():
-        yield from _walk(path, limits, prefix="")
-    elif zipread.is_zip(path):
-        try:
-            yield from _zip(path, limits, zips, prefix="")
-        except zipread.BadZip as e:
-            raise DataError(f"{path.name}: {e}") from None
-    else:
-        yield _file_entry(path, path.name, limits)
-
-
-def _walk(root: Path, limits: Limits, prefix: str) -> Iterator[_Entry | Rejected | _Skipped]:
-    root = root.resolve()
-    # followlinks=False: a linked folder can loop forever or lead out of the upload.
-    for dirpath, dirnames, filenames in os.walk(root):
-        here = Path(dirpath)
-        for d in dirnames:
-            if _is_junk(d):
-                yield _Skipped(prefix + (here / d).relative_to(root).as_posix(), _junk_reason(d, folder=True))
-        dirnames[:] = sorted(d for d in dirnames if not _is_junk(d))
-        for d in dirnames:
-            if (here / d).is_symlink():
-                yield Rejected(prefix + (here / d).relative_to(root).as_posix(), "link to a folder (not followed)")
-        for fn in sorted(filenames):
-            path = here / fn
-            name = prefix + path.relative_to(root).as_posix()
-            if _is_junk(fn):
-                yield _Skipped(name, _junk_reason(fn))
-            elif path.is_symlink() and not _inside(path, root):
-                yield Rejected(name, "symbolic link points outside the folder")
-            else:
-                yield _file_entry(path, name, limits)
-
-
-def _zip(path: Path, limits: Limits, zips: contextlib.ExitStack, prefix: str) -> Iterator[_Entry | Rejected | _Skipped]:
-    try:
-        f = zips.enter_context(open(path, "rb"))  # one open file for the checks and for zipfile
-    except OSError as e:
-        raise zipread.BadZip(f"could not read the file ({e.strerror or e})") from None
-    zf = zips.enter_context(zipread.open_zip(f, path.name, limits))
-    for info in sorted(zf.infolist(), key=lambda i: i.filename):
-        member = info.filename.replace("\\", "/")
-        if info.is_dir():
-            continue
-        problem = zipread.member_problem(info, member, limits)
-        junk = next((part for part in member.split("/") if _is_junk(part)), None)
-        if problem is None and junk is not None:
-            yield _Skipped(prefix + member, _junk_reason(junk, folder=junk != member.split("/")[-1]))
-        elif problem:
-            yield Rejected(prefix + member, problem)
-        else:
-            yield _Entry(prefix + member, info.file_size, lambda cap, info=info: zipread.read_member(zf, info, cap))
-
-
-def _inside(link: Path, root: Path) -> bool:
-    try:
-        return link.resolve().is_relative_to(root)
-    except (OSError, RuntimeError):  # a link loop; treat as leading nowhere safe
-        return False
-
-
-def _file_entry(path: Path, name: str, limits: Limits) -> _Entry | Rejected:
-    try:
-        st = path.stat()
-    except OSError:
-        return Rejected(name, "broken link or unreadable file")
-    if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or never end
-        return Rejected(name, "not a regular file")
-    if st.st_size > limits.max_file_bytes:
-        return Rejected(name, _too_big(st.st_size, limits))
-    return _Entry(name, st.st_size, lambda cap: _read_file(path, cap))
-
-
-def _read_file(path: Path, cap: int) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            data = f.read(cap + 1)
-    except OSError as e:
-        raise DataError(f"could not read the file ({e.strerror or e})") from None
-    if len(data) > cap:
-        raise DataError(f"file is over the {mb(cap)} limit")
-    return data
-
-
-def _is_junk(name: str) -> bool:
-    return name.startswith(".") or name.lower() in _JUNK
-
-
-def _junk_reason(name: str, folder: bool = False) -> str:
-    kind = "folder" if folder else "file"
-    if name.startswith("."):
-        return f"hidden {kind} (name starts with a dot): skipped"
-    return f"system {kind} ({name.strip()}): skipped"
 
 
 # --- small helpers -----------------------------------------------------------------------
@@ -367,22 +219,5 @@ def _check_args(resolution, fit, background) -> tuple[int, int, int]:
     return tuple(int(c) for c in background)
 
 
-def _as_path(item) -> str | os.PathLike:
-    # Gradio may hand over plain paths, or file objects carrying .path / .name.
-    if isinstance(item, (str, os.PathLike)):
-        if not os.fspath(item):  # Path("") would quietly mean the working directory
-            raise DataError("empty file path")
-        return item
-    for attr in ("path", "name"):
-        value = getattr(item, attr, None)
-        if isinstance(value, (str, os.PathLike)):
-            return value
-    raise DataError(f"not a file path: {item!r}"[:200])
-
-
 def _to_float(x: torch.Tensor) -> torch.Tensor:
     return x.float() / 127.5 - 1.0
-
-
-def _too_big(size: int, limits: Limits) -> str:
-    return f"file is {mb(size)}, over the {mb(limits.max_file_bytes)} limit"

@@ -133,7 +133,9 @@ def read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int) -> bytes:
 
 
 def is_zip(path: Path) -> bool:
-    """By name or by signature: Gradio may rename uploads."""
+    """By name or by signature (Gradio may rename uploads); only a regular file, as opening a FIFO blocks."""
+    if not path.is_file():
+        return False
     if path.suffix.lower() == ".zip":
         return True
     try:

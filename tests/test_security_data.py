@@ -354,3 +354,15 @@ def test_every_refusal_is_one_line(tmp_path):
     (tmp_path / ".h.png").write_bytes(small_png())
     s = load_image_set(list(tmp_path.iterdir()), 16)
     assert len(s.rejected) == 4 and all("\n" not in r.reason and len(r.reason) < 200 for r in s.rejected)
+
+
+def test_fifo_named_zip_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "pipe.zip"
+    os.mkfifo(fifo)  # opening it to read would wait forever for a writer
+    result = {}
+    worker = threading.Thread(target=lambda: result.setdefault("set", load_image_set([fifo], 16)), daemon=True)
+    worker.start()
+    worker.join(10)
+    if worker.is_alive():  # unblock the reader before failing
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    assert not worker.is_alive() and result["set"].rejected == [Rejected("pipe.zip", "not a regular file")]
