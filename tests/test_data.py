@@ -157,6 +157,35 @@ def test_every_format_and_mode_decodes_to_the_right_colour(case):
     np.testing.assert_allclose(mean_rgb(x), expected, atol=tol + 0.5)
 
 
+def _big(mode: str) -> bytes:
+    """A 256 x 192 picture with smooth colour, hard edges and (where the mode has it) transparency."""
+    y, x = np.mgrid[0:192, 0:256]
+    rgba = np.stack([x, y * 4 // 3, 255 - x, np.where((x // 32 + y // 32) % 2, 255, x)], -1).astype(np.uint8)
+    im = Image.fromarray(rgba, "RGBA")
+    if mode == "RGBA":
+        return encode(im, "PNG")
+    if mode == "RGB+icc":
+        return encode(im.convert("RGB"), "PNG", icc_profile=SRGB_ICC)
+    if mode == "P+trns":
+        return encode(im.convert("RGB").quantize(64), "PNG", transparency=0)
+    if mode == "L+trns":
+        return encode(im.convert("L"), "PNG", transparency=int(np.asarray(im.convert("L"))[0, 0]))
+    return encode(im.convert("L").point(lambda v: 255 * (v > 128)).convert("1"), "PNG")
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "RGB+icc", "P+trns", "L+trns", "1"])
+@pytest.mark.parametrize("fit", ["crop", "pad"])
+def test_big_images_are_shrunk_first_to_the_same_picture(monkeypatch, mode, fit):
+    import msgen.decode
+
+    data = _big(mode)
+    reduced = to_uint8(load_image(data, 16, fit=fit, background=(0, 128, 255))).float()
+    monkeypatch.setattr(msgen.decode, "_shrink", lambda im, resolution, fit: im)
+    direct = to_uint8(load_image(data, 16, fit=fit, background=(0, 128, 255))).float()
+    diff = (reduced - direct).abs()
+    assert diff.mean() < 2 and diff.max() < 32, (float(diff.mean()), float(diff.max()))  # seen: <= 1.5 and 20
+
+
 def test_transparency_composites_on_the_chosen_background():
     im = Image.new("RGBA", (20, 20), (0, 0, 0, 0))
     im.paste((255, 0, 0, 255), (10, 0, 20, 20))  # right half opaque red
