@@ -76,11 +76,11 @@ def page_options(variant: str, steps: int | None):
     return TrainOptions(**(opts | VARIANTS[variant]))
 
 
-def fine_tune(data: Path, run_dir: Path, base: Path, options) -> dict:
-    """The page's run: its worker thread and thread count, data loading, quality report."""
+def fine_tune(data: Path, run_dir: Path, base: Path, options, threads: int | None = None) -> dict:
+    """The page's run: its worker thread and (unless ``threads``) thread count, data loading, quality report."""
     from msgen.ui.jobs import JobManager, JobSpec
 
-    manager = JobManager()
+    manager = JobManager(threads=threads)
     load = os.getloadavg()[0]
     t = time.perf_counter()
     job = manager.submit(JobSpec(run_dir=run_dir, name=run_dir.name, owner_key="bench", data=data, options=options,
@@ -123,27 +123,29 @@ def save_grid(images: torch.Tensor, path: Path, count: int = 64) -> None:
 
 def row(label: str, r: dict) -> str:
     swd_levels = " / ".join(f"{r['swd'][k]:.0f}" for k in sorted((k for k in r["swd"] if k != "mean"), key=int, reverse=True))
-    timing = (f"{r['wall_s']:.0f} s, {r['images_per_s']:.1f} img/s, load {r['load_before']:.1f}-{r['load_after']:.1f}"
+    timing = (f"{r['wall_s']:.0f} s, {r['images_per_s']:.1f} img/s, {r['threads']} thr, "
+              f"load {r['load_before']:.1f}-{r['load_after']:.1f}"
               if "wall_s" in r else "-")
     return (f"| {label} | {timing} | {r['precision']:.2f} | {r['recall']:.2f} | {r['density']:.2f} | "
             f"{r['coverage']:.2f} | {r['near_duplicates']:.2f} | {swd_levels} ({r['swd']['mean']:.0f}) | "
             f"{r['fid_efflite0']:.0f} | {r['kid_efflite0'] * 1e3:.1f} |")
 
 
-HEADER = ("| run | wall time, images/s, load (1-min avg before-after) | precision | recall | density | coverage | "
+HEADER = ("| run | wall time, images/s, torch threads, load (1-min avg before-after) | precision | recall | density | coverage | "
           "near-dup share | SWD x1e3 per level (mean) | FID-EffLite0 | KID-EffLite0 x1e3 |\n|" + "---|" * 10)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--sets", default=",".join(SETS))
     p.add_argument("--sizes", default=",".join(map(str, SIZES)))
     p.add_argument("--variants", default="default", help=f"comma-separated, among {', '.join(VARIANTS)}")
     p.add_argument("--steps", type=int, default=None, help="override the page's default steps (a quick screen)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: the page's, training_threads())")
     p.add_argument("--retrain", action="store_true", help="train again even where a finished run exists")
     p.add_argument("--train-only", action="store_true")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     from msgen.data import load_image_set
 
     base = default_base()
@@ -167,7 +169,7 @@ def main() -> None:
                 rkey = f"{key}/{variant}" + (f"/{args.steps}" if args.steps else "")
                 if args.retrain or rkey not in results or not (run_dir / "model").is_dir():
                     shutil.rmtree(run_dir, ignore_errors=True)
-                    timing = fine_tune(folder, run_dir, base.path, page_options(variant, args.steps))
+                    timing = fine_tune(folder, run_dir, base.path, page_options(variant, args.steps), args.threads)
                     results[rkey] = {"timing": timing}
                     results_path.write_text(json.dumps(results, indent=1, default=str))
                 if args.train_only:

@@ -325,8 +325,8 @@ def prdc(real_features: Tensor, fake_features: Tensor, *, k: int = PRDC_K) -> di
 
     from prdc import compute_prdc
 
-    if min(len(real_features), len(fake_features)) <= k:
-        raise ValueError(f"prdc with k = {k} needs more than {k} vectors per set, got {len(real_features)} and "
+    if min(len(real_features), len(fake_features)) <= k + 1:  # each point's k neighbours besides itself
+        raise ValueError(f"prdc with k = {k} needs more than {k + 1} vectors per set, got {len(real_features)} and "
                          f"{len(fake_features)}")
     with contextlib.redirect_stdout(io.StringIO()):
         out = compute_prdc(real_features.float().numpy(), fake_features.float().numpy(), nearest_k=k)
