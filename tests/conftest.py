@@ -21,11 +21,11 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 def need_dataset(name: str) -> None:
     """Skip, naming the package, when a data set's Debian package is missing; inside CI, which
     installs the packages, go on so that the test fails instead."""
-    from msgen.datasets import DATASETS
+    from msgen.datasets import DATASETS, install_command
 
     info = DATASETS[name]
     if not Path(info.source).exists() and not IN_CI:
-        pytest.skip(f"{info.title} not installed (apt-get install -y {info.package})")
+        pytest.skip(f"{info.title} not installed ({install_command(info)})")
 
 
 def load_app_module():

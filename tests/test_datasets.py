@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from msgen.data import DataError, load_image_set
-from msgen.datasets import DATASETS, build_dataset
+from msgen.datasets import DATASETS, build_dataset, install_command
 from tests.conftest import need_dataset
 
 
@@ -56,13 +56,13 @@ def test_limit_draws_a_seeded_subset(name, tmp_path):
 def test_missing_package_names_the_package(name, tmp_path, monkeypatch):
     info = DATASETS[name]
     monkeypatch.setitem(DATASETS, name, dataclasses.replace(info, source=str(tmp_path / "gone")))
-    with pytest.raises(DataError, match=rf"{info.title} not found.*`apt-get install -y {info.package}`"):
+    with pytest.raises(DataError, match=rf"{info.title} not found.*`{install_command(info)}`"):
         build_dataset(name, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
 def test_unknown_name_lists_the_known_ones(tmp_path):
-    with pytest.raises(ValueError, match="emoji, fashion, sprites"):
+    with pytest.raises(ValueError, match="emoji, emojione, fashion, sprites, tango"):
         build_dataset("mnist", tmp_path)
 
 
@@ -123,3 +123,30 @@ def test_sprite_atlases_missing_from_an_existing_folder(tmp_path, monkeypatch):
     monkeypatch.setitem(DATASETS, "sprites", dataclasses.replace(DATASETS["sprites"], source=str(tmp_path)))
     with pytest.raises(DataError, match="no tile atlases.*apt-get install -y crawl-tiles-data"):
         build_dataset("sprites", tmp_path / "out")
+
+
+def test_png_folder_sets_take_each_picture_once_on_white(tmp_path, monkeypatch):
+    icons = tmp_path / "icons"
+    (icons / "apps").mkdir(parents=True)
+    rgba = np.zeros((16, 32, 4), np.uint8)  # a 32x16 picture, half of it transparent
+    rgba[:, :16] = (200, 30, 30, 255)
+    Image.fromarray(rgba, "RGBA").save(icons / "apps" / "red.png")
+    (icons / "apps" / "alias.png").symlink_to(icons / "apps" / "red.png")  # same picture, another name
+    (icons / "apps" / "gone.png").symlink_to(icons / "nowhere.png")  # dangling: skipped
+    Image.new("RGBA", (32, 32), (0, 0, 0, 0)).save(icons / "blank.png")  # all white once composited
+    (icons / "broken.png").write_bytes(b"not a png")
+    monkeypatch.setitem(DATASETS, "tango", dataclasses.replace(DATASETS["tango"], source=str(icons)))
+    out = tmp_path / "out"
+    assert build_dataset("tango", out) == 1
+    [only] = pngs(out)
+    a = np.asarray(Image.open(only))
+    assert a.shape == (32, 32, 3)
+    assert (a[:8] == 255).all() and (a[24:] == 255).all()  # padded square on white
+    assert a[16, 4].tolist() == [200, 30, 30] and (a[16, 20] == 255).all()
+
+
+def test_npm_set_names_its_npm_command(tmp_path, monkeypatch):
+    info = dataclasses.replace(DATASETS["emojione"], source=str(tmp_path / "gone"))
+    monkeypatch.setitem(DATASETS, "emojione", info)
+    with pytest.raises(DataError, match="npm install -g emojione-assets@4.5.0"):
+        build_dataset("emojione", tmp_path / "out")

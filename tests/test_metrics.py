@@ -220,3 +220,40 @@ def test_evaluate_real_vs_real_and_table(sets, scores):
     lines = table.splitlines()
     assert len(lines) == 4 and "FID-EffLite0" in lines[0] and "KID-EffLite0" in lines[0] and "SWD32" in lines[0]
     assert lines[2].startswith("| stand-in |") and lines[3].startswith("| real vs real |")
+
+
+# --- collapse: prdc coverage and the near-duplicate share ------------------------------------
+
+
+def test_near_duplicate_share_counts_pictures_with_a_close_twin():
+    base = shapes(6, seed=7)
+    assert metrics.near_duplicate_share(base[:1].repeat(5, 1, 1, 1)) == 1.0  # one picture five times
+    assert metrics.near_duplicate_share(base) == 0.0  # six different pictures
+    close, far = (base[:1] + 0.04).clamp(-1, 1), base[:1] + 0.06  # RMS 0.04 and 0.06 from base[0]
+    assert metrics.near_duplicate_share(torch.cat([base[:2], close])) == pytest.approx(2 / 3)
+    assert metrics.near_duplicate_share(torch.cat([base[:2], far])) == 0.0
+    assert metrics.near_duplicate_share(base[:1]) == 0.0
+
+
+def test_prdc_set_against_itself_and_a_collapsed_sample(sets):
+    _, feats = sets
+    same = metrics.prdc(feats["real"], feats["real"])
+    assert same["coverage"] == 1.0 and same["precision"] == 1.0 and same["recall"] == 1.0
+    collapsed = metrics.prdc(feats["real"], feats["real"][:1].repeat(N, 1))  # every sample the same picture
+    assert collapsed["coverage"] < 0.2 and collapsed["recall"] < 0.2
+    fresh = metrics.prdc(feats["real"], feats["fresh"])
+    assert fresh["coverage"] > collapsed["coverage"] + 0.3
+    with pytest.raises(ValueError, match="more than 6"):
+        metrics.prdc(feats["real"][:6], feats["real"][:6])
+
+
+def test_diversity_figures_and_their_floor():
+    real = shapes(24, seed=8)
+    collapsed = real[:1].repeat(24, 1, 1, 1)
+    figures = metrics.diversity(real, collapsed, device="cpu")
+    # One sample covers only the real pictures whose 5 nearest neighbours reach it: about k / N.
+    assert figures["near_duplicates"] == 1.0 and figures["coverage"] < 0.4
+    assert set(figures) == {"precision", "recall", "density", "coverage", "near_duplicates"}
+    floor = metrics.diversity_floor(real, device="cpu")
+    assert floor["coverage"] > figures["coverage"] + 0.3 and floor["near_duplicates"] == 0.0  # two halves
+    assert metrics.diversity_features(real[:3], device="cpu").shape == (3, metrics.EFFLITE0_DIM)

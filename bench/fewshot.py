@@ -1,0 +1,187 @@
+"""Few-shot yardstick: the Train tab's default fine-tune on small public picture sets, and how
+diverse and faithful its samples are.
+
+    python bench/fewshot.py --out OUT [--sets tango,emojione] [--sizes 50,100,200]
+                            [--variants default] [--steps N] [--samples N]
+
+For every set x size x recipe variant it builds the set (``msgen.datasets``: pictures no shipped
+model was trained on), fine-tunes the page's default base (a shipped 32 px GAN) through the
+page's own job code (``JobManager``: its data loading, torch thread count, SWD report,
+checkpoints) with the page's defaults (``msgen.ui.train.DEFAULT_*``) plus the variant's changes,
+then prints per run: wall time, images/s, machine load, precision / recall / density / coverage
+(k = 5, Lite0 features at 128 px, Naeem et al. 2020), the near-duplicate share (RMS < 0.05),
+per-level SWD and FID/KID-EffLite0, each beside the set's real-vs-real floor (the set split in two
+halves; the near-duplicate floor is the set's own share). As many samples are drawn as the set
+has pictures, so the set's own near-duplicate share is comparable with the samples'. Sample grids
+go to ``OUT/<set>-<n>-<variant>.png`` and the figures to ``OUT/results.json``.
+
+A finished run folder is reused: rerunning with more sets or variants only trains what is new
+(``--retrain`` starts over). No variant here puts Lite0 features into the discriminator, so
+FID-EffLite0 and coverage stay independent of what training optimises.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import _common  # noqa: F401  (puts the repo on sys.path)
+import torch
+
+SETS = ("tango", "emojione")
+SIZES = (50, 100, 200)
+
+# Recipe variants: changes to the page's default TrainOptions (msgen/train.py says what each does).
+VARIANTS: dict[str, dict] = {
+    "default": {},
+    "r3gan": {"loss": "rpgan", "r1_gamma": 1.0, "r2_gamma": 1.0},
+    "cdc": {"cdc_weight": 1.0},
+    "cdc-r3gan": {"cdc_weight": 1.0, "loss": "rpgan", "r1_gamma": 1.0, "r2_gamma": 1.0},
+    "lr-half": {"lr": 1e-4},
+}
+
+
+def build_set(name: str, n: int, folder: Path) -> Path:
+    from msgen.datasets import build_dataset
+
+    if not folder.is_dir() or len(list(folder.glob("*.png"))) != n:
+        shutil.rmtree(folder, ignore_errors=True)
+        got = build_dataset(name, folder, limit=n, seed=0)
+        if got < n:
+            raise SystemExit(f"{name} has only {got} usable pictures, fewer than {n}")
+    return folder
+
+
+def default_base():
+    from msgen.ui import common
+    from msgen.ui import train as tab
+
+    ctx = common.AppContext(runs_dir=Path("/nonexistent-runs"))
+    choice = tab.default_base(ctx)
+    if not choice.startswith("model:"):
+        raise SystemExit("no shipped 32 px GAN to fine-tune (weights/ is empty)")
+    return ctx.find(choice[6:], None)
+
+
+def page_options(variant: str, steps: int | None):
+    from msgen.train import TrainOptions
+    from msgen.ui import train as tab
+
+    opts = dict(steps=steps or tab.DEFAULT_STEPS, batch_size=tab.DEFAULT_BATCH, lr=tab.DEFAULT_LR,
+                sample_every=tab.DEFAULT_PREVIEW_EVERY, checkpoint_every=tab.CHECKPOINT_EVERY)
+    return TrainOptions(**(opts | VARIANTS[variant]))
+
+
+def fine_tune(data: Path, run_dir: Path, base: Path, options, threads: int | None = None) -> dict:
+    """The page's run: its worker thread and (unless ``threads``) thread count, data loading, quality report."""
+    from msgen.ui.jobs import JobManager, JobSpec
+
+    manager = JobManager(threads=threads)
+    load = os.getloadavg()[0]
+    t = time.perf_counter()
+    job = manager.submit(JobSpec(run_dir=run_dir, name=run_dir.name, owner_key="bench", data=data, options=options,
+                                 base=base))
+    manager.wait(job, timeout=24 * 3600)
+    wall = time.perf_counter() - t
+    if job.state != "finished":
+        raise RuntimeError(f"fine-tune {job.state}: {job.message}")
+    return {"wall_s": wall, "images_per_s": job.step * options.batch_size / wall, "threads": manager.threads,
+            "load_before": load, "load_after": os.getloadavg()[0], "steps": job.step}
+
+
+def measure(model_dir: Path, real: torch.Tensor, seed: int = 0) -> dict:
+    import msgen
+    from msgen.metrics import diversity, fid_kid, sample_images, swd
+
+    G = msgen.load(model_dir)
+    fake = sample_images(G, len(real), seed=seed)
+    out = diversity(real, fake) | {"swd": _str_keys(swd(real, fake, seed=seed))} | fid_kid(real, fake, seed=seed)
+    return out, fake
+
+
+def floor(real: torch.Tensor, seed: int = 0) -> dict:
+    from msgen.metrics import _subsample, diversity_floor, fid_kid, swd
+
+    idx = _subsample(real, len(real) // 2 * 2, seed)
+    a, b = real[idx[: len(idx) // 2]], real[idx[len(idx) // 2 :]]
+    return diversity_floor(real, seed=seed) | {"swd": _str_keys(swd(a, b, seed=seed))} | fid_kid(a, b, seed=seed)
+
+
+def _str_keys(d: dict) -> dict:
+    return {str(k): v for k, v in d.items()}  # as JSON stores them
+
+
+def save_grid(images: torch.Tensor, path: Path, count: int = 64) -> None:
+    from torchvision.utils import save_image
+
+    save_image((images[:count] + 1) / 2, path, nrow=8, padding=1, pad_value=1.0)
+
+
+def row(label: str, r: dict) -> str:
+    swd_levels = " / ".join(f"{r['swd'][k]:.0f}" for k in sorted((k for k in r["swd"] if k != "mean"), key=int, reverse=True))
+    timing = (f"{r['wall_s']:.0f} s, {r['images_per_s']:.1f} img/s, {r['threads']} thr, "
+              f"load {r['load_before']:.1f}-{r['load_after']:.1f}"
+              if "wall_s" in r else "-")
+    return (f"| {label} | {timing} | {r['precision']:.2f} | {r['recall']:.2f} | {r['density']:.2f} | "
+            f"{r['coverage']:.2f} | {r['near_duplicates']:.2f} | {swd_levels} ({r['swd']['mean']:.0f}) | "
+            f"{r['fid_efflite0']:.0f} | {r['kid_efflite0'] * 1e3:.1f} |")
+
+
+HEADER = ("| run | wall time, images/s, torch threads, load (1-min avg before-after) | precision | recall | density | coverage | "
+          "near-dup share | SWD x1e3 per level (mean) | FID-EffLite0 | KID-EffLite0 x1e3 |\n|" + "---|" * 10)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--sets", default=",".join(SETS))
+    p.add_argument("--sizes", default=",".join(map(str, SIZES)))
+    p.add_argument("--variants", default="default", help=f"comma-separated, among {', '.join(VARIANTS)}")
+    p.add_argument("--steps", type=int, default=None, help="override the page's default steps (a quick screen)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: the page's, training_threads())")
+    p.add_argument("--retrain", action="store_true", help="train again even where a finished run exists")
+    p.add_argument("--train-only", action="store_true")
+    args = p.parse_args(argv)
+    from msgen.data import load_image_set
+
+    base = default_base()
+    args.out.mkdir(parents=True, exist_ok=True)
+    results_path = args.out / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    print(f"base {base.name} ({base.resolution} px); {os.cpu_count()} CPUs; uptime load {os.getloadavg()}")
+    print("FID/KID-EffLite0 and coverage share no features with any discriminator here.\n")
+    print(HEADER)
+    for name in args.sets.split(","):
+        for n in map(int, args.sizes.split(",")):
+            folder = build_set(name, n, args.out / "data" / f"{name}-{n}")
+            real = load_image_set(folder, base.resolution).images
+            key = f"{name}-{n}"
+            if f"{key}/floor" not in results:
+                results[f"{key}/floor"] = floor(real)
+                save_grid(real, args.out / f"{key}-real.png")
+            print(row(f"{key} real vs real", results[f"{key}/floor"]), flush=True)
+            for variant in args.variants.split(","):
+                run_dir = args.out / "runs" / f"{key}-{variant}"
+                rkey = f"{key}/{variant}" + (f"/{args.steps}" if args.steps else "")
+                if args.retrain or rkey not in results or not (run_dir / "model").is_dir():
+                    shutil.rmtree(run_dir, ignore_errors=True)
+                    timing = fine_tune(folder, run_dir, base.path, page_options(variant, args.steps), args.threads)
+                    results[rkey] = {"timing": timing}
+                    results_path.write_text(json.dumps(results, indent=1, default=str))
+                if args.train_only:
+                    continue
+                if "coverage" not in results[rkey]:
+                    figures, fake = measure(run_dir / "model", real)
+                    save_grid(fake, args.out / f"{rkey.replace('/', '-')}.png")
+                    results[rkey] |= figures
+                    results_path.write_text(json.dumps(results, indent=1, default=str))
+                print(row(f"{rkey}", results[rkey] | results[rkey]["timing"]), flush=True)
+    results_path.write_text(json.dumps(results, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""Few-shot GAN objectives beyond the non-saturating and hinge losses: small pure callables.
+
+* ``rp_d_loss`` / ``rp_g_loss``: the relativistic pairing GAN loss (RpGAN, Jolicoeur-Martineau
+  2019) that R3GAN (Huang et al. 2025, "The GAN is dead; long live the GAN!") pairs with both
+  zero-centred gradient penalties, R1 on real and R2 on fake pictures (``gradient_penalty``
+  serves both): each real picture is judged against a fake one, so the discriminator cannot
+  push every fake to one region of low score independently of the reals, the failure R3GAN
+  shows non-paired losses fall into (mode dropping).
+* ``correspondence_loss``: the cross-domain distance consistency loss of Ojha et al. 2021,
+  "Few-shot Image Generation via Cross-domain Correspondence": for every sample of a batch, the
+  softmax over its feature similarities to the batch's other samples, from the fine-tuned
+  generator, is pulled towards the same softmax from the frozen base generator on the same
+  latents (KL divergence), so pictures that differed before fine-tuning keep differing after it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def rp_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """Discriminator: softplus(D(fake) - D(real)), real and fake paired in batch order."""
+    return F.softplus(fake_logits - real_logits).mean()
+
+
+def rp_g_loss(fake_logits: torch.Tensor, real_logits: torch.Tensor) -> torch.Tensor:
+    """Generator: softplus(D(real) - D(fake)); the real logits carry no gradient to the generator."""
+    return F.softplus(real_logits.detach() - fake_logits).mean()
+
+
+def gradient_penalty(logits: torch.Tensor, inputs: dict[int, torch.Tensor]) -> torch.Tensor:
+    """Zero-centred gradient penalty: mean over samples of |d logits / d inputs|^2 (R1 on reals, R2 on fakes)."""
+    grads = torch.autograd.grad(logits.sum(), list(inputs.values()), create_graph=True)
+    return sum(g.pow(2).flatten(1).sum(1) for g in grads).mean()
+
+
+def _similarity_logits(features: torch.Tensor) -> torch.Tensor:
+    """N x (N-1): cosine similarity of each sample to every other sample (the diagonal dropped)."""
+    f = F.normalize(features.flatten(1), dim=1)
+    sim = f @ f.T
+    n = sim.shape[0]
+    off_diagonal = ~torch.eye(n, dtype=torch.bool, device=sim.device)
+    return sim[off_diagonal].view(n, n - 1)
+
+
+def correspondence_loss(target: list[torch.Tensor], source: list[torch.Tensor]) -> torch.Tensor:
+    """Sum over feature layers of KL(source softmax || target softmax), averaged over anchors.
+
+    ``target`` and ``source`` hold the same layers' N x ... activations for the same N latents,
+    from the generator being trained and from the frozen base (no gradient). Needs N >= 3.
+    """
+    total = torch.zeros((), device=target[0].device)
+    for t, s in zip(target, source):
+        log_t = F.log_softmax(_similarity_logits(t), dim=1)
+        p_s = F.softmax(_similarity_logits(s.detach()), dim=1)
+        total = total + F.kl_div(log_t, p_s, reduction="batchmean")
+    return total
