@@ -100,11 +100,15 @@ def _descriptors(level: Tensor, num: int, gen: torch.Generator, nhood: int, chun
     the same for every model evaluated with the same seed.
     """
     n, c, h, w = level.shape
-    half = nhood // 2
     img = torch.arange(num) * n // num  # ProGAN: per_image consecutive patches per image
-    y = torch.randint(half, h - half, (num,), generator=gen)
-    x = torch.randint(half, w - half, (num,), generator=gen)
-    base = img * (c * h * w) + (y - half) * w + (x - half)
+    if min(h, w) < nhood:  # a level smaller than a neighbourhood (4x4): the whole level is the patch
+        nhood = min(h, w)
+        base = img * (c * h * w)
+    else:
+        half = nhood // 2
+        y = torch.randint(half, h - half, (num,), generator=gen)
+        x = torch.randint(half, w - half, (num,), generator=gen)
+        base = img * (c * h * w) + (y - half) * w + (x - half)
     d = torch.arange(nhood)
     offsets = (torch.arange(c).view(c, 1, 1) * (h * w) + d.view(1, nhood, 1) * w + d.view(1, 1, nhood)).flatten()
     flat = level.reshape(-1)
@@ -141,6 +145,7 @@ def _pyramid_resolutions(resolution: int, min_resolution: int | None) -> list[in
         min_resolution = 16 if resolution >= 64 else 8
     if resolution < max(min_resolution, 8):
         raise ValueError(f"SWD needs images of at least {max(min_resolution, 8)}px, got {resolution}px")
+    # Levels under 7x7 (min_resolution=4) compare whole levels instead of 7x7 neighbourhoods.
     res, out = resolution, []
     while res >= min_resolution:
         out.append(res)

@@ -154,8 +154,9 @@ def test_stop_ends_the_run_within_seconds_and_its_checkpoint_loads(server):
     poll_until(c, lambda p: step_of(p) >= 3)
     t0 = time.monotonic()
     assert "stopping" in c.predict(None, api_name="/train_stop_current")
-    final = poll_until(c, lambda p: "stopped" in p["status"], timeout=15)
-    assert "stopped" in final["status"] and time.monotonic() - t0 < 4
+    final = poll_until(c, lambda p: "stopped" in p["status"], timeout=30)
+    # Training ends within a step; the last seconds are the quality report (SWD, coverage) and export.
+    assert "stopped" in final["status"] and time.monotonic() - t0 < 25
     g = msgen.load(ctx.runs_dir / "stop-me" / "model")
     assert 3 <= g.meta["steps"] < 100_000
     assert final["preview"] is not None
@@ -172,7 +173,7 @@ def test_generation_keeps_working_while_a_run_trains(server):
         assert "tiny16" in info and time.monotonic() - t0 < 10
     assert "training" in poll(c)["status"]  # the run was going on all the while
     c.predict(None, api_name="/train_stop_current")
-    assert "stopped" in poll_until(c, lambda p: "stopped" in p["status"], timeout=15)["status"]
+    assert "stopped" in poll_until(c, lambda p: "stopped" in p["status"], timeout=30)["status"]
 
 
 def test_sigkilled_cli_run_resumes_from_the_page_with_its_step_count(server, tiny_weights):

@@ -47,8 +47,9 @@ def test_upload_train_watch_and_stop(app_server, browser, artifacts_dir):
 
         page.locator("#train-stop").click()
         t0 = time.monotonic()
-        page.locator("#train-status").get_by_text(re.compile("stopped")).wait_for(timeout=15_000)
-        assert time.monotonic() - t0 < 8  # stop honoured within a step, plus a poll or two
+        page.locator("#train-status").get_by_text(re.compile("stopped")).wait_for(timeout=30_000)
+        # Honoured within a step; then the quality report (SWD, coverage) and the export.
+        assert time.monotonic() - t0 < 25
         stopped_at = progress_step(page)
         time.sleep(1.5)
         assert progress_step(page) == stopped_at  # nothing trains after Stop

@@ -142,6 +142,12 @@ def test_page_run_exports_a_loadable_model_with_quality_and_data_snapshot(ctx):
     assert "finished" in v["status"] and 'data-step="10"' in v["progress"]
     assert set(v["losses"]["series"]) >= {"d", "g"} and v["losses"]["step"].max() == 10
     assert "| mean |" in v["quality"] and "SWD" in (run_dir / "model" / "README.md").read_text()
+    # Every level's SWD (4x4 included) and the diversity figures, each beside the real-vs-real floor.
+    q = job.quality
+    assert set(q["after"]) == {"16", "8", "4", "mean"} and set(q["floor"]["swd"]) == set(q["after"])
+    assert {"coverage", "near_duplicates"} <= set(q["diversity_after"]) and "coverage" in q["floor"]
+    assert "| 4px |" in v["quality"] and "| coverage |" in v["quality"] and "| near-duplicate share |" in v["quality"]
+    assert "coverage" in (run_dir / "model" / "README.md").read_text()
     assert TV.preview_grid(v["preview"]).size == (3 * 98 + 2, TV.PREVIEW_ROWS * 98 + 2)  # 3 levels, 96 px cells
     assert "tiny16" in {e.name for e in ctx.models(None)} and "my-cats" in {e.name for e in ctx.models(None)}
     assert [n for _label, n in T.run_choices(ctx, ctx.components["train_jobs"], None)] == ["my-cats"]
@@ -289,3 +295,15 @@ def test_eta_follows_the_pace_of_recent_steps(monkeypatch):
         eta = J.eta_from_recent(recent, Progress(step, 1000, {}, clock[0], 1.0, eta_s=999.0))
     assert eta == pytest.approx(800 * 1.0)  # the recent pace (1 s/step), not the run's average (0.55 s/step)
     assert J.eta_from_recent(recent, Progress(1000, 1000, {}, clock[0], 1.0, done=True)) == 0.0
+
+
+def test_the_quality_report_says_when_samples_collapse():
+    floor = {"coverage": 0.9, "near_duplicates": 0.0, "swd": {"8": 10.0, "4": 20.0, "mean": 15.0}}
+    collapsed = {"coverage": 0.1, "precision": 0.5, "recall": 0.0, "near_duplicates": 0.8}
+    healthy = {"coverage": 0.8, "precision": 0.7, "recall": 0.6, "near_duplicates": 0.02}
+    base = {"before": {"8": 50.0, "4": 60.0, "mean": 55.0}, "after": {"8": 12.0, "4": 22.0, "mean": 17.0},
+            "floor": floor}
+    text = TV.quality_markdown(base | {"diversity_after": collapsed})
+    assert "look collapsed" in text and "coverage 0.10" in text and "80% of samples" in text
+    assert "| coverage | - | 0.10 | 0.90 |" in text
+    assert "collapsed" not in TV.quality_markdown(base | {"diversity_after": healthy})

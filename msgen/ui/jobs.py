@@ -41,6 +41,7 @@ from .. import checkpoint as ckpt
 from ..train import Progress, Trainer, TrainOptions
 
 QUALITY_SAMPLES = 256  # cap on images per side of the SWD comparison; keeps it to seconds on a CPU
+DIVERSITY_SAMPLES = 128  # per side of coverage & co.: Lite0 at 128 px is ~0.07 s an image on one core
 QUALITY_SEED = 7  # fixed: "before" and "after" read the same patch positions
 HISTORY_POINTS = 400  # loss curves are thinned to about this many points per series for the plot
 HISTORY_MAX = 20_000  # (step, series, value) entries a job keeps; older steps are thinned beyond it
@@ -269,16 +270,23 @@ def run_job(job: Job) -> None:
                       meta=spec.meta)
     job.step = _state_step(spec.run_dir)
     quality = _read_quality(spec.run_dir)
+    real = _quality_set(data.images)
+    div = _Diversity(real)
     if "before" not in quality and job.step == 0:
-        job.message = "measuring the starting point (SWD)"
-        quality["before"] = _swd(trainer.G_ema, data.images)
+        job.message = "measuring the starting point (SWD, coverage)"
+        quality["before"] = _swd(trainer.G_ema, real)
+        quality["diversity_before"] = div.of(trainer.G_ema)
+        quality["floor"] = div.floor()
         _write_quality(spec.run_dir, quality)
     job.message = ""
     trainer.train()
     stopped = job.stop_event.is_set() and trainer.step < spec.options.steps
     budget_note = job.message if job.message.startswith("stopped:") else ""
-    job.message = "measuring the result (SWD)"
-    quality["after"] = _swd(trainer.G_ema, data.images)
+    job.message = "measuring the result (SWD, coverage)"
+    quality["after"] = _swd(trainer.G_ema, real)
+    quality["diversity_after"] = div.of(trainer.G_ema)
+    if "floor" not in quality:
+        quality["floor"] = div.floor()
     quality["after_step"] = trainer.step
     _write_quality(spec.run_dir, quality)
     job.quality = quality
@@ -351,17 +359,69 @@ def _state_step(run_dir: Path) -> int:
         return 0
 
 
+def _quality_set(images: torch.Tensor) -> torch.Tensor:
+    n = min(len(images), QUALITY_SAMPLES)
+    return images[torch.linspace(0, len(images) - 1, n).long()] if len(images) > n else images
+
+
 def _swd(generator: torch.nn.Module, real: torch.Tensor) -> dict[str, float]:
-    """Per-level SWD of samples vs the training set; {} if it cannot be measured (the run goes on)."""
+    """Per-level SWD (every level, 4x4 included) of samples vs the training set; {} if it cannot
+    be measured (the run goes on)."""
     from ..metrics import sample_images, swd
 
-    n = min(len(real), QUALITY_SAMPLES)
-    real = real[torch.linspace(0, len(real) - 1, n).long()] if len(real) > n else real
     try:
-        fake = sample_images(generator, n, seed=QUALITY_SEED)
-        return {str(k): round(float(v), 3) for k, v in swd(real.float(), fake, seed=QUALITY_SEED).items()}
+        fake = sample_images(generator, len(real), seed=QUALITY_SEED)
+        return {str(k): round(float(v), 3) for k, v in swd(real.float(), fake, seed=QUALITY_SEED,
+                                                           min_resolution=4).items()}
     except (ValueError, RuntimeError):  # e.g. a family or size the metric does not support
         return {}
+
+
+class _Diversity:
+    """Coverage, precision, recall, density (k = 5, Lite0 features) and the near-duplicate share of
+    samples against the training set, and the floor (half of the set against the other half): what
+    shows a collapse that SWD does not. The real side's features are computed once per job."""
+
+    def __init__(self, real: torch.Tensor):
+        n = min(len(real), DIVERSITY_SAMPLES)
+        self.real = real[torch.linspace(0, len(real) - 1, n).long()] if len(real) > n else real
+        self._features = None
+
+    def features(self) -> torch.Tensor:
+        from ..metrics import diversity_features
+
+        if self._features is None:
+            self._features = diversity_features(self.real.float())
+        return self._features
+
+    def of(self, generator: torch.nn.Module) -> dict[str, float]:
+        from ..metrics import diversity, sample_images
+
+        try:
+            fake = sample_images(generator, len(self.real), seed=QUALITY_SEED)
+            out = diversity(self.real.float(), fake, real_features=self.features())
+            return {k: round(float(v), 3) for k, v in out.items()}
+        except (ValueError, RuntimeError):  # under k + 2 images: prdc is undefined
+            return {}
+
+    def floor(self) -> dict[str, Any]:
+        from ..metrics import near_duplicate_share, prdc, swd
+
+        out: dict[str, Any] = {}
+        idx = torch.randperm(len(self.real), generator=torch.Generator().manual_seed(QUALITY_SEED))
+        a, b = idx[: len(idx) // 2], idx[len(idx) // 2: len(idx) // 2 * 2]
+        try:
+            out["swd"] = {str(k): round(float(v), 3) for k, v in swd(self.real[a].float(), self.real[b].float(),
+                                                                      seed=QUALITY_SEED, min_resolution=4).items()}
+        except (ValueError, RuntimeError):
+            pass
+        try:
+            feats = self.features()
+            out |= {k: round(float(v), 3) for k, v in prdc(feats[a], feats[b]).items()}
+        except (ValueError, RuntimeError):
+            pass
+        out["near_duplicates"] = round(near_duplicate_share(self.real.float()), 3)
+        return out
 
 
 def _card_metrics(quality: dict[str, Any]) -> dict[str, Any]:
@@ -370,6 +430,11 @@ def _card_metrics(quality: dict[str, Any]) -> dict[str, Any]:
         out["SWD x1e3 before"] = quality["before"]
     if quality.get("after"):
         out[f"SWD x1e3 after (step {quality.get('after_step', '?')})"] = quality["after"]
+    for key, label in (("diversity_before", "diversity before"), ("diversity_after", "diversity after"),
+                       ("floor", "your pictures, half vs half")):
+        figures = {k: v for k, v in (quality.get(key) or {}).items() if k in ("coverage", "near_duplicates")}
+        if figures:
+            out[f"coverage / near-duplicate share, {label}"] = figures
     return out
 
 

@@ -67,17 +67,55 @@ def preview_grid(preview: Any, rows: int = PREVIEW_ROWS) -> Any:
 
 
 def quality_markdown(quality: dict[str, Any]) -> str:
+    """The run's quality report: SWD per level and the diversity figures, before / after / the floor.
+
+    The floor is one half of the visitor's pictures against the other half: the best any model
+    can score at this set size. Coverage far under it, or a near-duplicate share far over the
+    pictures' own, is a collapse (a few pictures repeated), which SWD alone does not show.
+    """
     before, after = quality.get("before"), quality.get("after")
     if not before and not after:
         return ""
-    keys = [k for k in (before or after) if k != "mean"] + ["mean"]
-    rows = ["**Quality:** Laplacian sliced Wasserstein distance (x1e3) between samples and your images, "
-            "per pyramid level (lower is closer).", "", "| level | before | after |", "| --- | --- | --- |"]
-    for k in keys:
-        b = f"{before[k]:.1f}" if before and k in before else "-"
-        a = f"{after[k]:.1f}" if after and k in after else "-"
-        rows.append(f"| {k}{'px' if k != 'mean' else ''} | {b} | {a} |")
+    floor = quality.get("floor") or {}
+    floor_swd = floor.get("swd") or {}
+    levels = sorted((k for k in (after or before) if k != "mean"), key=lambda k: -int(k)) + ["mean"]
+    rows = ["**Quality:** Laplacian sliced Wasserstein distance (x1e3) between samples and your pictures, "
+            "per pyramid level (lower is closer; the floor is half of your pictures against the other half).", "",
+            "| level | before | after | floor |", "| --- | --- | --- | --- |"]
+    for k in levels:
+        cells = [f"{d[k]:.1f}" if d and k in d else "-" for d in (before, after, floor_swd)]
+        rows.append(f"| {k}{'px' if k != 'mean' else ''} | " + " | ".join(cells) + " |")
+    div_b, div_a = quality.get("diversity_before") or {}, quality.get("diversity_after") or {}
+    if div_b or div_a:
+        rows += ["", "**Diversity** (k = 5 nearest neighbours in EfficientNet-Lite0 features): coverage is the "
+                 "share of your pictures with a sample close by (higher is better); a near-duplicate is a sample "
+                 "within RMS 0.05 of another sample.", "", "| figure | before | after | floor |",
+                 "| --- | --- | --- | --- |"]
+        for key, label in (("coverage", "coverage"), ("precision", "precision"), ("recall", "recall"),
+                           ("near_duplicates", "near-duplicate share")):
+            cells = [f"{d[key]:.2f}" if key in d else "-" for d in (div_b, div_a, floor)]
+            rows.append(f"| {label} | " + " | ".join(cells) + " |")
+        warning = collapse_warning(div_a, floor)
+        if warning:
+            rows += ["", warning]
     return "\n".join(rows)
+
+
+def collapse_warning(after: dict[str, Any], floor: dict[str, Any]) -> str:
+    """A plain sentence when the samples repeat a few pictures, else ''."""
+    if not after or "coverage" not in after or "coverage" not in floor:
+        return ""
+    low = after["coverage"] < 0.5 * floor["coverage"]
+    dup = after.get("near_duplicates", 0.0) > floor.get("near_duplicates", 0.0) + 0.10
+    if not (low or dup):
+        return ""
+    why = []
+    if low:
+        why.append(f"coverage {after['coverage']:.2f} is under half your pictures' own {floor['coverage']:.2f}")
+    if dup:
+        why.append(f"{after['near_duplicates']:.0%} of samples nearly repeat another")
+    return ("**The samples look collapsed:** " + "; ".join(why) + ". The generator repeats a few pictures; "
+            "more pictures, fewer steps or a lower learning rate usually help.")
 
 
 def status_markdown(manager: JobManager, job: Job, snap: dict[str, Any]) -> str:
