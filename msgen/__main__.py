@@ -109,9 +109,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         resolution = args.resolution
     config = None
     if args.family:
-        from .models import make_config
-
         from .checkpoint import expected_tensors
+        from .models import make_config
 
         config = make_config(args.family, resolution=resolution, **extra)
         expected_tensors(config, "--config")  # a model too big to load again is refused before training
