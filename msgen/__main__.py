@@ -129,9 +129,11 @@ def cmd_train(args: argparse.Namespace) -> None:
         resolution = args.resolution
     config = None
     if args.family:
+        from .checkpoint import expected_tensors
         from .models import make_config
 
         config = make_config(args.family, resolution=resolution, **extra)
+        expected_tensors(config, "--config")  # a model too big to load again is refused before training
     data = load_image_set(args.data, resolution, fit=args.fit, background=_colour(args.background),
                           limits=_limits(args.max_files))
     for rej in data.rejected[:20]:

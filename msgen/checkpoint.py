@@ -191,7 +191,7 @@ def read_config(path: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
     return config, meta
 
 
-def expected_tensors(config: Any) -> dict[str, tuple[torch.dtype, tuple[int, ...]]]:
+def expected_tensors(config: Any, source: str = "config.json") -> dict[str, tuple[torch.dtype, tuple[int, ...]]]:
     """name -> (dtype, shape) of every tensor ``config``'s model saves, without allocating any."""
     with torch.device("meta"):
         parts = {"generator": build_generator(config), "discriminator": build_discriminator(config)}
@@ -199,7 +199,7 @@ def expected_tensors(config: Any) -> dict[str, tuple[torch.dtype, tuple[int, ...
            for prefix, module in parts.items() if module is not None for k, v in module.state_dict().items()}
     count = sum(math.prod(shape) for _, shape in out.values())
     if count > MAX_PARAMETERS:
-        raise CheckpointError(f"config.json describes a model with {count:,} parameters "
+        raise CheckpointError(f"{source} describes a model with {count:,} parameters "
                               f"(the limit is {MAX_PARAMETERS:,})")
     return out
 
@@ -241,7 +241,7 @@ def read_model_dir(path: str | os.PathLike, *, prefixes: tuple[str, ...] = ("gen
     ``prefixes`` picks which tensors are loaded (all are checked)."""
     path = _model_folder(Path(path))
     config, meta = read_config(path)
-    expected = expected_tensors(config)
+    expected = expected_tensors(config, str(path / "config.json"))
     weights = path / "model.safetensors"
     if weights.stat().st_size > MAX_WEIGHTS_BYTES:
         raise CheckpointError(f"{weights} is larger than the {MAX_WEIGHTS_BYTES // 2**20} MiB limit")

@@ -215,7 +215,7 @@ MEMORY_CASES = {
     "mapping_layers 1e6": (dict(mapping_layers=10**6), "mapping_layers must be between 1 and 16"),
     "every field at its bound": (dict(resolution=256, latent_dim=2048, w_dim=2048, mapping_layers=16, channel_base=2**16,
                                       channel_max=2048, d_channel_base=2**16, d_channel_max=2048),
-                                 "parameters \\(the limit is 67,108,864\\)"),
+                                 "config.json describes a model with .* parameters \\(the limit is 67,108,864\\)"),
     "hvae blocks 1e6": (dict(family="hvae", blocks_per_level=10**6), "blocks_per_level must be between 1 and 16"),
     "hvae z_global 2**30": (dict(family="hvae", z_global=2**30), "z_global must be between 0 and 4096"),
     "header length 2**62": ("header", "the limit is 1048576"),
@@ -340,6 +340,9 @@ def test_cli_hostile_model_and_unexpected_errors_are_one_line(tmp_path, capsys, 
                            "--config", "[" * 5000 + "]" * 5000], capsys), "--config is nested")
     _one_line_error(*_cli(["train", "--data", str(tmp_path), "--family", "msggan", "--out", str(tmp_path / "r"),
                            "--config", "[1]"], capsys), "JSON object")
+    _one_line_error(*_cli(["train", "--data", str(tmp_path), "--family", "msggan", "--out", str(tmp_path / "r"),
+                           "--config", '{"channel_max": 2048, "channel_base": 65536, "w_dim": 2048}'], capsys),
+                    "--config describes a model with")
     good = tiny(tmp_path, "good")
 
     def boom(*a, **k):
