@@ -112,13 +112,27 @@ def cmd_generate(args: argparse.Namespace) -> None:
         print(f"wrote per-level images, feature maps and stats to {fdir}")
 
 
+def torch_threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(n)
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from .data import load_image_set
     from .train import Trainer, TrainOptions
     from .zoo import resolve_model
 
-    if bool(args.model) == bool(args.family):
-        raise ValueError("give exactly one of --model (fine-tune) or --family (from scratch)")
+    from .defaults import FINETUNE
+    from .report import QualityReport
+
+    if args.model and args.family:
+        raise ValueError("give one of --model (fine-tune) or --family (from scratch), not both")
+    if not args.model and not args.family:
+        args.model = FINETUNE.base  # the page's default fine-tune
+    if not 1 <= args.threads <= 256:
+        raise ValueError("--threads must be from 1 to 256")
+    torch_threads(args.threads)
     extra = _config_overrides(args.config)  # before the data is read: a bad --config fails at once
     base = resolve_model(args.model) if args.model else None
     if base is not None:
@@ -158,8 +172,16 @@ def cmd_train(args: argparse.Namespace) -> None:
             meta[key] = getattr(args, key)
     trainer = Trainer(images=data.images, run_dir=args.out, config=config, base=base, options=opts, meta=meta,
                       progress_bar=True)
-    model_dir = trainer.train()
-    print(f"model written to {model_dir} (step {trainer.step})")
+    report = QualityReport(args.out, data.images)  # the page's report: SWD, coverage, near-duplicates
+    if trainer.step == 0 and not (Path(args.out) / "state" / "state.json").is_file() and report.needs_before():
+        print("measuring the starting point (SWD, coverage) ...", file=sys.stderr)
+        report.measure_before(trainer.G_ema)
+    trainer.train()
+    quality = report.measure_after(trainer)
+    after = quality.get("diversity_after") or {}
+    print(f"model written to {trainer.model_dir} (step {trainer.step}); SWD mean x1e3 "
+          f"{quality.get('after', {}).get('mean', float('nan')):.1f}, coverage {after.get('coverage', float('nan')):.2f}, "
+          f"near-duplicates {after.get('near_duplicates', float('nan')):.2f}")
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
@@ -238,6 +260,8 @@ def _colour(text: str) -> tuple[int, int, int]:
 
 
 def parser() -> argparse.ArgumentParser:
+    from .defaults import FINETUNE
+
     p = _Parser(prog="python -m msgen", description="multi-scale image generation studio")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
 
@@ -257,21 +281,24 @@ def parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", formatter_class=_Help, help="train from scratch (--family) or fine-tune (--model) on an image set")
     t.add_argument("--data", required=True, help="folder, zip or image file")
-    t.add_argument("--model", default=None, help="model to fine-tune")
+    t.add_argument("--model", default=None,
+                   help=f"model to fine-tune (default: {FINETUNE.base}, the page's default, unless --family)")
     t.add_argument("--family", default=None, help="family to train from scratch")
     t.add_argument("--resolution", type=int, default=32)
     t.add_argument("--config", default=None, help="JSON of config overrides for --family, e.g. '{\"channel_max\": 256}'")
     t.add_argument("--out", required=True, help="run folder (resumes if it holds a checkpoint)")
-    t.add_argument("--steps", type=int, default=1000)
-    t.add_argument("--batch", type=int, default=16)
-    t.add_argument("--lr", type=float, default=2e-4)
+    t.add_argument("--steps", type=int, default=FINETUNE.steps)
+    t.add_argument("--batch", type=int, default=FINETUNE.batch_size)
+    t.add_argument("--lr", type=float, default=FINETUNE.lr)
     t.add_argument("--loss", default="ns", choices=("ns", "hinge"))
     t.add_argument("--r1", type=float, default=1.0)
-    t.add_argument("--augment", default="color,translation,cutout", help="comma list, or 'none'")
+    t.add_argument("--augment", default=",".join(FINETUNE.augment), help="comma list, or 'none'")
     t.add_argument("--ema-half-life", type=int, default=5000, help="EMA half-life in images")
-    t.add_argument("--sample-every", type=int, default=100)
-    t.add_argument("--checkpoint-every", type=int, default=200)
-    t.add_argument("--seed", type=_seed, default=0)
+    t.add_argument("--sample-every", type=int, default=FINETUNE.sample_every)
+    t.add_argument("--checkpoint-every", type=int, default=FINETUNE.checkpoint_every)
+    t.add_argument("--seed", type=_seed, default=FINETUNE.seed)
+    t.add_argument("--threads", type=int, default=FINETUNE.threads,
+                   help="torch threads (part of the recipe: summation order follows it); the page's count")
     t.add_argument("--device", default="auto")
     t.add_argument("--fit", default="crop", choices=("crop", "pad"))
     t.add_argument("--background", default="white", help="for transparent images: white, black or R,G,B")

@@ -162,6 +162,8 @@ def _model_folder(path: Path) -> Path:
             raise CheckpointError(f"{path}: not a model folder (expected a folder with config.json + model.safetensors)")
     if not path.is_dir():
         raise CheckpointError(f"no model folder at {path}")
+    if not (path / "config.json").exists() and (path / "model" / "config.json").is_file():
+        path = path / "model"  # a run folder (what `train --out RUN` wrote): its exported model
     missing = [n for n in ("config.json", "model.safetensors") if not (path / n).is_file()]
     if missing:
         raise CheckpointError(f"{path} is not a model folder: missing {', '.join(missing)}")
@@ -298,6 +300,8 @@ def resolve(path_or_repo_id: str | os.PathLike) -> Path:
     path = Path(text).expanduser()
     if path.exists():
         _refuse_pickles(path)
+        if path.is_dir() and not (path / "config.json").exists() and (path / "model" / "config.json").is_file():
+            return path / "model"  # a run folder: its exported model
         return path
     if Path(text).suffix.lower() in PICKLE_SUFFIXES:
         _refuse_pickles(Path(text))

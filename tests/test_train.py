@@ -113,3 +113,41 @@ def test_train_help_shows_every_default(capsys):
     for flag, default in (("--steps", "1000"), ("--batch", "16"), ("--lr", "0.0002"), ("--resolution", "32"),
                           ("--sample-every", "100"), ("--checkpoint-every", "200"), ("--seed", "0")):
         assert f"{flag} {flag[2:].upper().replace('-', '_')} default: {default}" in text, flag
+
+
+def test_the_cli_and_the_page_share_one_set_of_defaults():
+    from msgen.__main__ import parser
+    from msgen.defaults import FINETUNE
+    from msgen.ui import jobs
+    from msgen.ui import train as T
+
+    args = parser().parse_args(["train", "--data", "d", "--out", "o"])
+    assert (args.steps, args.batch, args.lr, args.sample_every, args.checkpoint_every, args.seed, args.threads) == (
+        FINETUNE.steps, FINETUNE.batch_size, FINETUNE.lr, FINETUNE.sample_every, FINETUNE.checkpoint_every,
+        FINETUNE.seed, FINETUNE.threads)
+    assert tuple(args.augment.split(",")) == FINETUNE.augment and args.model is None and args.family is None
+    assert (T.DEFAULT_STEPS, T.DEFAULT_BATCH, T.DEFAULT_LR, T.DEFAULT_PREVIEW_EVERY, T.CHECKPOINT_EVERY) == (
+        FINETUNE.steps, FINETUNE.batch_size, FINETUNE.lr, FINETUNE.sample_every, FINETUNE.checkpoint_every)
+    assert jobs.JobManager().threads == FINETUNE.threads
+
+
+def test_cli_train_writes_the_quality_report_and_generate_takes_the_run_folder(tmp_path, tiny_weights):
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import FIXTURES
+
+    run = tmp_path / "run"
+    env = {**__import__("os").environ, "MSGEN_DEBUG": "1"}
+    out = subprocess.run([sys.executable, "-m", "msgen", "train", "--data", str(FIXTURES / "images"), "--out", str(run),
+                          "--model", str(tiny_weights / "tiny16"), "--steps", "4", "--batch", "4"],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    quality = json.loads((run / "quality.json").read_text())
+    assert {"before", "after", "diversity_after", "floor"} <= set(quality) and "4" in quality["after"]
+    assert "coverage" in (run / "model" / "README.md").read_text() and "coverage" in out.stdout
+    png = tmp_path / "g.png"
+    out = subprocess.run([sys.executable, "-m", "msgen", "generate", "--model", str(run), "--out", str(png)],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0 and png.is_file(), out.stderr[-2000:]

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import secrets
 import shutil
 import threading
@@ -38,6 +37,8 @@ from typing import Any
 import torch
 
 from .. import checkpoint as ckpt
+from ..defaults import training_threads
+from ..report import QualityReport, read_quality
 from ..train import Progress, Trainer, TrainOptions
 
 QUALITY_SAMPLES = 256  # cap on images per side of the SWD comparison; keeps it to seconds on a CPU
@@ -47,11 +48,6 @@ HISTORY_POINTS = 400  # loss curves are thinned to about this many points per se
 HISTORY_MAX = 20_000  # (step, series, value) entries a job keeps; older steps are thinned beyond it
 ETA_WINDOW_STEPS = 50  # the ETA follows the pace of the latest steps, not the run's average
 ACTIVE = ("queued", "running", "stopping")
-
-
-def training_threads() -> int:
-    """Torch threads for the training worker: leave one core to the people generating meanwhile."""
-    return max(1, (os.cpu_count() or 2) - 1)
 
 
 @dataclass
@@ -269,30 +265,16 @@ def run_job(job: Job) -> None:
                       base=spec.base, options=spec.options, callbacks=(job.on_progress,), stop=stop_now,
                       meta=spec.meta)
     job.step = _state_step(spec.run_dir)
-    quality = _read_quality(spec.run_dir)
-    real = _quality_set(data.images)
-    div = _Diversity(real)
-    if "before" not in quality and job.step == 0:
+    report = QualityReport(spec.run_dir, data.images)
+    if job.step == 0 and report.needs_before():
         job.message = "measuring the starting point (SWD, coverage)"
-        quality["before"] = _swd(trainer.G_ema, real)
-        quality["diversity_before"] = div.of(trainer.G_ema)
-        quality["floor"] = div.floor()
-        _write_quality(spec.run_dir, quality)
+        report.measure_before(trainer.G_ema)
     job.message = ""
     trainer.train()
     stopped = job.stop_event.is_set() and trainer.step < spec.options.steps
     budget_note = job.message if job.message.startswith("stopped:") else ""
     job.message = "measuring the result (SWD, coverage)"
-    quality["after"] = _swd(trainer.G_ema, real)
-    quality["diversity_after"] = div.of(trainer.G_ema)
-    if "floor" not in quality:
-        quality["floor"] = div.floor()
-    quality["after_step"] = trainer.step
-    _write_quality(spec.run_dir, quality)
-    job.quality = quality
-    # Re-export so that the model card carries the quality report (weights are unchanged).
-    trainer.meta["metrics"] = _card_metrics(quality)
-    trainer.export()
+    job.quality = report.measure_after(trainer)  # re-exports: the card carries the report
     job.step = trainer.step
     job.state = "stopped" if stopped else "finished"
     job.message = budget_note
@@ -357,101 +339,6 @@ def _state_step(run_dir: Path) -> int:
         return int(json.loads((run_dir / "state" / "state.json").read_text())["step"])
     except (OSError, ValueError, KeyError, TypeError):
         return 0
-
-
-def _quality_set(images: torch.Tensor) -> torch.Tensor:
-    n = min(len(images), QUALITY_SAMPLES)
-    return images[torch.linspace(0, len(images) - 1, n).long()] if len(images) > n else images
-
-
-def _swd(generator: torch.nn.Module, real: torch.Tensor) -> dict[str, float]:
-    """Per-level SWD (every level, 4x4 included) of samples vs the training set; {} if it cannot
-    be measured (the run goes on)."""
-    from ..metrics import sample_images, swd
-
-    try:
-        fake = sample_images(generator, len(real), seed=QUALITY_SEED)
-        return {str(k): round(float(v), 3) for k, v in swd(real.float(), fake, seed=QUALITY_SEED,
-                                                           min_resolution=4).items()}
-    except (ValueError, RuntimeError):  # e.g. a family or size the metric does not support
-        return {}
-
-
-class _Diversity:
-    """Coverage, precision, recall, density (k = 5, Lite0 features) and the near-duplicate share of
-    samples against the training set, and the floor (half of the set against the other half): what
-    shows a collapse that SWD does not. The real side's features are computed once per job."""
-
-    def __init__(self, real: torch.Tensor):
-        n = min(len(real), DIVERSITY_SAMPLES)
-        self.real = real[torch.linspace(0, len(real) - 1, n).long()] if len(real) > n else real
-        self._features = None
-
-    def features(self) -> torch.Tensor:
-        from ..metrics import diversity_features
-
-        if self._features is None:
-            self._features = diversity_features(self.real.float())
-        return self._features
-
-    def of(self, generator: torch.nn.Module) -> dict[str, float]:
-        from ..metrics import diversity, sample_images
-
-        try:
-            fake = sample_images(generator, len(self.real), seed=QUALITY_SEED)
-            out = diversity(self.real.float(), fake, real_features=self.features())
-            return {k: round(float(v), 3) for k, v in out.items()}
-        except (ValueError, RuntimeError):  # under k + 2 images: prdc is undefined
-            return {}
-
-    def floor(self) -> dict[str, Any]:
-        from ..metrics import near_duplicate_share, prdc, swd
-
-        out: dict[str, Any] = {}
-        idx = torch.randperm(len(self.real), generator=torch.Generator().manual_seed(QUALITY_SEED))
-        a, b = idx[: len(idx) // 2], idx[len(idx) // 2: len(idx) // 2 * 2]
-        try:
-            out["swd"] = {str(k): round(float(v), 3) for k, v in swd(self.real[a].float(), self.real[b].float(),
-                                                                      seed=QUALITY_SEED, min_resolution=4).items()}
-        except (ValueError, RuntimeError):
-            pass
-        try:
-            feats = self.features()
-            out |= {k: round(float(v), 3) for k, v in prdc(feats[a], feats[b]).items()}
-        except (ValueError, RuntimeError):
-            pass
-        out["near_duplicates"] = round(near_duplicate_share(self.real.float()), 3)
-        return out
-
-
-def _card_metrics(quality: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    if quality.get("before"):
-        out["SWD x1e3 before"] = quality["before"]
-    if quality.get("after"):
-        out[f"SWD x1e3 after (step {quality.get('after_step', '?')})"] = quality["after"]
-    for key, label in (("diversity_before", "diversity before"), ("diversity_after", "diversity after"),
-                       ("floor", "your pictures, half vs half")):
-        figures = {k: v for k, v in (quality.get(key) or {}).items() if k in ("coverage", "near_duplicates")}
-        if figures:
-            out[f"coverage / near-duplicate share, {label}"] = figures
-    return out
-
-
-def _read_quality(run_dir: Path) -> dict[str, Any]:
-    try:
-        data = json.loads((run_dir / "quality.json").read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def _write_quality(run_dir: Path, quality: dict[str, Any]) -> None:
-    ckpt.atomic_write_text(run_dir / "quality.json", json.dumps(quality, indent=1))
-
-
-def read_quality(run_dir: Path) -> dict[str, Any]:
-    return _read_quality(run_dir)
 
 
 def _brief(exc: BaseException) -> str:

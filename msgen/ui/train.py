@@ -29,18 +29,21 @@ import torch
 
 from .. import checkpoint as ckpt
 from ..augment import POLICIES
+from ..defaults import FINETUNE
 from ..models import FAMILIES, get_family, make_config
 from ..train import TrainOptions
 from . import common, runs, validate
-from .jobs import JobManager, JobSpec, read_quality
+from ..report import read_quality
+from .jobs import JobManager, JobSpec
 from .staging import StagedSets, file_key
 from .train_view import loss_frame, preview_grid, progress_html, quality_markdown, status_markdown
 
-DEFAULT_STEPS = 500  # ~8k images seen: a few minutes at 32px on 2 vCPUs, enough to adapt to 20-200 images
-DEFAULT_BATCH = 16
-DEFAULT_LR = 2e-4
-DEFAULT_PREVIEW_EVERY = 25
-CHECKPOINT_EVERY = 100  # a killed run loses at most this many steps
+# The form's defaults are the CLI's (msgen.defaults.FINETUNE): one recipe, two front ends.
+DEFAULT_STEPS = FINETUNE.steps
+DEFAULT_BATCH = FINETUNE.batch_size
+DEFAULT_LR = FINETUNE.lr
+DEFAULT_PREVIEW_EVERY = FINETUNE.sample_every
+CHECKPOINT_EVERY = FINETUNE.checkpoint_every
 RESOLUTIONS = (16, 32, 64, 128)
 GALLERY_MAX = 48  # thumbnails shown; the count says how many more were accepted
 FEW_IMAGES = 16
@@ -75,9 +78,9 @@ def base_choices(ctx: common.AppContext, owner: str | None) -> list[tuple[str, s
 
 
 def default_base(ctx: common.AppContext) -> str:
-    """The preselected base: a shipped 32 px GAN (minutes on a CPU), else the first choice."""
+    """The preselected base: ``FINETUNE.base`` when shipped, else a shipped 32 px GAN, else the first."""
     shipped = [e for e in ctx.models(None) if e.source == "shipped"]
-    preferred = [e for e in shipped if e.family == "msggan" and e.resolution == 32]
+    preferred = [e for e in shipped if e.name == FINETUNE.base] or [e for e in shipped if e.resolution == 32]
     pick = (preferred or shipped)[:1]
     return f"model:{pick[0].name}" if pick else base_choices(ctx, None)[0][1]
 
