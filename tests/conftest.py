@@ -91,18 +91,23 @@ def tiny_weights(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def app_server(tiny_weights, tmp_path_factory):
-    """The real app (app.build_app) served on a free loopback port; yields (url, demo)."""
-    app_module = load_app_module()
-    runs = tmp_path_factory.mktemp("runs")
-    demo = app_module.build_app(runs_dir=runs, shared=False, weights_dir=tiny_weights)
+def serve_app(runs_dir: Path, *, shared: bool, weights_dir: Path | None = None):
+    """The real app (app.build_app) served on a free loopback port with the launch options of
+    `python app.py`; returns (url ending in "/", demo). The caller closes it."""
+    demo = load_app_module().build_app(runs_dir=runs_dir, shared=shared, weights_dir=weights_dir)
     port = free_port()
     demo.queue(default_concurrency_limit=8).launch(
         server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-        **launch_options(False),
+        **launch_options(shared),
     )
-    yield f"http://127.0.0.1:{port}/", demo
+    return f"http://127.0.0.1:{port}/", demo
+
+
+@pytest.fixture(scope="session")
+def app_server(tiny_weights, tmp_path_factory):
+    """The real app served locally (not shared) with tiny weights; yields (url, demo)."""
+    url, demo = serve_app(tmp_path_factory.mktemp("runs"), shared=False, weights_dir=tiny_weights)
+    yield url, demo
     demo.close()
 
 

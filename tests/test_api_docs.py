@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from gradio_client import Client
 
-from tests.conftest import FIXTURES, free_port, launch_options, load_app_module
+from tests.conftest import FIXTURES, serve_app
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -18,11 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def shipped_url(tmp_path_factory):
     """The app as `python app.py` serves it: shipped weights, a fresh runs folder."""
-    demo = load_app_module().build_app(runs_dir=tmp_path_factory.mktemp("docs-runs"), shared=False)
-    port = free_port()
-    demo.queue(default_concurrency_limit=8).launch(server_name="127.0.0.1", server_port=port,
-                                                   prevent_thread_lock=True, quiet=True, **launch_options(False))
-    yield f"http://127.0.0.1:{port}/"
+    url, demo = serve_app(tmp_path_factory.mktemp("docs-runs"), shared=False)
+    yield url
     demo.close()
 
 

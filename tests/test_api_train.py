@@ -12,19 +12,15 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from tests.conftest import FIXTURES, free_port, launch_options, load_app_module
+from tests.conftest import FIXTURES, serve_app
 
 IMAGES = sorted((FIXTURES / "images").iterdir())
 
 
 @pytest.fixture(scope="module")
 def url(tiny_weights, tmp_path_factory):
-    demo = load_app_module().build_app(runs_dir=tmp_path_factory.mktemp("api-runs"), shared=True,
-                                       weights_dir=tiny_weights)
-    port = free_port()
-    demo.queue(default_concurrency_limit=8).launch(server_name="127.0.0.1", server_port=port,
-                                                   prevent_thread_lock=True, quiet=True, **launch_options(True))
-    yield f"http://127.0.0.1:{port}/"
+    url, demo = serve_app(tmp_path_factory.mktemp("api-runs"), shared=True, weights_dir=tiny_weights)
+    yield url
     demo.close()
 
 

@@ -19,7 +19,7 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 import msgen
-from tests.conftest import FIXTURES, free_port, launch_options
+from tests.conftest import FIXTURES
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGES = sorted((FIXTURES / "images").iterdir())
@@ -252,15 +252,10 @@ def test_hostile_uploads_get_a_clear_message_and_harm_nothing(server, trained, h
 # --- privacy on a shared host --------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def shared_server(tiny_weights, tmp_path_factory):
-    from tests.conftest import load_app_module
+    from tests.conftest import serve_app
 
-    app_module = load_app_module()
-
-    demo = app_module.build_app(runs_dir=tmp_path_factory.mktemp("shared-runs"), shared=True, weights_dir=tiny_weights)
-    port = free_port()
-    demo.queue(default_concurrency_limit=8).launch(server_name="127.0.0.1", server_port=port,
-                                                   prevent_thread_lock=True, quiet=True, **launch_options(True))
-    yield f"http://127.0.0.1:{port}/", demo.ctx
+    url, demo = serve_app(tmp_path_factory.mktemp("shared-runs"), shared=True, weights_dir=tiny_weights)
+    yield url, demo.ctx
     demo.close()
 
 

@@ -20,7 +20,7 @@ from msgen.ui import common, jobs, runs, server, validate
 from msgen.ui import decompose as D
 from msgen.ui import train as T
 from msgen.ui.jobs import JobManager
-from tests.conftest import FIXTURES, free_port, launch_options, load_app_module
+from tests.conftest import FIXTURES, serve_app
 
 IMAGES = sorted((FIXTURES / "images").iterdir())
 OWNER = "visitor-s-" + "s" * 30
@@ -29,13 +29,8 @@ SECRET_PNG = IMAGES[0]  # stands in for another visitor's runs/sessions/<hash>/<
 
 @pytest.fixture(scope="module")
 def shared(tiny_weights, tmp_path_factory):
-    app_module = load_app_module()
-    runs_dir = tmp_path_factory.mktemp("sec-runs")
-    demo = app_module.build_app(runs_dir=runs_dir, shared=True, weights_dir=tiny_weights)
-    port = free_port()
-    demo.queue(default_concurrency_limit=8).launch(server_name="127.0.0.1", server_port=port,
-                                                   prevent_thread_lock=True, quiet=True, **launch_options(True))
-    yield f"http://127.0.0.1:{port}", demo
+    url, demo = serve_app(tmp_path_factory.mktemp("sec-runs"), shared=True, weights_dir=tiny_weights)
+    yield url.rstrip("/"), demo
     demo.close()
 
 

@@ -38,7 +38,7 @@ import torch
 
 from .. import checkpoint as ckpt
 from ..defaults import training_threads
-from ..report import QualityReport, read_quality
+from ..report import QualityReport
 from ..train import Progress, Trainer, TrainOptions
 
 QUALITY_SAMPLES = 256  # cap on images per side of the SWD comparison; keeps it to seconds on a CPU

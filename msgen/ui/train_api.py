@@ -29,7 +29,8 @@ from typing import Any
 import gradio as gr
 
 from . import common, runs, validate
-from .jobs import JobManager, read_quality
+from ..report import read_quality
+from .jobs import JobManager
 
 HISTORY_POINTS = 200  # loss history points per series in a status (the page's plot keeps more)
 
