@@ -239,8 +239,9 @@ def test_a_run_stops_when_its_time_budget_is_spent(tmp_path, tiny_weights):
 
     manager = JobManager(threads=1)
     run_dir = tmp_path / "r"
-    data = runs.write_data(run_dir, __import__("msgen").data.load_image_set([str(p) for p in IMAGES], 16).images,
-                           [p.name for p in IMAGES])
+    from msgen.data import load_image_set
+
+    data = runs.write_data(run_dir, load_image_set([str(p) for p in IMAGES], 16).images, [p.name for p in IMAGES])
     spec = jobs.JobSpec(run_dir=run_dir, name="r", owner_key="k", data=data, base=tiny_weights / "tiny16",
                         options=TrainOptions(steps=100_000, batch_size=2, checkpoint_every=50, sample_every=1000),
                         budget_s=1.0)
