@@ -60,6 +60,7 @@ class Limits:
     max_decode_seconds: float = 120.0  # a backstop behind max_total_pixels, for costs no header shows
     decode_wait_seconds: float = 30.0  # for a decode slot (DECODE_SLOTS) before answering "busy"
     min_side: int = 8  # below this there is nothing left to learn at any resolution
+    max_jpeg_scans: int = 100  # JPEGs are written with 1-10 (progressive) scans; each costs a full pass
     max_zip_ratio: float = 200.0  # real images compress < 10:1; bombs reach 1000:1 and more
     zip_ratio_floor: int = 2**20  # smaller members are exempt: a flat 1 MB BMP harms no one
     max_zip_entries: int = 10_000  # counted in the directory's bytes before zipfile parses it
@@ -137,7 +138,8 @@ def _judge(entries: list[Entry], rejected: list[Rejected], resolution: int, fit:
         if read > limits.max_total_bytes:
             raise DataError(f"the files add up to more than the {mb(limits.max_total_bytes)} limit")
         try:
-            pixels += probe(data, resolution, fit, max_pixels=limits.max_pixels, min_side=limits.min_side)
+            pixels += probe(data, resolution, fit, max_pixels=limits.max_pixels, min_side=limits.min_side,
+                            max_scans=limits.max_jpeg_scans)
         except DataError as e:
             rejected.append(Rejected(entry.name, str(e)))
             continue
@@ -158,7 +160,7 @@ def _decode_all(entries: list[Entry], rejected: list[Rejected], resolution: int,
         try:
             data = entry.read(limits.max_file_bytes)  # read again rather than hold every file at once
             images.append(decode(data, resolution, fit, background, max_pixels=limits.max_pixels,
-                                 min_side=limits.min_side))
+                                 min_side=limits.min_side, max_scans=limits.max_jpeg_scans))
             names.append(entry.name)
         except DataError as e:
             rejected.append(Rejected(entry.name, str(e)))
@@ -193,7 +195,8 @@ def load_image(path_or_bytes, resolution: int, *, fit: str = "crop", background=
             raise DataError(f"no such file: {path}")
         data = read_file(path, limits.max_file_bytes)
     try:
-        return _to_float(decode(data, resolution, fit, background, max_pixels=limits.max_pixels, min_side=limits.min_side))
+        return _to_float(decode(data, resolution, fit, background, max_pixels=limits.max_pixels,
+                                min_side=limits.min_side, max_scans=limits.max_jpeg_scans))
     except DataError as e:
         raise DataError(f"{name}: {e}" if name else str(e)) from None
 

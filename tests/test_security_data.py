@@ -5,6 +5,9 @@ were closed (a lying zip directory, a zip of 2000 copies of a 36 MP PNG, a padde
 strip) run in one subprocess under an address-space limit, asserting a clear `DataError` (or a
 correct result) within a bound of time that the old behaviour blew through by far.
 
+A progressive JPEG that repeats one scan 1000 times (103 KB, 55 s to decode) is refused by
+its scan count.
+
 The cases that already held are tested in tests/test_data.py and are not repeated here: zip
 bombs by ratio and by declared size (test_zip_bombs_are_refused), absolute and ``..`` paths
 and nested zips (test_zip_of_good_and_bad_files_splits_them), symbolic links and encrypted
@@ -168,7 +171,26 @@ def test_cost_counts_what_decoding_does():
 
     assert probe(jpeg(), 64) < 12_000_000 / 16  # a baseline JPEG decodes at 1/8 scale
     assert probe(jpeg(progressive=True), 64) == 12_000_000  # a progressive one holds every coefficient
+    assert probe(more_scans(jpeg(progressive=True), 20), 64) == 36_000_000  # ... and passes over them per scan
     assert probe(png(100, 50), 64) == 5000  # everything else in full
+
+
+def more_scans(jpeg: bytes, n: int) -> bytes:
+    """The JPEG with its last scan repeated n more times: libjpeg decodes every one of them."""
+    last, end = jpeg.rfind(b"\xff\xda"), jpeg.rfind(b"\xff\xd9")
+    return jpeg[:end] + jpeg[last:end] * n + jpeg[end:]
+
+
+def test_jpeg_with_too_many_scans_is_refused_from_its_bytes():
+    buf = io.BytesIO()
+    Image.new("RGB", (3000, 3000), (9, 99, 199)).save(buf, "JPEG", progressive=True, quality=50)
+    bomb = more_scans(buf.getvalue(), 1000)  # 103 KB; took 55 s to decode
+    assert len(bomb) < 120_000
+    t = time.monotonic()
+    with pytest.raises(DataError, match=r"^JPEG has 1010 scans, over the 100 limit \(a decoding-time bomb\?\)$"):
+        load_image(bomb, 64)
+    assert time.monotonic() - t < 5
+    assert load_image(more_scans(buf.getvalue(), 20), 16, limits=Limits(max_jpeg_scans=30)).shape == (3, 16, 16)
 
 
 def test_decoding_stops_at_its_deadline(tmp_path):
