@@ -196,7 +196,7 @@ def test_jpeg_with_too_many_scans_is_refused_from_its_bytes():
 def test_decoding_stops_at_its_deadline(tmp_path):
     for i in range(2):
         (tmp_path / f"{i}.png").write_bytes(small_png())
-    with pytest.raises(DataError, match=r"^decoding took over the 0 s limit for one set"):
+    with pytest.raises(DataError, match=r"^decoding took over the 0 s CPU limit for one set"):
         load_image_set(tmp_path, 16, limits=Limits(max_decode_seconds=0))
 
 
