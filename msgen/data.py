@@ -58,7 +58,9 @@ class Limits:
     # 28 headers instead of decoding for 431 s.
     max_total_pixels: int = 1_000_000_000
     max_decode_seconds: float = 60.0  # CPU seconds: a backstop behind max_total_pixels, for costs no header shows
-    decode_wait_seconds: float = 30.0  # for a decode slot (DECODE_SLOTS) before answering "busy"
+    # For a decode slot (DECODE_SLOTS) before answering "busy"; None waits as long as it takes
+    # (a training worker, whose run would otherwise fail while a visitor's upload decodes).
+    decode_wait_seconds: float | None = 30.0
     min_side: int = 8  # below this there is nothing left to learn at any resolution
     max_jpeg_scans: int = 100  # JPEGs are written with 1-10 (progressive) scans; each costs a full pass
     max_zip_ratio: float = 200.0  # real images compress < 10:1; bombs reach 1000:1 and more

@@ -61,8 +61,9 @@ def probe(data: bytes, resolution: int, fit: str = "crop", *, max_pixels: int = 
           min_side: int = 8, max_scans: int = 100) -> int:
     """How many pixels `decode` would decode, judged from the header alone; DataError if it would refuse.
 
-    A baseline JPEG counts at the reduced size it decodes at, other images in full (see `_open`),
-    so that `msgen.data` can bound what a whole upload costs before decoding any of it.
+    A baseline JPEG counts at the reduced size it decodes at, a progressive one in full once per
+    10 scans, other images in full (see `_open`), so that `msgen.data` can bound what a whole
+    upload costs before decoding any of it.
     """
     with _quiet():
         return _open(data, resolution, fit, max_pixels, min_side, max_scans)[1]

@@ -224,6 +224,17 @@ def test_one_set_decodes_at_a_time_and_a_second_is_told_busy(tmp_path, monkeypat
         release.set()
         worker.join(10)
     assert first["set"].names == ["a.png"]
+    started.clear()
+    release.clear()
+    worker = threading.Thread(target=lambda: first.update(set=load_image_set(tmp_path, 16)))
+    worker.start()
+    try:  # None waits for the slot however long it takes
+        assert started.wait(10)
+        threading.Timer(0.5, release.set).start()
+        assert load_image_set(tmp_path, 16, limits=Limits(decode_wait_seconds=None)).names == ["a.png"]
+    finally:
+        release.set()
+        worker.join(10)
     with pytest.raises(DataError, match="decoded pixels"):  # a refusal gives its slot back too
         load_image_set(tmp_path, 16, limits=Limits(max_total_pixels=1))
     assert load_image_set(tmp_path, 16, limits=Limits(decode_wait_seconds=0.2)).names == ["a.png"]
