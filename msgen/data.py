@@ -51,11 +51,12 @@ class Limits:
     max_file_bytes: int = 25 * 2**20  # a 12 MP phone JPEG is ~5 MB, a 4K PNG screenshot ~25 MB
     max_total_bytes: int = 400 * 2**20  # of all files / uncompressed zip members: bounds RAM and time
     max_pixels: int = 40_000_000  # per image: 40 MP of RGBA is 160 MB decoded; stops decompression bombs
-    # Of one source, counted at the size each image decodes at (a baseline JPEG at its reduced
-    # draft size, so a 12 MP photo costs ~0.2-0.8 MP; everything else in full). Decoding costs up to
-    # ~30 ms per MP (16-bit PNG, the slowest) on one core, so this caps a source at about 30 s, while
-    # 200 pictures of 5 MP pass; a 430 KB zip of 2000 36 MP 1-bit PNGs (72,000 MP) is refused after
-    # 28 headers instead of decoding for 431 s.
+    # Of one source, judged from the headers before anything is decoded, at the size each image
+    # decodes at (a baseline JPEG at its reduced draft size, so a 12 MP photo counts 0.2-0.8 MP; a
+    # progressive one in full per 10 scans; the rest in full). 200 pictures of 5 MP pass. Decoding
+    # costs at most ~22 ms of CPU per MP (lossless WebP and LZW TIFF, the slowest measured), so the
+    # costliest set that passes takes ~22 s of one core; a 430 KB zip of 2000 36 MP 1-bit PNGs
+    # (72,000 MP) is refused after 28 headers instead of decoding for 431 s.
     max_total_pixels: int = 1_000_000_000
     max_decode_seconds: float = 60.0  # CPU seconds: a backstop behind max_total_pixels, for costs no header shows
     # For a decode slot (DECODE_SLOTS) before answering "busy"; None waits as long as it takes
