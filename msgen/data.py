@@ -51,15 +51,19 @@ class Limits:
     max_file_bytes: int = 25 * 2**20  # a 12 MP phone JPEG is ~5 MB, a 4K PNG screenshot ~25 MB
     max_total_bytes: int = 400 * 2**20  # of all files / uncompressed zip members: bounds RAM and time
     max_pixels: int = 40_000_000  # per image: 40 MP of RGBA is 160 MB decoded; stops decompression bombs
-    # Of one source, counted at the size each image decodes at (a baseline JPEG at its reduced
-    # draft size, so a 12 MP photo costs ~0.2-0.8 MP; everything else in full). Decoding costs up to
-    # ~30 ms per MP (16-bit PNG, the slowest) on one core, so this caps a source at about 30 s, while
-    # 200 pictures of 5 MP pass; a 430 KB zip of 2000 36 MP 1-bit PNGs (72,000 MP) is refused after
-    # 28 headers instead of decoding for 431 s.
+    # Of one source, judged from the headers before anything is decoded, at the size each image
+    # decodes at (a baseline JPEG at its reduced draft size, so a 12 MP photo counts 0.2-0.8 MP; a
+    # progressive one in full per 10 scans; the rest in full). 200 pictures of 5 MP pass. Decoding
+    # costs at most ~22 ms of CPU per MP (lossless WebP and LZW TIFF, the slowest measured), so the
+    # costliest set that passes takes ~22 s of one core; a 430 KB zip of 2000 36 MP 1-bit PNGs
+    # (72,000 MP) is refused after 28 headers instead of decoding for 431 s.
     max_total_pixels: int = 1_000_000_000
-    max_decode_seconds: float = 120.0  # a backstop behind max_total_pixels, for costs no header shows
-    decode_wait_seconds: float = 30.0  # for a decode slot (DECODE_SLOTS) before answering "busy"
+    max_decode_seconds: float = 60.0  # CPU seconds: a backstop behind max_total_pixels, for costs no header shows
+    # For a decode slot (DECODE_SLOTS) before answering "busy"; None waits as long as it takes
+    # (a training worker, whose run would otherwise fail while a visitor's upload decodes).
+    decode_wait_seconds: float | None = 30.0
     min_side: int = 8  # below this there is nothing left to learn at any resolution
+    max_jpeg_scans: int = 100  # JPEGs are written with 1-10 (progressive) scans; each costs a full pass
     max_zip_ratio: float = 200.0  # real images compress < 10:1; bombs reach 1000:1 and more
     zip_ratio_floor: int = 2**20  # smaller members are exempt: a flat 1 MB BMP harms no one
     max_zip_entries: int = 10_000  # counted in the directory's bytes before zipfile parses it
@@ -137,7 +141,8 @@ def _judge(entries: list[Entry], rejected: list[Rejected], resolution: int, fit:
         if read > limits.max_total_bytes:
             raise DataError(f"the files add up to more than the {mb(limits.max_total_bytes)} limit")
         try:
-            pixels += probe(data, resolution, fit, max_pixels=limits.max_pixels, min_side=limits.min_side)
+            pixels += probe(data, resolution, fit, max_pixels=limits.max_pixels, min_side=limits.min_side,
+                            max_scans=limits.max_jpeg_scans)
         except DataError as e:
             rejected.append(Rejected(entry.name, str(e)))
             continue
@@ -151,19 +156,20 @@ def _judge(entries: list[Entry], rejected: list[Rejected], resolution: int, fit:
 def _decode_all(entries: list[Entry], rejected: list[Rejected], resolution: int, fit: str,
                 background: tuple, limits: Limits) -> tuple[list[torch.Tensor], list[str]]:
     # The deadline stands behind max_total_pixels for what a header cannot show (a file that
-    # changed since it was judged, a format slower than its pixel count says).
-    deadline = time.monotonic() + limits.max_decode_seconds
+    # changed since it was judged, a format slower than its pixel count says). It counts this
+    # thread's CPU time, so that a busy host does not refuse what an idle one accepts.
+    deadline = time.thread_time() + limits.max_decode_seconds
     images, names = [], []
     for entry in entries:
         try:
             data = entry.read(limits.max_file_bytes)  # read again rather than hold every file at once
             images.append(decode(data, resolution, fit, background, max_pixels=limits.max_pixels,
-                                 min_side=limits.min_side))
+                                 min_side=limits.min_side, max_scans=limits.max_jpeg_scans))
             names.append(entry.name)
         except DataError as e:
             rejected.append(Rejected(entry.name, str(e)))
-        if time.monotonic() > deadline:
-            raise DataError(f"decoding took over the {limits.max_decode_seconds:g} s limit for one set: "
+        if time.thread_time() > deadline:
+            raise DataError(f"decoding took over the {limits.max_decode_seconds:g} s CPU limit for one set: "
                             "send fewer or smaller pictures")
     return images, names
 
@@ -193,7 +199,8 @@ def load_image(path_or_bytes, resolution: int, *, fit: str = "crop", background=
             raise DataError(f"no such file: {path}")
         data = read_file(path, limits.max_file_bytes)
     try:
-        return _to_float(decode(data, resolution, fit, background, max_pixels=limits.max_pixels, min_side=limits.min_side))
+        return _to_float(decode(data, resolution, fit, background, max_pixels=limits.max_pixels,
+                                min_side=limits.min_side, max_scans=limits.max_jpeg_scans))
     except DataError as e:
         raise DataError(f"{name}: {e}" if name else str(e)) from None
 
