@@ -41,7 +41,7 @@ def build_app(
     if weights_dir is not None:
         ctx.weights_dir = Path(weights_dir)
     from msgen.ui import server
-    from msgen.ui.apidocs import MsgenBlocks
+    from msgen.ui.blocks import MsgenBlocks
 
     with MsgenBlocks(title="msgen", delete_cache=server.CACHE_EXPIRY) as demo:
         gr.Markdown(f"# {TITLE}\n{INTRO}")

@@ -354,7 +354,8 @@ def _snapshot(repo_id: str) -> Path:
     return Path(folder)
 
 
-def push_to_hub(model_dir: str | os.PathLike, repo_id: str, *, token: str | None, private: bool = True) -> str:
+def push_to_hub(model_dir: str | os.PathLike, repo_id: str, *, token: str | None, private: bool = True,
+                use_server_login: bool = True) -> str:
     """Upload an exported model folder (only its model files) to ``repo_id``; returns the repo URL."""
     from huggingface_hub import HfApi
 
@@ -362,7 +363,10 @@ def push_to_hub(model_dir: str | os.PathLike, repo_id: str, *, token: str | None
     read_model_dir(model_dir)  # refuse to publish anything that would not load
     if not REPO_ID.match(repo_id or ""):
         raise CheckpointError(f"{repo_id!r} is not a Hub repo id of the form owner/name")
-    api = HfApi(token=token or None)
+    if not token and not use_server_login:
+        raise CheckpointError("a Hugging Face token is needed to push")
+    # token=False: never fall back to HF_TOKEN or a cached login unless the caller allows it.
+    api = HfApi(token=token or (None if use_server_login else False))
     try:
         url = api.create_repo(repo_id, private=private, exist_ok=True)
         api.upload_folder(

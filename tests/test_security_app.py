@@ -7,6 +7,7 @@ serving. Ingestion (zips, decoders) and untrusted checkpoints have suites of the
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import time
@@ -115,16 +116,16 @@ def test_an_upload_over_the_request_cap_is_refused_before_it_is_stored(shared):
         reply = ""
         while "MB limit" not in reply and (chunk := sock.recv(65536)):
             reply += chunk.decode(errors="replace")
-    assert reply.startswith("HTTP/1.1 413") and "MB limit per request" in reply
+    assert reply.startswith("HTTP/1.1 413") and "MB limit per upload request" in reply
     assert alive(url)
 
 
-def test_a_chunked_body_over_the_cap_is_cut_off():
+def test_a_body_longer_than_its_cap_is_cut_off(monkeypatch):
     import asyncio
 
     got = []
 
-    async def app(scope, receive, send):  # reads the whole body, as the upload route would
+    async def app(scope, receive, send):  # reads the whole body, as a route would
         while True:
             message = await receive()
             got.append(message["type"])
@@ -136,9 +137,83 @@ def test_a_chunked_body_over_the_cap_is_cut_off():
     async def receive():
         return chunks.pop(0)
 
-    guard = server.UploadGuard(app, max_request_bytes=10_000, min_free_bytes=0)
-    asyncio.run(guard({"type": "http", "path": "/gradio_api/upload", "headers": []}, receive, None))
+    monkeypatch.setattr(server, "MAX_BODY_BYTES", 10_000)
+    guard = server.UploadGuard(app, max_request_bytes=10**9, min_free_bytes=0)
+    scope = {"type": "http", "method": "POST", "path": "/gradio_api/queue/join", "headers": []}
+    asyncio.run(guard(scope, receive, None))
     assert got[-1] == "http.disconnect" and len(got) == 11  # cut as soon as 10 kB had passed
+
+
+def test_uploads_without_a_length_and_bodies_over_the_cap_are_refused(shared):
+    url, _demo = shared
+    r = httpx.post(f"{url}/gradio_api/upload", headers={"content-type": "multipart/form-data; boundary=x"},
+                   content=iter([b"--x\r\n", b"x" * 100]), timeout=30)  # chunked: no Content-Length
+    assert r.status_code == 411
+    r = httpx.post(f"{url}/gradio_api/queue/join", content=b"{" + b" " * (server.MAX_BODY_BYTES + 10) + b"}",
+                   headers={"content-type": "application/json"}, timeout=60)
+    assert r.status_code == 413
+    assert alive(url)
+
+
+def test_stale_partial_uploads_are_swept(monkeypatch, tmp_path):
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+    (tmp_path / "abc").mkdir()
+    stale, fresh, cached = tmp_path / "tmpdfcfp39r", tmp_path / "tmpnew", tmp_path / "abc" / "kept.png"
+    for f in (stale, fresh, cached):
+        f.write_bytes(b"x" * 100)
+    os.utime(stale, (0, 0))
+    os.utime(cached, (0, 0))
+    monkeypatch.setattr(server, "_last_sweep", [0.0])
+    assert server.sweep_stale_uploads() == 1 and not stale.exists() and fresh.exists() and cached.exists()
+
+
+def test_remote_file_payloads_are_never_fetched(shared):
+    url, _demo = shared
+    for api, data in (("decompose", ["tinyvae16", {"path": "https://huggingface.co/x.png", "meta":
+                                                   {"_type": "gradio.FileData"}}, "crop", OWNER]),
+                      ("train", [[{"path": "//example.org/a.zip", "meta": {"_type": "gradio.FileData"}}]]),
+                      ("train_upload", [[{"path": " HTTP://example.org/a.png", "meta": {"_type": "gradio.FileData"}}],
+                                        "model:tiny16", 32, "crop", OWNER])):
+        kind, payload = call(url, api, data)
+        assert kind == "error" and "does not fetch URLs" in payload["error"], (api, payload)
+
+
+def test_a_strangers_push_never_uses_the_servers_token(tmp_path, tiny_weights, monkeypatch):
+    ctx = common.AppContext(runs_dir=tmp_path / "runs", weights_dir=tiny_weights, shared=True)
+    monkeypatch.setenv("HF_TOKEN", "hf_SERVER_SECRET")
+    called = []
+    monkeypatch.setattr("msgen.checkpoint.push_to_hub", lambda *a, **k: called.append(k) or "url")
+    run = ctx.owner_dir(OWNER) / "r" / "model"
+    run.mkdir(parents=True)
+    (run.parent / "run.json").write_text('{"step": 1, "steps": 1}')
+    text = T.push(ctx, "r", "someone/repo", "", False, OWNER)
+    assert text.startswith("**Not pushed:**") and "your Hugging Face token" in text and not called
+    T.push(ctx, "r", "someone/repo", "hf_visitor", False, OWNER)
+    assert called[0]["token"] == "hf_visitor" and called[0]["use_server_login"] is False
+
+
+def test_runs_kept_per_visitor_and_in_all_are_bounded(shared_ctx, monkeypatch):
+    root = shared_ctx.owner_dir(OWNER)
+    for i in range(T.SHARED_LIMITS.runs_per_visitor):
+        (root / f"old-{i}").mkdir(parents=True)
+    job_id, text = start(shared_ctx, OWNER)
+    assert job_id is None and "runs, this server's limit" in text
+    monkeypatch.setattr(T, "SHARED_LIMITS", dataclasses.replace(T.SHARED_LIMITS, runs_per_visitor=100, max_runs=3))
+    job_id, text = start(shared_ctx, OWNER)
+    assert job_id is None and "as many runs as it can keep" in text
+
+
+def test_one_address_holds_one_place_in_the_line(shared_ctx):
+    a, b = "visitor-a-" + "a" * 20, "visitor-b-" + "b" * 20
+    first = T.start(shared_ctx, shared_ctx.components["train_jobs"], [str(p) for p in IMAGES], "model:tiny16", 16,
+                    "crop", 200, 4, 2e-4, [], 50, 0, "one", a, "10.0.0.1")
+    second = T.start(shared_ctx, shared_ctx.components["train_jobs"], [str(p) for p in IMAGES], "model:tiny16", 16,
+                     "crop", 200, 4, 2e-4, [], 50, 0, "two", b, "10.0.0.1")
+    assert first[0] and second[0] is None and "from your address" in second[1]
+    manager = shared_ctx.components["train_jobs"]
+    for job in list(manager._jobs.values()):
+        manager.stop(job)
+        assert manager.wait(job, 120)
 
 
 def test_a_file_over_the_per_file_cap_is_refused(shared, tmp_path):
@@ -165,7 +240,8 @@ def test_the_disk_guard_refuses_uploads_when_the_disk_is_nearly_full(monkeypatch
         raise AssertionError("the upload reached the app")
 
     guard = server.UploadGuard(app, max_request_bytes=2**20, min_free_bytes=2**30)
-    asyncio.run(guard({"type": "http", "path": "/gradio_api/upload", "headers": []}, None, send))
+    scope = {"type": "http", "method": "POST", "path": "/gradio_api/upload", "headers": [(b"content-length", b"10")]}
+    asyncio.run(guard(scope, None, send))
     assert sent[0]["status"] == 507 and b"disk" in sent[1]["body"]
 
 

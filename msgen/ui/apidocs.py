@@ -5,12 +5,12 @@ Gradio names an output after its component's label and falls back to ``value_<id
 a parameter's description from its component type only; and it calls a parameter required
 unless the component holds a value, so the hidden ``owner`` token showed as required although
 every handler takes ``owner=None``. ``Blocks.get_api_info`` is the one place gradio builds that
-information, so ``MsgenBlocks`` (the app's Blocks) completes it there: outputs without a label
+information, so the app's Blocks (``blocks.MsgenBlocks``) completes it there: outputs without a label
 are named after their component's ``elem_id`` (or kind); each parameter gets the description
 from its handler's docstring ("Parameters:" section, gradio's own parser) or else from
 ``PARAMS``, the one table of the app's common parameters; a parameter whose handler has a
 default is optional with that default. ``tests/test_api_docs.py`` fails if any public
-endpoint has an unnamed output or an undescribed parameter.
+endpoint has an unnamed output or an undescribed parameter. ``blocks.MsgenBlocks`` applies it.
 """
 
 from __future__ import annotations
@@ -109,10 +109,3 @@ def annotate(blocks: gr.Blocks, info: dict[str, Any]) -> dict[str, Any]:
                     ret["label"] = _return_names(handler, api_name)[i] if i < len(_return_names(handler, api_name)) \
                         else f"result_{i + 1}"
     return info
-
-
-class MsgenBlocks(gr.Blocks):
-    """``gr.Blocks`` whose API description is complete (see the module docstring)."""
-
-    def get_api_info(self, *args, **kwargs):
-        return annotate(self, super().get_api_info(*args, **kwargs))

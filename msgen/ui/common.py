@@ -45,6 +45,21 @@ def ensure_owner(owner: str | None) -> str:
     return owner if valid_owner(owner) else secrets.token_urlsafe(24)
 
 
+def client_id(request: Any) -> str:
+    """The caller's address, for per-address limits. On a Space the app sits behind a proxy, so it
+    is the first X-Forwarded-For hop, which a client can forge: a speed bump; the global caps
+    (the training line, each run's budget) are the bounds that hold."""
+    if request is None:
+        return ""
+    try:
+        forwarded = request.headers.get("x-forwarded-for") if on_spaces() else None
+        if forwarded:
+            return forwarded.split(",")[0].strip()[:64]
+        return str(request.client.host)[:64] if request.client else ""
+    except AttributeError:
+        return ""
+
+
 def valid_owner(owner: Any) -> bool:
     """A well-formed token (a request may send a dict, a list, a number or nothing at all)."""
     return isinstance(owner, str) and OWNER_TOKEN.match(owner) is not None
@@ -74,8 +89,9 @@ class AppContext:
         if not self.shared or not valid_owner(owner):
             return
         marker = self.owner_dir(owner) / SEEN
+        if not marker.parent.is_dir():  # nothing stored yet: a visit alone creates no folder
+            return
         try:
-            marker.parent.mkdir(parents=True, exist_ok=True)
             marker.touch()
         except OSError:  # a full disk must not break a page load; expiry then judges by mtimes
             pass

@@ -125,7 +125,10 @@ def load_input(value: Any, resolution: int, fit: str = "crop") -> torch.Tensor:
     from ..data import DataError, load_image
 
     try:
-        return load_image(_image_source(value), resolution, fit=fit if fit in ("crop", "pad") else "crop")[None]
+        fit = fit or "crop"
+        if fit not in ("crop", "pad"):
+            raise gr.Error("fit must be 'crop' or 'pad'")
+        return load_image(_image_source(value), resolution, fit=fit)[None]
     except DataError as exc:
         raise gr.Error(f"Not a usable image: {exc}") from None
 
@@ -208,9 +211,9 @@ def resample(ctx: common.AppContext, model: str | None, image: Any, fit: str = "
              count: Any = DEFAULT_COUNT, owner: str | None = None) -> list[tuple[Image.Image, str]]:
     """The reconstruction followed by ``count`` variants (seeds ``seed``, ``seed + 1``, ...)."""
     g = load_model(ctx, model, owner)
-    mode = MODES.get(mode, mode)
-    if mode not in ("detail", "layout"):
+    if not isinstance(mode, str) or MODES.get(mode, mode) not in ("detail", "layout"):
         raise gr.Error(f"mode must be one of: {', '.join(MODES)}")
+    mode = MODES.get(mode, mode)
     try:
         level = validate.whole(level, "split level", 1, 4096, default=default_level(g.levels))
         seed = validate.seed(seed, default=0)

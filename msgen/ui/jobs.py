@@ -66,6 +66,7 @@ class JobSpec:
     meta: dict[str, Any] = field(default_factory=dict)
     resume: bool = False
     budget_s: float | None = None  # wall-clock training budget of this job; None = unbounded
+    client: str = ""  # the address that asked for it (shared hosts cap runs per address)
 
 
 @dataclass(eq=False)  # identity, not field-by-field: jobs hold tensors and events
@@ -194,6 +195,9 @@ class JobManager:
         with self._cond:
             return {j.spec.run_dir.resolve() for j in self._jobs.values() if j.active}
 
+    def client_count(self, client: str) -> int:
+        return sum(1 for j in self._jobs.values() if j.active and client and j.spec.client == client)
+
     def active_count(self, owner_key: str) -> int:
         return sum(1 for j in self._jobs.values() if j.active and j.spec.owner_key == owner_key)
 
@@ -252,10 +256,12 @@ def run_job(job: Job) -> None:
     data = load_image_set(spec.data, resolution, fit=spec.fit, background=spec.background)
     if data.images.shape[0] == 0:
         raise ValueError("no usable images in this run's data")
-    started = time.monotonic()
+    started: list[float] = []  # the budget counts training time: from the loop's first stop check
 
     def stop_now() -> bool:
-        if spec.budget_s is not None and time.monotonic() - started > spec.budget_s:
+        if not started:
+            started.append(time.monotonic())
+        if spec.budget_s is not None and time.monotonic() - started[0] > spec.budget_s:
             if not job.stop_event.is_set():
                 job.message = f"stopped: the {spec.budget_s / 60:g}-minute budget of one run on this server is spent"
                 job.stop_event.set()

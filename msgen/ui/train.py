@@ -57,8 +57,13 @@ class SharedLimits:
     max_jobs: int = 4  # runs training or waiting, all visitors together: the line's length
     budget_min: float = 30.0  # wall-clock minutes one run may train before it stops (checkpoint kept)
     max_images: int = 64_000  # steps x batch x (resolution / 32)^2: 8x the default fine-tune
-    max_batch_pixels: int = 16 * 64 * 64  # batch x resolution^2 bounds activation memory (~1.5 GB)
+    max_batch_pixels: int = 16 * 64 * 64  # batch x resolution^2 bounds activation memory (~1.2 GB)
     max_batch: int = 64
+    per_client: int = 1  # runs training or waiting per client address (forgeable behind a proxy: a speed bump)
+    runs_per_visitor: int = 8  # kept runs (each ~10-60 MB: state, model, data) until the folder expires
+    max_runs: int = 400  # kept runs of all visitors together
+    min_free_bytes: int = 2 * 2**30  # no new run while the disk has less than this free
+    max_total_pixels: int = 250_000_000  # decoded pixels of one upload (locally msgen.data's 1000 MP)
 
 
 SHARED_LIMITS = SharedLimits()
@@ -168,6 +173,35 @@ def _thumb(image: torch.Tensor) -> Any:
     return pic.resize((pic.width * scale, pic.height * scale), Image.NEAREST) if scale > 1 else pic
 
 
+def upload_limits(ctx: common.AppContext):
+    """msgen.data's limits, with a smaller decoded-pixel budget on a shared host."""
+    import dataclasses
+
+    from ..data import LIMITS
+
+    if not ctx.shared:
+        return LIMITS
+    return dataclasses.replace(LIMITS, max_total_pixels=min(LIMITS.max_total_pixels, SHARED_LIMITS.max_total_pixels))
+
+
+def check_disk(ctx: common.AppContext, root: Path) -> None:
+    """On a shared host: a visitor keeps at most ``runs_per_visitor`` runs, everyone together
+    ``max_runs``, and no run starts on a nearly full disk (ValueError)."""
+    if not ctx.shared:
+        return
+    S = SHARED_LIMITS
+    mine = sum(1 for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else 0
+    if mine >= S.runs_per_visitor:
+        raise ValueError(f"you have {mine} runs, this server's limit; they are deleted "
+                         f"{common.SESSION_TTL_S // 3600} hours after your last visit (download the ones you keep)")
+    sessions = ctx.runs_dir / "sessions"
+    total = sum(1 for d in sessions.iterdir() if d.is_dir() for p in d.iterdir() if p.is_dir()) if sessions.is_dir() else 0
+    if total >= S.max_runs:
+        raise ValueError("this server holds as many runs as it can keep; try again in a few hours")
+    if shutil.disk_usage(ctx.runs_dir if ctx.runs_dir.exists() else Path(".")).free < S.min_free_bytes:
+        raise ValueError("this server's disk is nearly full; try again later")
+
+
 def staged_sets(ctx: common.AppContext) -> StagedSets:
     return ctx.components.setdefault("train_staged", StagedSets())
 
@@ -176,11 +210,13 @@ def load_upload(ctx: common.AppContext, paths: list[str], resolution: int, fit: 
     """The upload as an ``ImageSet`` at ``resolution``: decoded once, then served from the stage."""
     from ..data import ImageSet, load_image_set
 
-    key = (_key(ctx, owner), file_key(paths), resolution, fit)
+    # Keyed by the files alone: gradio names an upload by its content, so a hit is the same bytes
+    # (a fresh owner token gains no second decode, and learns nothing it did not upload).
+    key = (file_key(paths), resolution, fit)
     cache = staged_sets(ctx)
     hit = cache.get(key)
     if hit is None:
-        data = load_image_set(paths, resolution, fit=fit)
+        data = load_image_set(paths, resolution, fit=fit, limits=upload_limits(ctx))
         hit = cache.put(key, data.images, data.names, data.rejected, resolution)
         return data
     return ImageSet(hit.as_float(), list(hit.names), list(hit.rejected), hit.resolution)
@@ -263,23 +299,29 @@ def cli_command(ctx, base: Base, options: TrainOptions, data_dir: Path, run_dir:
 
 
 def start(ctx, manager: JobManager, files, base, resolution, fit, steps, batch, lr, augment, preview_every, seed,
-          name, owner) -> tuple[str | None, str]:
-    """Queue a new run; returns (job id or None, status markdown)."""
+          name, owner, client: str = "") -> tuple[str | None, str]:
+    """Queue a new run; returns (job id or None, status markdown). ``client``: the caller's address."""
     try:
         root = ctx.owner_dir(owner)
         if manager.active_count(ctx.owner_key(owner)) >= (1 if ctx.shared else 8):
             raise ValueError("you already have a run training or in line; stop it or wait for it to finish")
+        if ctx.shared and client and manager.client_count(client) >= SHARED_LIMITS.per_client:
+            raise ValueError("a run from your address is already training or in line; wait for it to finish")
+        check_disk(ctx, root)
         options = options_from_form(ctx, steps, batch, lr, augment, preview_every, seed)
         target = resolve_base(ctx, base, resolution, owner)
         check_budget(ctx, options, target.resolution)
         name = validate.text(name, "name", 200)
         ctx.touch(owner)
         _gallery, _rows, summary, data = prepare(ctx, files, base, resolution, fit, owner)
-        if data is None or data.images.shape[0] == 0:
-            raise ValueError("no usable images: upload some first" if data is None else
-                             "no usable images in this upload, so there is nothing to train on")
+        if data is None:
+            reason = summary.replace("**Cannot use this upload:** ", "")
+            raise ValueError(reason if summary.startswith("**Cannot use") else "no usable images: upload some first")
+        if data.images.shape[0] == 0:
+            raise ValueError("no usable images in this upload, so there is nothing to train on")
         ctx.expire_sessions(keep=manager.busy_run_dirs())
         root.mkdir(parents=True, exist_ok=True)
+        ctx.touch(owner)
         shipped = {e.name for e in ctx.models(owner) if e.source == "shipped"}
         run_dir = runs.new_run_dir(root, name or f"{target.name or target.family}-ft", taken=shipped)
         data_dir = runs.write_data(run_dir, data.images, data.names)
@@ -290,7 +332,8 @@ def start(ctx, manager: JobManager, files, base, resolution, fit, steps, batch, 
     if target.name:
         meta["base_name"] = target.name
     spec = JobSpec(run_dir=run_dir, name=run_dir.name, owner_key=ctx.owner_key(owner), data=data_dir,
-                   options=options, base=target.path, config=target.config, meta=meta, budget_s=_budget(ctx))
+                   options=options, base=target.path, config=target.config, meta=meta, budget_s=_budget(ctx),
+                   client=client)
     try:
         job = manager.submit(spec)
     except ValueError as exc:  # the line is full: the data snapshot goes, nothing else was written
@@ -303,8 +346,10 @@ def _budget(ctx) -> float | None:
     return SHARED_LIMITS.budget_min * 60 if ctx.shared else None
 
 
-def resume(ctx, manager: JobManager, run_name, until, owner) -> tuple[str | None, str]:
+def resume(ctx, manager: JobManager, run_name, until, owner, client: str = "") -> tuple[str | None, str]:
     try:
+        if ctx.shared and client and manager.client_count(client) >= SHARED_LIMITS.per_client:
+            raise ValueError("a run from your address is already training or in line; wait for it to finish")
         run_dir = runs.run_dir_of(ctx.owner_dir(owner), validate.text(run_name, "run", 64))
         if run_dir.resolve() in manager.busy_run_dirs():
             raise ValueError(f"{run_name} is already training or in line")
@@ -314,7 +359,7 @@ def resume(ctx, manager: JobManager, run_name, until, owner) -> tuple[str | None
         ctx.touch(owner)
         spec = runs.resume_spec(run_dir, owner_key=ctx.owner_key(owner), until=until, resolve_base=_resumable_base(ctx, owner))
         check_budget(ctx, spec.options, _spec_resolution(spec))
-        spec.budget_s = _budget(ctx)
+        spec.budget_s, spec.client = _budget(ctx), client
         job = manager.submit(spec)
     except (ValueError, OSError, KeyError) as exc:
         return None, f"**Cannot resume:** {exc}"
@@ -373,16 +418,20 @@ def run_choices(ctx, manager: JobManager, owner) -> list[tuple[str, str]]:
 
 def download(ctx, run_name, owner) -> str:
     try:
-        return str(runs.zip_model(runs.run_dir_of(ctx.owner_dir(owner), run_name)))
+        return str(runs.zip_model(runs.run_dir_of(ctx.owner_dir(owner), validate.text(run_name, "run", 64))))
     except ValueError as exc:  # CheckpointError is a ValueError
         raise gr.Error(f"Cannot download: {exc}") from None
 
 
 def push(ctx, run_name, repo_id, token, private, owner) -> str:
     try:
-        run_dir = runs.run_dir_of(ctx.owner_dir(owner), run_name)
-        url = ckpt.push_to_hub(run_dir / "model", (repo_id or "").strip(), token=(token or "").strip() or None,
-                               private=bool(private))
+        run_dir = runs.run_dir_of(ctx.owner_dir(owner), validate.text(run_name, "run", 64))
+        token = validate.text(token, "token", 400).strip() or None
+        if token is None and ctx.shared:
+            # Never the server's own credential (HF_TOKEN, a cached login) for a stranger's push.
+            raise ValueError("give your Hugging Face token (write access); this server pushes with yours only")
+        url = ckpt.push_to_hub(run_dir / "model", validate.text(repo_id, "repo id", 200).strip(), token=token,
+                               private=bool(private), use_server_login=not ctx.shared)
     except ValueError as exc:
         return f"**Not pushed:** {exc}. The local model is unchanged."
     return f"Pushed to {url}"
@@ -488,13 +537,14 @@ def build(ctx: common.AppContext) -> None:
     def on_prepare(files, base, resolution, fit, owner=None):
         return prepare(ctx, files, base, resolution, fit, owner)[:3]
 
-    def on_start(files, base, resolution, fit, steps, batch, lr, augment, preview_every, seed, name="", owner=None):
+    def on_start(files, base, resolution, fit, steps, batch, lr, augment, preview_every, seed, name="", owner=None,
+                 request: gr.Request = None):
         job_id, text = start(ctx, manager, files, base, resolution, fit, steps, batch, lr, augment, preview_every,
-                             seed, name, owner)
+                             seed, name, owner, common.client_id(request))
         return (job_id, text, gr.Timer(active=True), None) if job_id else (gr.skip(), text, gr.skip(), gr.skip())
 
-    def on_resume(run, until, owner=None):
-        job_id, text = resume(ctx, manager, run, until, owner)
+    def on_resume(run, until, owner=None, request: gr.Request = None):
+        job_id, text = resume(ctx, manager, run, until, owner, common.client_id(request))
         return (job_id, text, gr.Timer(active=True), None) if job_id else (gr.skip(), text, gr.skip(), gr.skip())
 
     def on_stop(job, owner=None):

@@ -48,7 +48,7 @@ def file_paths(files: Any) -> list[str]:
 
 def start_run(ctx: common.AppContext, manager: JobManager, files: Any, *, base: str | None, resolution: Any, fit: str,
               steps: Any, batch: Any, lr: Any, augment: Any, preview_every: Any, seed: Any, name: str | None,
-              owner: str | None) -> dict[str, Any]:
+              owner: str | None, client: str = "") -> dict[str, Any]:
     from . import train as T
 
     owner = common.ensure_owner(owner) if ctx.shared else owner
@@ -57,7 +57,7 @@ def start_run(ctx: common.AppContext, manager: JobManager, files: Any, *, base: 
     except ValueError as exc:
         raise gr.Error(str(exc)) from None
     job_id, text = T.start(ctx, manager, paths, base or T.default_base(ctx), resolution, fit, steps, batch, lr,
-                           augment, preview_every, seed, name, owner)
+                           augment, preview_every, seed, name, owner, client)
     if job_id is None:
         raise gr.Error(text.replace("**", ""))
     job = manager.get(job_id, ctx.owner_key(owner))
@@ -164,7 +164,7 @@ def register(ctx: common.AppContext, manager: JobManager) -> None:
     def train(files: list[gr.FileData], base: str = "", resolution: int = 32, fit: str = "crop",
               steps: int = T.DEFAULT_STEPS, batch: int = T.DEFAULT_BATCH, lr: float = T.DEFAULT_LR,
               augment: list[str] | None = None, preview_every: int = T.DEFAULT_PREVIEW_EVERY, seed: int = 0,
-              name: str = "", owner: str | None = None) -> dict:
+              name: str = "", owner: str | None = None, request: gr.Request = None) -> dict:
         """Start a training run from uploaded pictures in one call; returns the run's status.
 
         Parameters:
@@ -186,7 +186,7 @@ def register(ctx: common.AppContext, manager: JobManager) -> None:
         aug = list(T.POLICIES) if augment is None else augment
         return start_run(ctx, manager, files, base=base or None, resolution=resolution, fit=fit, steps=steps,
                          batch=batch, lr=lr, augment=aug, preview_every=preview_every, seed=seed, name=name,
-                         owner=owner)
+                         owner=owner, client=common.client_id(request))
 
     def train_status(run: str, owner: str | None = None) -> dict:
         """A run's status by name: state, position in line, step, total, images_per_s, eta_s, losses,

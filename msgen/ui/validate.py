@@ -140,3 +140,19 @@ def uploaded_image(value: Any) -> str | bytes:
         except (binascii.Error, ValueError):
             raise ValueError("the inline image is not valid base64") from None
     raise ValueError("send the image as an upload (gradio_client.handle_file) or as a data: URL")
+
+
+def refuse_remote_files(value: Any, depth: int = 0) -> None:
+    """ValueError if any file payload in ``value`` names a remote file (``path`` an http(s) or
+    protocol-relative URL): the server never fetches a file on a caller's behalf."""
+    if depth > 32:
+        raise ValueError("the request nests too deeply")
+    if isinstance(value, dict):
+        path = value.get("path")
+        if isinstance(path, str) and re.match(r"^\s*(https?:)?//", path, re.IGNORECASE):
+            raise ValueError("files must be uploaded; this server does not fetch URLs")
+        for v in value.values():
+            refuse_remote_files(v, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            refuse_remote_files(v, depth + 1)

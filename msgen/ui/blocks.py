@@ -1,0 +1,28 @@
+"""The app's ``gr.Blocks``: two places where gradio's defaults do not suit a public server.
+
+* ``get_api_info``: completed by ``apidocs.annotate`` (every output named, every parameter
+  described, optional ones marked optional).
+* ``preprocess_data``: gradio fetches a file payload whose ``path`` is an http(s) URL (any public
+  host) into its cache, in memory and without a size limit, before any handler runs. This app
+  only ever takes files a visitor uploaded, so such a payload is refused here, before gradio
+  looks at it (``validate.refuse_remote_files``).
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from .apidocs import annotate
+from .validate import refuse_remote_files
+
+
+class MsgenBlocks(gr.Blocks):
+    def get_api_info(self, *args, **kwargs):
+        return annotate(self, super().get_api_info(*args, **kwargs))
+
+    async def preprocess_data(self, block_fn, inputs, state, explicit_call: bool = False):
+        try:
+            refuse_remote_files(inputs)
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from None
+        return await super().preprocess_data(block_fn, inputs, state, explicit_call)
