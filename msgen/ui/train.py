@@ -105,8 +105,10 @@ def limits_text(shared: bool = False) -> str:
                  f"each run trains for at most {S.budget_min:g} minutes (then stops, keeping its checkpoint: "
                  f"resume it later) and {MAX_STEPS[True]:,} steps; steps x batch size may be up to "
                  f"{S.max_images:,} at 32 px ({S.max_images // 4:,} at 64 px); batch size at most {S.max_batch}, "
-                 f"and {S.max_batch_pixels // (64 * 64)} at 64 px or {S.max_batch_pixels // (128 * 128)} at 128 px. "
-                 f"Your uploads and runs are deleted {common.SESSION_TTL_S // 3600} hours after your last visit.")
+                 f"and {S.max_batch_pixels // (64 * 64)} at 64 px or {S.max_batch_pixels // (128 * 128)} at 128 px; "
+                 f"an upload decodes to at most {S.max_total_pixels / 1e6:g} megapixels; you keep at most "
+                 f"{S.runs_per_visitor} runs. Your uploads and runs are deleted {common.SESSION_TTL_S // 3600} hours "
+                 f"after your last visit; pushing to the Hub needs your own token.")
     return text
 
 
