@@ -59,9 +59,22 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    """One process, or one rank of ``torchrun --nproc_per_node=N -m msgen train`` (msgen.distributed)."""
+    from . import distributed
+
+    world = distributed.init_from_env(args.device)
+    try:
+        _train(args, world)
+    finally:
+        distributed.shutdown(world)
+
+
+def _train(args: argparse.Namespace, world) -> None:
     from .data import load_image_set
     from .train import Trainer, TrainOptions
     from .zoo import resolve_model
+
+    say = print if world.is_main else (lambda *a, **k: None)
 
     if bool(args.model) == bool(args.family):
         raise ValueError("give exactly one of --model (fine-tune) or --family (from scratch)")
@@ -75,9 +88,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     data = load_image_set(args.data, resolution, fit=args.fit, background=_colour(args.background),
                           limits=_limits(args.max_files))
     for rej in data.rejected[:20]:
-        print(f"skipped {rej.name}: {rej.reason}", file=sys.stderr)
+        say(f"skipped {rej.name}: {rej.reason}", file=sys.stderr)
     if len(data.rejected) > 20:
-        print(f"... and {len(data.rejected) - 20} more skipped", file=sys.stderr)
+        say(f"... and {len(data.rejected) - 20} more skipped", file=sys.stderr)
     n = data.images.shape[0]
     if n == 0:
         raise ValueError(f"no usable images in {args.data}")
@@ -85,7 +98,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         data.images = data.images[: args.limit]
         n = data.images.shape[0]
     if n < 16:
-        print(f"warning: only {n} images; the generator will likely memorise them", file=sys.stderr)
+        say(f"warning: only {n} images; the generator will likely memorise them", file=sys.stderr)
     augment = () if args.augment == "none" else tuple(a for a in args.augment.split(",") if a)
     opts = TrainOptions(steps=args.steps, batch_size=args.batch, lr=args.lr, augment=augment, loss=args.loss,
                         r1_gamma=args.r1, ema_half_life_images=args.ema_half_life, sample_every=args.sample_every,
@@ -101,9 +114,9 @@ def cmd_train(args: argparse.Namespace) -> None:
         if getattr(args, key, None):
             meta[key] = getattr(args, key)
     trainer = Trainer(images=data.images, run_dir=args.out, config=config, base=base, options=opts, meta=meta,
-                      progress_bar=True)
+                      progress_bar=True, world=world)
     model_dir = trainer.train()
-    print(f"model written to {model_dir} (step {trainer.step})")
+    say(f"model written to {model_dir} (step {trainer.step}" + (f", {world.size} processes)" if world.active else ")"))
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
@@ -197,7 +210,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--config", default=None, help="JSON of config overrides for --family, e.g. '{\"channel_max\": 256}'")
     t.add_argument("--out", required=True, help="run folder (resumes if it holds a checkpoint)")
     t.add_argument("--steps", type=int, default=1000)
-    t.add_argument("--batch", type=int, default=16)
+    t.add_argument("--batch", type=int, default=16, help="global batch: split across torchrun's processes")
     t.add_argument("--lr", type=float, default=2e-4)
     t.add_argument("--loss", default="ns", choices=("ns", "hinge"))
     t.add_argument("--r1", type=float, default=1.0)
