@@ -299,7 +299,7 @@ class Trainer:
             info["optimizers"][name] = opt_info
         tensors["rng.data"] = _gen_state(self.data_gen)
         tensors["rng.step"] = _gen_state(self.step_gen)
-        ckpt.atomic_save_tensors(self.state_dir / "state.safetensors", tensors)
+        ckpt.atomic_save_tensors(self.state_dir / "state.safetensors", tensors, metadata={"step": str(self.step)})
         # state.json is written last and names the step: a crash between the two writes leaves a
         # newer safetensors beside an older json, which resume detects through the step stamp.
         tensors_step = self.step
