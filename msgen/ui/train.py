@@ -25,7 +25,7 @@ from .. import checkpoint as ckpt
 from ..augment import POLICIES
 from ..models import FAMILIES, get_family, make_config
 from ..train import TrainOptions
-from . import common, runs
+from . import common, runs, train_resume
 from .jobs import JobManager, JobSpec, read_quality
 from .train_view import loss_frame, preview_grid, progress_html, quality_markdown, status_markdown
 
@@ -357,6 +357,7 @@ def build(ctx: common.AppContext) -> None:
             private = gr.Checkbox(True, label="private")
         push_btn = gr.Button("Push to the Hub")
         push_msg = gr.Markdown()
+        resume_ui = train_resume.layout()  # resumable run zip and Hub push / resume
     timer = gr.Timer(1.0, active=False)
     job, seen, upload_files = gr.State(None), gr.State(None), gr.State([])
     gen_dropdown = ctx.components.get("model_dropdown")
@@ -426,6 +427,8 @@ def build(ctx: common.AppContext) -> None:
     download_btn.click(on_download, [run, owner], [zip_file], api_name="train_download")
     push_btn.click(on_push, [run, repo, token, private, owner], [push_msg],
                    api_name="train_push")
+    train_resume.wire(ctx, manager, resume_ui, run=run, until=until, owner=owner, job=job, status=status, timer=timer,
+                      seen=seen, lists=lists, list_updates=list_updates)
     root = gr.context.Context.root_block
     if root is not None:
         # The owner token first (a first visit has none), then this visitor's runs and live job.
