@@ -150,12 +150,23 @@ class World:
         """Fail clearly when ranks disagree, e.g. a resume on machines that do not share the run folder."""
         if not self.active:
             return
-        device = torch.device("cuda", self.local_rank) if dist.get_backend() == "nccl" else torch.device("cpu")
-        t = torch.tensor([value, -value], dtype=torch.int64, device=device)
+        t = torch.tensor([value, -value], dtype=torch.int64, device=self._comm_device())
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         if int(t[0]) != value or int(-t[1]) != value:
             raise RuntimeError(f"processes disagree on the {what} ({value} on rank {self.rank}); on several machines "
                                "the run folder must be on a file system they share")
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank when it is true on one (a stop request must stop all of them together)."""
+        if not self.active:
+            return flag
+        t = torch.tensor([int(flag)], device=self._comm_device())
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+
+    def _comm_device(self) -> torch.device:
+        """NCCL moves CUDA tensors only; gloo, CPU ones."""
+        return torch.device("cuda", self.local_rank) if dist.get_backend() == "nccl" else torch.device("cpu")
 
     def barrier(self) -> None:
         if self.active:

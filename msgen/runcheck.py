@@ -12,6 +12,7 @@ PNG must decode through ``msgen.data`` at the training resolution. Free text the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -71,7 +72,9 @@ def check_run(run_dir: Path, *, max_steps: int = 10_000_000) -> None:
     ckpt.atomic_write_text(run_dir / "run.json", json.dumps(info, indent=1))
     from .card import model_card  # the card is rebuilt, never taken from the archive
 
-    ckpt.atomic_write_text(run_dir / "model" / "README.md", model_card(config, clean_meta(_meta)))
+    meta = clean_meta(_meta)
+    ckpt.atomic_write_text(run_dir / "model" / "config.json", json.dumps(dataclasses.asdict(config) | {"msgen": meta}, indent=2) + "\n")
+    ckpt.atomic_write_text(run_dir / "model" / "README.md", model_card(config, meta))
 
 
 def _load_strict(module: torch.nn.Module, tensors: dict[str, torch.Tensor], prefix: str, where: str) -> None:

@@ -37,6 +37,7 @@ import shutil
 import stat
 import struct
 import tempfile
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,7 @@ RUN_FILE = re.compile(r"^(run\.json|quality\.json|state/state\.json|state/state\
 REQUIRED = ("run.json", "state/state.json", "state/state.safetensors", "model/config.json", "model/model.safetensors")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _JUNK = ("__MACOSX/", ".DS_Store")
+STAGING_TTL_S = 3600  # an import takes seconds; older staging folders are a killed process's
 
 
 class RunArchiveError(ValueError):
@@ -212,6 +214,12 @@ class _staging:
 
     def __init__(self, root: Path):
         root.mkdir(parents=True, exist_ok=True)
+        for old in root.glob(".import-*"):  # left by a process killed mid-import
+            try:
+                if time.time() - old.stat().st_mtime > STAGING_TTL_S:
+                    shutil.rmtree(old, ignore_errors=True)
+            except OSError:
+                continue
         self.path = root / f".import-{secrets.token_hex(6)}"
 
     def __enter__(self) -> Path:

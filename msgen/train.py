@@ -360,8 +360,10 @@ class Trainer:
     # --- the loop ---------------------------------------------------------------------------
     def _stopped(self) -> bool:
         if self.stop is None:
-            return False
-        return self.stop.is_set() if isinstance(self.stop, threading.Event) else bool(self.stop())
+            flag = False
+        else:
+            flag = self.stop.is_set() if isinstance(self.stop, threading.Event) else bool(self.stop())
+        return self.world.any(flag)
 
     def _ema_update(self) -> None:
         opt = self.options
