@@ -12,7 +12,9 @@ registry): it owns the modules and optimisers and does one optimisation step. Th
 it -- data sampling, EMA, previews from fixed seeds, callbacks, tqdm, stop flag, atomic
 checkpoints, resume -- is shared (lucidrains' ``Trainer`` shape, EDM's small ``loss.py``
 callables). All randomness comes from explicit ``torch.Generator`` objects whose states are
-checkpointed, so a resumed run continues exactly where it stopped.
+checkpointed, so a resumed run continues exactly where it stopped. Under ``torchrun`` the same
+loop runs on every process with a ``World`` (``msgen.distributed``): each rank takes its rows of
+the global batch, gradients are averaged inside ``backward()``, and only rank 0 writes.
 """
 
 from __future__ import annotations
