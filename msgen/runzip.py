@@ -232,6 +232,9 @@ class _staging:
 
 def _accept(stage: Path, name: str, root: Path, dest: Callable[[str], Path] | None, limits: ArchiveLimits) -> Path:
     check_manifest(stage)
+    missing = [r for r in REQUIRED if not (stage / r).is_file()]
+    if missing:
+        raise RunArchiveError(f"not a resumable run: it lacks {', '.join(missing)}")
     from .runcheck import check_run  # the content checks: configs, tensors, images
 
     check_run(stage, max_steps=limits.max_steps)

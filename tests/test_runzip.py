@@ -116,12 +116,16 @@ def test_hostile_members_are_refused(packed, tmp_path, member, message):
     assert not (tmp_path / "runs").exists() or list((tmp_path / "runs").iterdir()) == []
 
 
-def _forge(archive: Path, tmp_path: Path, rel: str, new: bytes) -> Path:
-    """Replace one file and rewrite the manifest to match: integrity holds, so content checks must catch it."""
+def _forge(archive: Path, tmp_path: Path, rel: str, new: bytes | None) -> Path:
+    """Replace (or drop) one file and rewrite the manifest to match: integrity holds, so the content
+    checks must catch it."""
     with zipfile.ZipFile(archive) as zf:
         top = zf.namelist()[0].split("/")[0]
         files = {n.split("/", 1)[1]: zf.read(n) for n in zf.namelist()}
-    files[rel] = new
+    if new is None:
+        del files[rel]
+    else:
+        files[rel] = new
     import hashlib
 
     files["manifest.json"] = json.dumps({"format": runzip.FORMAT, "files": {
@@ -150,6 +154,9 @@ def test_forged_zip_with_a_matching_manifest_is_checked_against_its_config(packe
         runzip.unpack_zip(forged, tmp_path / "runs")
     forged = _forge(archive, tmp_path, "data/00000_p0.png", b"<html>not a png</html>")
     with pytest.raises(runzip.RunArchiveError, match="not a readable PNG"):
+        runzip.unpack_zip(forged, tmp_path / "runs")
+    forged = _forge(archive, tmp_path, "state/state.safetensors", None)
+    with pytest.raises(runzip.RunArchiveError, match="lacks state/state.safetensors"):
         runzip.unpack_zip(forged, tmp_path / "runs")
     assert list((tmp_path / "runs").iterdir()) == []
 
