@@ -69,9 +69,13 @@ class ArchiveLimits:
     max_entries: int = 2100  # msgen.data's 2000 images + the run's own files
     max_ratio: float = 200.0  # for members over 1 MB; floats and PNGs barely compress
     max_steps: int = 10_000_000
+    min_free_bytes: int = 1 * 2**30  # an import never leaves the disk with less than this free
 
 
 LIMITS = ArchiveLimits()
+# A shared host (a public Space) trains runs of at most 128 px on a few thousand images; a quarter.
+SHARED_LIMITS = ArchiveLimits(max_archive_bytes=256 * 2**20, max_total_bytes=384 * 2**20,
+                              max_state_bytes=256 * 2**20)
 
 
 def _cap(rel: str, limits: ArchiveLimits) -> int:
@@ -151,6 +155,7 @@ def unpack_zip(path: str | os.PathLike, runs_root: str | os.PathLike, *,
         raise RunArchiveError(f"not a readable zip file ({_brief(exc)})") from None
     with zf:
         top, members = _zip_members(infos, limits)
+        _room_for(Path(runs_root), sum(i.file_size for i in members.values()), limits)
         with _staging(Path(runs_root)) as stage:
             for rel, info in members.items():
                 with zf.open(info) as src:
@@ -189,6 +194,12 @@ def _zip_members(infos: list[zipfile.ZipInfo], limits: ArchiveLimits) -> tuple[s
     if total > limits.max_total_bytes:
         raise RunArchiveError(f"the run zip would unpack to {_mb(total)}, over the {_mb(limits.max_total_bytes)} limit")
     return top, members
+
+
+def _room_for(root: Path, total: int, limits: ArchiveLimits) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    if shutil.disk_usage(root).free < total + limits.min_free_bytes:
+        raise RunArchiveError("the server's disk is nearly full; try again later")
 
 
 def _copy_capped(src, target: Path, cap: int, rel: str) -> None:
@@ -346,6 +357,7 @@ def fetch_run(repo_id: str, runs_root: str | os.PathLike, *, token: str | None =
             raise RunArchiveError(f"{repo_id}: a file of the run is over its size limit")
         if sum(sizes) > limits.max_total_bytes:
             raise RunArchiveError(f"{repo_id}: the run is {_mb(sum(sizes))}, over the {_mb(limits.max_total_bytes)} limit")
+        _room_for(Path(runs_root), 2 * sum(sizes), limits)  # the Hub cache's copy, then the run's
         folder = Path(snapshot_download(repo_id, allow_patterns=names + [MANIFEST], token=token or None,
                                         etag_timeout=10))
     except RunArchiveError:
@@ -374,5 +386,5 @@ def _brief(exc: BaseException) -> str:
     return text[:200]
 
 
-__all__ = ["ArchiveLimits", "LIMITS", "RunArchiveError", "pack", "unpack_zip", "push_run", "fetch_run", "run_files",
+__all__ = ["ArchiveLimits", "LIMITS", "SHARED_LIMITS", "RunArchiveError", "pack", "unpack_zip", "push_run", "fetch_run", "run_files",
            "check_manifest"]

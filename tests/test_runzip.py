@@ -233,3 +233,16 @@ def test_hub_errors_are_one_clear_line(packed, tmp_path, monkeypatch):
         runzip.fetch_run("../etc", tmp_path / "runs")
     with pytest.raises(runzip.RunArchiveError, match="push to the Hub failed"):
         runzip.push_run(root / "half", "someone/run", token="hf_fake")
+
+
+def test_an_import_never_fills_the_disk(packed, tmp_path, monkeypatch):
+    _, _, archive = packed
+    import collections
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(runzip.shutil, "disk_usage", lambda path: usage(2**31, 2**31 - 2**29, 2**29))
+    with pytest.raises(runzip.RunArchiveError, match="disk is nearly full"):
+        runzip.unpack_zip(archive, tmp_path / "runs")
+    assert list((tmp_path / "runs").iterdir()) == []
+    with pytest.raises(runzip.RunArchiveError, match="over the 1 MB limit"):
+        runzip.unpack_zip(archive, tmp_path / "runs", limits=runzip.ArchiveLimits(max_archive_bytes=2**20))

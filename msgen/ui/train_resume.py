@@ -61,7 +61,11 @@ def _dest(ctx: common.AppContext, root: Path, owner: str | None) -> Callable[[st
     return lambda name: runs.new_run_dir(root, name, taken=shipped)
 
 
-def _goal(ctx: common.AppContext, run_dir: Path, until: Any) -> tuple[int, int]:
+def _limits(ctx: common.AppContext) -> runzip.ArchiveLimits:
+    return runzip.SHARED_LIMITS if ctx.shared else runzip.LIMITS
+
+
+def _goal(run_dir: Path, until: Any) -> tuple[int, int]:
     step = int(json.loads((run_dir / "state" / "state.json").read_text())["step"])
     steps = int(json.loads((run_dir / "run.json").read_text())["steps"])
     if until not in (None, ""):
@@ -74,17 +78,17 @@ def _goal(ctx: common.AppContext, run_dir: Path, until: Any) -> tuple[int, int]:
 
 def _continue(ctx: common.AppContext, manager: JobManager, run_dir: Path, until: Any, owner: str | None,
               how: str) -> tuple[str | None, str]:
-    from .train import MAX_STEPS  # the Train tab's bound on one visitor's run
+    from . import train as tab  # the tab's own Resume: the same bounds and checks as any resume
 
-    step, goal = _goal(ctx, run_dir, until)
+    step, goal = _goal(run_dir, until)
     if goal <= step:
         return None, (f"**{run_dir.name}** {how} at step {step}, its goal; it is listed under *Your runs* and in "
                       "Generate. Ask for more steps to continue it.")
-    if goal > MAX_STEPS[ctx.shared]:
-        return None, (f"**{run_dir.name}** {how} at step {step}, but its goal ({goal:,} steps) is over this host's "
-                      f"{MAX_STEPS[ctx.shared]:,}; ask for fewer steps to continue it.")
-    job = manager.submit(runs.resume_spec(run_dir, owner_key=ctx.owner_key(owner), until=goal))
-    return job.id, f"**{run_dir.name}** {how}: resuming from step {step}, towards step {goal}."
+    job_id, text = tab.resume(ctx, manager, run_dir.name, goal, owner)
+    if job_id is None:
+        return None, (f"**{run_dir.name}** {how} at step {step} and listed under *Your runs*, but not resumed: "
+                      f"{text.replace('**Cannot resume:** ', '')}")
+    return job_id, f"**{run_dir.name}** {how}: resuming from step {step}, towards step {goal}."
 
 
 def resume_zip(ctx, manager: JobManager, upload, until, owner) -> tuple[str | None, str, str | None]:
@@ -92,7 +96,7 @@ def resume_zip(ctx, manager: JobManager, upload, until, owner) -> tuple[str | No
     run_dir = None
     try:
         root = _room(ctx, manager, owner)
-        run_dir = runzip.unpack_zip(_upload_path(upload), root, dest=_dest(ctx, root, owner))
+        run_dir = runzip.unpack_zip(_upload_path(upload), root, dest=_dest(ctx, root, owner), limits=_limits(ctx))
         job_id, text = _continue(ctx, manager, run_dir, until, owner, "uploaded")
     except (ValueError, OSError, KeyError) as exc:  # RunArchiveError is a ValueError
         return None, f"**Cannot resume from this zip:** {exc}", run_dir.name if run_dir else None
@@ -104,7 +108,7 @@ def resume_hub(ctx, manager: JobManager, repo_id, token, until, owner) -> tuple[
     try:
         root = _room(ctx, manager, owner)
         run_dir = runzip.fetch_run((repo_id or "").strip(), root, token=(token or "").strip() or None,
-                                   dest=_dest(ctx, root, owner))
+                                   dest=_dest(ctx, root, owner), limits=_limits(ctx))
         job_id, text = _continue(ctx, manager, run_dir, until, owner, f"fetched from {repo_id.strip()}")
     except (ValueError, OSError, KeyError) as exc:
         return None, f"**Cannot resume from the Hub:** {exc}", run_dir.name if run_dir else None
