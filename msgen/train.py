@@ -133,7 +133,6 @@ class GANRecipe:
         }
         self.shard = None  # set by msgen.distributed: this rank's rows of the global batch
 
-
     def _latents(self, n: int, gen: torch.Generator, device: torch.device) -> tuple[torch.Tensor, Any]:
         latents = lambda k: torch.randn(k, self.G.config.latent_dim, generator=gen)  # noqa: E731
         z = rows(latents, n, self.shard).to(device)
