@@ -210,7 +210,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--config", default=None, help="JSON of config overrides for --family, e.g. '{\"channel_max\": 256}'")
     t.add_argument("--out", required=True, help="run folder (resumes if it holds a checkpoint)")
     t.add_argument("--steps", type=int, default=1000)
-    t.add_argument("--batch", type=int, default=16, help="global batch: split across torchrun's processes")
+    t.add_argument("--batch", type=int, default=16)
     t.add_argument("--lr", type=float, default=2e-4)
     t.add_argument("--loss", default="ns", choices=("ns", "hinge"))
     t.add_argument("--r1", type=float, default=1.0)
