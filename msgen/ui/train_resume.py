@@ -161,16 +161,47 @@ def wire(ctx, manager: JobManager, ui: dict[str, Any], *, run, until, owner, job
             return [job_id, text, gr.Timer(active=True), None, "", *updates]
         return [gr.skip(), gr.skip(), gr.skip(), gr.skip(), text, *updates]
 
-    def on_download(run, owner):
+    # Inner functions' parameter names and docstrings are the API's (gradio_client) descriptions.
+    def on_download(run, owner=None):
+        """A resumable zip of one of your runs: state, training images, model and run.json.
+
+        Parameters:
+            run: name of one of your runs (stopped or finished)
+            owner: your token on a shared server (the page keeps it in the browser); None locally
+        """
         return download_run(ctx, manager, run, owner)
 
-    def on_upload(upload, until, owner):
+    def on_upload(upload, until=None, owner=None):
+        """Resume a run from a zip made by Download run; it is checked, then continues from its step.
+
+        Parameters:
+            upload: the run zip (gradio_client.handle_file(path))
+            until: train until this step (None: the run's own goal)
+            owner: your token on a shared server (the page keeps it in the browser); None locally
+        """
         return started(resume_zip(ctx, manager, upload, until, owner), owner)
 
-    def on_hub(repo, token, until, owner):
+    def on_hub(repo, token=None, until=None, owner=None):
+        """Resume a run pushed with Push run (resumable) from its Hub repo.
+
+        Parameters:
+            repo: Hub repo id of the run, e.g. your-name/my-run
+            token: Hugging Face token for a private repo (used once, never stored); None for a public one
+            until: train until this step (None: the run's own goal)
+            owner: your token on a shared server (the page keeps it in the browser); None locally
+        """
         return started(resume_hub(ctx, manager, repo, token, until, owner), owner)
 
-    def on_push(run, repo, token, private, owner):
+    def on_push(run, repo, token, private=True, owner=None):
+        """Push one of your runs with its full state (not only the model) to a Hub repo.
+
+        Parameters:
+            run: name of one of your runs (stopped or finished)
+            repo: Hub repo id, e.g. your-name/my-run
+            token: Hugging Face token with write access (used once, never stored)
+            private: create the Hub repo as private
+            owner: your token on a shared server (the page keeps it in the browser); None locally
+        """
         return push_run(ctx, manager, run, repo, token, private, owner)
 
     outputs = [job, status, timer, seen, ui["message"], *lists]
