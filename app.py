@@ -29,13 +29,23 @@ INTRO = (
 )
 
 
+def default_runs_dir(persistent: Path = Path("/data")) -> Path:
+    """``$MSGEN_RUNS``, else the Space's persistent storage (``/data``, when it exists and is
+    writable: runs then survive restarts), else ``./runs``."""
+    if os.environ.get("MSGEN_RUNS"):
+        return Path(os.environ["MSGEN_RUNS"])
+    if persistent.is_dir() and os.access(persistent, os.W_OK):
+        return persistent / "msgen-runs"
+    return Path("runs")
+
+
 def build_app(
     *, runs_dir: str | Path | None = None, shared: bool | None = None, weights_dir: str | Path | None = None
 ) -> gr.Blocks:
     from msgen.ui import decompose, generate, train
 
     ctx = common.AppContext(
-        runs_dir=Path(runs_dir or os.environ.get("MSGEN_RUNS", "runs")),
+        runs_dir=Path(runs_dir) if runs_dir else default_runs_dir(),
         shared=common.on_spaces() if shared is None else shared,
     )
     if weights_dir is not None:
@@ -61,7 +71,8 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="msgen web app")
     p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
-    p.add_argument("--runs", default=None, help="runs folder (default ./runs or $MSGEN_RUNS)")
+    p.add_argument("--runs", default=None, help="runs folder (default $MSGEN_RUNS, else /data/msgen-runs if /data is "
+                   "writable, else ./runs)")
     p.add_argument("--shared", action="store_true", help="per-visitor privacy, as on a Hugging Face Space")
     args = p.parse_args(argv)
     from msgen.ui import server

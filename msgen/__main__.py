@@ -119,6 +119,17 @@ def torch_threads(n: int) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    """One process, or one rank of ``torchrun --nproc_per_node=N -m msgen train`` (msgen.distributed)."""
+    from . import distributed
+
+    world = distributed.init_from_env(args.device)
+    try:
+        _train(args, world)
+    finally:
+        distributed.shutdown(world)
+
+
+def _train(args: argparse.Namespace, world) -> None:
     from .data import load_image_set
     from .train import Trainer, TrainOptions
     from .zoo import resolve_model
@@ -126,6 +137,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     from .defaults import FINETUNE
     from .report import QualityReport
 
+    say = print if world.is_main else (lambda *a, **k: None)
     if args.model and args.family:
         raise ValueError("give one of --model (fine-tune) or --family (from scratch), not both")
     if not args.model and not args.family:
@@ -151,9 +163,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     data = load_image_set(args.data, resolution, fit=args.fit, background=_colour(args.background),
                           limits=_limits(args.max_files))
     for rej in data.rejected[:20]:
-        print(f"skipped {rej.name}: {rej.reason}", file=sys.stderr)
+        say(f"skipped {rej.name}: {rej.reason}", file=sys.stderr)
     if len(data.rejected) > 20:
-        print(f"... and {len(data.rejected) - 20} more skipped", file=sys.stderr)
+        say(f"... and {len(data.rejected) - 20} more skipped", file=sys.stderr)
     n = data.images.shape[0]
     if n == 0:
         raise ValueError(f"no usable images in {args.data}")
@@ -161,7 +173,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         data.images = data.images[: args.limit]
         n = data.images.shape[0]
     if n < 16:
-        print(f"warning: only {n} images; the generator will likely memorise them", file=sys.stderr)
+        say(f"warning: only {n} images; the generator will likely memorise them", file=sys.stderr)
     augment = () if args.augment == "none" else tuple(a for a in args.augment.split(",") if a)
     opts = TrainOptions(steps=args.steps, batch_size=args.batch, lr=args.lr, augment=augment, loss=args.loss,
                         r1_gamma=args.r1, ema_half_life_images=args.ema_half_life, sample_every=args.sample_every,
@@ -171,17 +183,21 @@ def cmd_train(args: argparse.Namespace) -> None:
         if getattr(args, key, None):
             meta[key] = getattr(args, key)
     trainer = Trainer(images=data.images, run_dir=args.out, config=config, base=base, options=opts, meta=meta,
-                      progress_bar=True)
-    report = QualityReport(args.out, data.images)  # the page's report: SWD, coverage, near-duplicates
-    if trainer.step == 0 and not (Path(args.out) / "state" / "state.json").is_file() and report.needs_before():
-        print("measuring the starting point (SWD, coverage) ...", file=sys.stderr)
+                      progress_bar=True, world=world)
+    # The page's report (SWD, coverage, near-duplicates), measured and written by the main process only.
+    report = QualityReport(args.out, data.images) if world.is_main else None
+    if report is not None and not (Path(args.out) / "state" / "state.json").is_file() and report.needs_before():
+        say("measuring the starting point (SWD, coverage) ...", file=sys.stderr)
         report.measure_before(trainer.G_ema)
     trainer.train()
+    if report is None:
+        return
     quality = report.measure_after(trainer)
     after = quality.get("diversity_after") or {}
-    print(f"model written to {trainer.model_dir} (step {trainer.step}); SWD mean x1e3 "
-          f"{quality.get('after', {}).get('mean', float('nan')):.1f}, coverage {after.get('coverage', float('nan')):.2f}, "
-          f"near-duplicates {after.get('near_duplicates', float('nan')):.2f}")
+    procs = f", {world.size} processes" if world.active else ""
+    say(f"model written to {trainer.model_dir} (step {trainer.step}{procs}); SWD mean x1e3 "
+        f"{quality.get('after', {}).get('mean', float('nan')):.1f}, coverage {after.get('coverage', float('nan')):.2f}, "
+        f"near-duplicates {after.get('near_duplicates', float('nan')):.2f}")
 
 
 def cmd_eval(args: argparse.Namespace) -> None:

@@ -5,7 +5,9 @@ discriminator cannot memorise a tiny set and the generator still learns the un-a
 distribution. For a multi-scale discriminator the *same* random parameters are applied to
 every level of a sample (translation and cutout in normalised coordinates), so the levels of
 one picture stay consistent with each other. Every draw comes from an explicit
-``torch.Generator`` so a training run is reproducible and resumable.
+``torch.Generator`` so a training run is reproducible and resumable; with several processes a
+``Shard`` makes each rank draw the global batch's parameters and keep its own rows
+(``msgen.distributed``), so a sample is augmented the same for any process count.
 """
 
 from __future__ import annotations
@@ -13,19 +15,22 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .distributed import Shard, rows
+
 POLICIES = ("color", "translation", "cutout")
 
 
-def _uniform(n: int, gen: torch.Generator, device: torch.device, lo: float = 0.0, hi: float = 1.0) -> torch.Tensor:
-    return (torch.rand(n, 1, 1, 1, generator=gen) * (hi - lo) + lo).to(device)
+def _uniform(n: int, gen: torch.Generator, device: torch.device, lo: float = 0.0, hi: float = 1.0,
+             shard: Shard | None = None) -> torch.Tensor:
+    return (rows(lambda k: torch.rand(k, 1, 1, 1, generator=gen), n, shard) * (hi - lo) + lo).to(device)
 
 
-def _color(images: dict[int, torch.Tensor], gen: torch.Generator) -> dict[int, torch.Tensor]:
+def _color(images: dict[int, torch.Tensor], gen: torch.Generator, shard: Shard | None = None) -> dict[int, torch.Tensor]:
     x0 = next(iter(images.values()))
     n, dev = x0.shape[0], x0.device
-    bright = _uniform(n, gen, dev, -0.5, 0.5)
-    sat = _uniform(n, gen, dev, 0.0, 2.0)
-    con = _uniform(n, gen, dev, 0.5, 1.5)
+    bright = _uniform(n, gen, dev, -0.5, 0.5, shard)
+    sat = _uniform(n, gen, dev, 0.0, 2.0, shard)
+    con = _uniform(n, gen, dev, 0.5, 1.5, shard)
     out = {}
     for lvl, x in images.items():
         x = x + bright
@@ -36,10 +41,11 @@ def _color(images: dict[int, torch.Tensor], gen: torch.Generator) -> dict[int, t
     return out
 
 
-def _translation(images: dict[int, torch.Tensor], gen: torch.Generator, ratio: float = 0.125) -> dict[int, torch.Tensor]:
+def _translation(images: dict[int, torch.Tensor], gen: torch.Generator, shard: Shard | None = None,
+                 ratio: float = 0.125) -> dict[int, torch.Tensor]:
     x0 = next(iter(images.values()))
     n, dev = x0.shape[0], x0.device
-    shift = (torch.rand(n, 2, generator=gen) * 2 - 1) * ratio * 2  # normalised coords span 2
+    shift = (rows(lambda k: torch.rand(k, 2, generator=gen), n, shard) * 2 - 1) * ratio * 2  # normalised coords span 2
     theta = torch.zeros(n, 2, 3)
     theta[:, 0, 0] = theta[:, 1, 1] = 1.0
     theta[:, :, 2] = shift
@@ -50,10 +56,11 @@ def _translation(images: dict[int, torch.Tensor], gen: torch.Generator, ratio: f
     return out
 
 
-def _cutout(images: dict[int, torch.Tensor], gen: torch.Generator, ratio: float = 0.5) -> dict[int, torch.Tensor]:
+def _cutout(images: dict[int, torch.Tensor], gen: torch.Generator, shard: Shard | None = None,
+            ratio: float = 0.5) -> dict[int, torch.Tensor]:
     x0 = next(iter(images.values()))
     n, dev = x0.shape[0], x0.device
-    centre = torch.rand(n, 2, 1, 1, generator=gen).to(dev)
+    centre = rows(lambda k: torch.rand(k, 2, 1, 1, generator=gen), n, shard).to(dev)
     out = {}
     for lvl, x in images.items():
         coords = (torch.arange(lvl, device=dev, dtype=x.dtype) + 0.5) / lvl
@@ -67,10 +74,12 @@ def _cutout(images: dict[int, torch.Tensor], gen: torch.Generator, ratio: float 
 _OPS = {"color": _color, "translation": _translation, "cutout": _cutout}
 
 
-def diff_augment(images: dict[int, torch.Tensor], policy: tuple[str, ...], gen: torch.Generator) -> dict[int, torch.Tensor]:
-    """Augment a level -> batch dict with one set of random parameters per sample."""
+def diff_augment(images: dict[int, torch.Tensor], policy: tuple[str, ...], gen: torch.Generator,
+                 shard: Shard | None = None) -> dict[int, torch.Tensor]:
+    """Augment a level -> batch dict with one set of random parameters per sample (this rank's
+    rows of the global batch's draws when ``shard`` is given)."""
     for name in policy:
         if name not in _OPS:
             raise ValueError(f"unknown augmentation {name!r}; known: {', '.join(POLICIES)}")
-        images = _OPS[name](images, gen)
+        images = _OPS[name](images, gen, shard)
     return images

@@ -12,7 +12,9 @@ registry): it owns the modules and optimisers and does one optimisation step. Th
 it -- data sampling, EMA, previews from fixed seeds, callbacks, tqdm, stop flag, atomic
 checkpoints, resume -- is shared (lucidrains' ``Trainer`` shape, EDM's small ``loss.py``
 callables). All randomness comes from explicit ``torch.Generator`` objects whose states are
-checkpointed, so a resumed run continues exactly where it stopped.
+checkpointed, so a resumed run continues exactly where it stopped. Under ``torchrun`` the same
+loop runs on every process with a ``World`` (``msgen.distributed``): each rank takes its rows of
+the global batch, gradients are averaged inside ``backward()``, and only rank 0 writes.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from tqdm.auto import tqdm
 from . import checkpoint as ckpt
 from . import losses as objectives
 from .augment import POLICIES, diff_augment
+from .distributed import SINGLE, World, rows
 from .models import MultiScaleOutput, build_discriminator, build_generator, get_family, make_config
 
 PREVIEW_SEED = 20_201_031  # fixed: previews of one run are comparable step to step
@@ -140,20 +143,22 @@ class GANRecipe:
             "generator": torch.optim.Adam(generator.parameters(), lr=options.lr, betas=options.betas),
             "discriminator": torch.optim.Adam(discriminator.parameters(), lr=options.lr, betas=options.betas),
         }
+        self.shard = None  # set by msgen.distributed: this rank's rows of the global batch
 
     def _latents(self, n: int, gen: torch.Generator, device: torch.device) -> tuple[torch.Tensor, Any]:
-        z = torch.randn(n, self.G.config.latent_dim, generator=gen).to(device)
+        latents = lambda k: torch.randn(k, self.G.config.latent_dim, generator=gen)  # noqa: E731
+        z = rows(latents, n, self.shard).to(device)
         mix = None
         if torch.rand((), generator=gen).item() < self.opt.mixing_prob:
             levels = self.G.levels
             switch = levels[int(torch.randint(1, len(levels), (), generator=gen))]
-            mix = (torch.randn(n, self.G.config.latent_dim, generator=gen).to(device), switch)
+            mix = (rows(latents, n, self.shard).to(device), switch)
         return z, mix
 
     def step(self, real: torch.Tensor, step: int, gen: torch.Generator) -> dict[str, float]:
         G, D, opt = self.G, self.D, self.opt
         n, dev = real.shape[0], real.device
-        aug = lambda images: diff_augment(images, opt.augment, gen) if opt.augment else images  # noqa: E731
+        aug = lambda images: diff_augment(images, opt.augment, gen, self.shard) if opt.augment else images  # noqa: E731
         # Discriminator.
         z, mix = self._latents(n, gen, dev)
         with torch.no_grad():
@@ -273,6 +278,7 @@ class Trainer:
         stop: threading.Event | Callable[[], bool] | None = None,
         meta: dict[str, Any] | None = None,
         progress_bar: bool = False,
+        world: World = SINGLE,
     ):
         if images.ndim != 4 or images.shape[1] != 3 or images.shape[0] == 0:
             raise ValueError("training needs at least one image (N x 3 x r x r)")
@@ -281,8 +287,9 @@ class Trainer:
         self.callbacks = tuple(callbacks)
         self.stop = stop
         self.meta = dict(meta or {})
-        self.progress_bar = progress_bar
-        self.device = pick_device(options.device)
+        self.world = world  # several processes (msgen.distributed): rank 0 writes and reports
+        self.progress_bar = progress_bar and world.is_main
+        self.device = world.device(pick_device(options.device))
         self.base = str(base) if base is not None else None
         self.G, self.D = self._build(config, family, resolution, base)
         if images.shape[-1] != self.G.config.resolution:
@@ -293,6 +300,7 @@ class Trainer:
             self.D.to(self.device).train()
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.recipe = make_recipe(self.G, self.D, options)
+        world.attach(self.recipe, options.batch_size)
         self.data_gen = torch.Generator().manual_seed(options.seed)
         self.step_gen = torch.Generator().manual_seed(options.seed + 1)
         self.step = 0
@@ -339,7 +347,7 @@ class Trainer:
             info["optimizers"][name] = opt_info
         tensors["rng.data"] = _gen_state(self.data_gen)
         tensors["rng.step"] = _gen_state(self.step_gen)
-        ckpt.atomic_save_tensors(self.state_dir / "state.safetensors", tensors)
+        ckpt.atomic_save_tensors(self.state_dir / "state.safetensors", tensors, metadata={"step": str(self.step)})
         # state.json is written last and names the step: a crash between the two writes leaves a
         # newer safetensors beside an older json, which resume detects through the step stamp.
         tensors_step = self.step
@@ -372,7 +380,7 @@ class Trainer:
             "batch_size": self.options.batch_size,
             "seed": self.options.seed,
             "wall_time_s": round(self.train_seconds, 1),
-            "hardware": _hardware(self.device),
+            "hardware": _hardware(self.device) + (f", {self.world.size} processes" if self.world.active else ""),
             "num_images": int(self.images.shape[0]),
             "has_samples": True,
         }
@@ -400,8 +408,10 @@ class Trainer:
     # --- the loop ---------------------------------------------------------------------------
     def _stopped(self) -> bool:
         if self.stop is None:
-            return False
-        return self.stop.is_set() if isinstance(self.stop, threading.Event) else bool(self.stop())
+            flag = False
+        else:
+            flag = self.stop.is_set() if isinstance(self.stop, threading.Event) else bool(self.stop())
+        return self.world.any(flag)
 
     def _ema_update(self) -> None:
         opt = self.options
@@ -415,6 +425,8 @@ class Trainer:
 
     def train(self) -> Path:
         resumed = self.load_state()
+        self.world.check_same(self.step, "step to resume from")
+        self.world.broadcast([*(m for m in self.recipe.modules.values() if m is not None), self.G_ema])
         opt = self.options
         data = self.images.to(self.device)
         start_step, t0 = self.step, time.perf_counter()
@@ -425,8 +437,9 @@ class Trainer:
             if self._stopped():
                 stopped = True
                 break
-            idx = torch.randint(0, data.shape[0], (opt.batch_size,), generator=self.data_gen)
+            idx = self.world.local(torch.randint(0, data.shape[0], (opt.batch_size,), generator=self.data_gen))
             losses = self.recipe.step(data[idx.to(self.device)], self.step, self.step_gen)
+            losses = self.world.after_step(self.recipe, losses)
             self._ema_update()
             self.step += 1
             elapsed = time.perf_counter() - t0
@@ -434,7 +447,7 @@ class Trainer:
             ckpt_now = self.step % opt.checkpoint_every == 0 and self.step < opt.steps
             if ckpt_now:
                 self._checkpoint(elapsed_since=t0)
-            preview = self.preview() if self.step % opt.sample_every == 0 else None
+            preview = self.preview() if self.step % opt.sample_every == 0 and self.world.is_main else None
             eta = (opt.steps - self.step) * opt.batch_size / rate if rate > 0 else None
             bar.update(1)
             bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items() if k in ("d", "g", "loss")})
@@ -442,26 +455,33 @@ class Trainer:
         bar.close()
         self._checkpoint(elapsed_since=t0)
         self._write_run_json("stopped" if stopped else "finished", resumed)
+        self.world.barrier()  # the other ranks wait for rank 0's last writes before they exit
         elapsed = time.perf_counter() - t0
         rate = (self.step - start_step) * opt.batch_size / max(elapsed, 1e-9)
-        self._emit(Progress(self.step, opt.steps, {}, elapsed, rate, self.preview(), True, done=True, stopped=stopped))
+        final = self.preview() if self.world.is_main else None
+        self._emit(Progress(self.step, opt.steps, {}, elapsed, rate, final, True, done=True, stopped=stopped))
         return self.model_dir
 
     def _checkpoint(self, *, elapsed_since: float) -> None:
         now = time.perf_counter()
         self.train_seconds += now - getattr(self, "_last_ckpt", elapsed_since)
         self._last_ckpt = now
-        self.save_state()
-        self.export()
+        if self.world.is_main:
+            self.save_state()
+            self.export()
 
     def _emit(self, progress: Progress) -> None:
+        if not self.world.is_main:
+            return
         for cb in self.callbacks:
             cb(progress)
 
     def _write_run_json(self, status: str, resumed: bool) -> None:
+        if not self.world.is_main:
+            return
         info = {"status": status, "step": self.step, "steps": self.options.steps, "family": self.G.config.family,
                 "resolution": self.G.config.resolution, "base": self.base, "resumed": resumed,
-                "options": dataclasses.asdict(self.options), "meta": self.meta,
+                "options": dataclasses.asdict(self.options), "meta": self.meta, "processes": self.world.size,
                 "config": dataclasses.asdict(self.G.config)}
         ckpt.atomic_write_text(self.run_dir / "run.json", json.dumps(info, indent=1, default=str))
 

@@ -42,6 +42,7 @@ from torch import nn
 
 from . import Family, MultiScaleOutput, bounded, check_fields, check_generate_args, register, seeded_normal
 from .layers import image_pyramid, level_channels
+from ..distributed import rows
 
 
 @dataclass(frozen=True)
@@ -413,7 +414,9 @@ class HVAERecipe:
 
     def losses(self, real: torch.Tensor, step: int, gen: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
         G, cfg = self.G, self.G.config
-        noise = torch.randn(real.shape[0], G.latent_dim, generator=gen).to(real.device)
+        # Several processes: this rank's rows of the global batch's noise (msgen.distributed).
+        draw = lambda k: torch.randn(k, G.latent_dim, generator=gen)  # noqa: E731
+        noise = rows(draw, real.shape[0], getattr(self, "shard", None)).to(real.device)
         out = G.posterior(real, noise=noise)
         targets = image_pyramid(real, G.levels)
         total_steps = getattr(self.opt, "steps", 0) or 0

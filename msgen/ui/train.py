@@ -32,8 +32,8 @@ from ..augment import POLICIES
 from ..defaults import FINETUNE
 from ..models import FAMILIES, get_family, make_config
 from ..train import TrainOptions
-from . import common, runs, validate
 from ..report import read_quality
+from . import common, runs, train_resume, validate
 from .jobs import JobManager, JobSpec
 from .staging import StagedSets, file_key
 from .train_view import loss_frame, preview_grid, progress_html, quality_markdown, status_markdown
@@ -523,6 +523,7 @@ def build(ctx: common.AppContext) -> None:
             private = gr.Checkbox(True, label="private")
         push_btn = gr.Button("Push to the Hub")
         push_msg = gr.Markdown()
+        resume_ui = train_resume.layout()  # resumable run zip and Hub push / resume
     timer = gr.Timer(1.0, active=False)
     job, seen, upload_files = gr.State(None), gr.State(None), gr.State([])
     gen_dropdown = ctx.components.get("model_dropdown")
@@ -603,6 +604,8 @@ def build(ctx: common.AppContext) -> None:
     download_btn.click(on_download, [run, owner], [zip_file], api_name="train_download")
     push_btn.click(on_push, [run, repo, token, private, owner], [push_msg],
                    api_name="train_push")
+    train_resume.wire(ctx, manager, resume_ui, run=run, until=until, owner=owner, job=job, status=status, timer=timer,
+                      seen=seen, lists=lists, list_updates=list_updates)
     from . import train_api
 
     train_api.register(ctx, manager)  # /train, /train_status, /train_stop: the same runs, for scripts
