@@ -88,7 +88,7 @@ def test_only_rank_zero_writes_and_each_file_once(two_ranks):
     assert rank1 == []
     files = sorted(str(p.relative_to(root / "two")) for p in (root / "two").rglob("*") if p.is_file())
     assert files == ["model/README.md", "model/config.json", "model/model.safetensors", "model/samples.png",
-                     "run.json", "state/state.json", "state/state.safetensors"]  # no temp or per-rank litter
+                     "quality.json", "run.json", "state/state.json", "state/state.safetensors"]  # no per-rank litter
     # Checkpoints at step 2 and at the end (3): each state file written twice, by rank 0 alone.
     state = [p for p in rank0 if p.endswith("state.safetensors")]
     assert len(state) == 2

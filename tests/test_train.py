@@ -110,9 +110,12 @@ def test_train_help_shows_every_default(capsys):
     with pytest.raises(SystemExit):
         parser().parse_args(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for flag, default in (("--steps", "1000"), ("--batch", "16"), ("--lr", "0.0002"), ("--resolution", "32"),
-                          ("--sample-every", "100"), ("--checkpoint-every", "200"), ("--seed", "0")):
-        assert f"{flag} {flag[2:].upper().replace('-', '_')} default: {default}" in text, flag
+    from msgen.defaults import FINETUNE as F
+
+    for flag, default in (("--steps", F.steps), ("--batch", F.batch_size), ("--lr", F.lr), ("--resolution", 32),
+                          ("--sample-every", F.sample_every), ("--checkpoint-every", F.checkpoint_every),
+                          ("--seed", F.seed), ("--threads", F.threads)):
+        assert f"{flag} {flag[2:].upper().replace('-', '_')}" in text and f"default: {default}" in text, flag
 
 
 def test_the_cli_and_the_page_share_one_set_of_defaults():
