@@ -182,13 +182,14 @@ def build(ctx) -> GenerateHandlers:
     seed.change(None, seed, seed_box, js="(x) => x")
     dice.click(None, None, seed, js=RANDOM_SEED_JS)
     gr.on([seed.change, truncation.input, mix_level.input, mix_seed.submit, mix_seed.blur], h.page, page_inputs,
-          page_outputs, **LIVE)
-    scale.input(h.page_and_picker, page_inputs, page_outputs + picker, **LIVE)
-    dice_b.click(page_seed_b, page_inputs, [mix_seed] + page_outputs, **LIVE)
+          page_outputs, api_name="page", **LIVE)
+    scale.input(h.page_and_picker, page_inputs, page_outputs + picker, api_name="page_scale", **LIVE)
+    dice_b.click(page_seed_b, page_inputs, [mix_seed] + page_outputs, api_name="page_seed_b", **LIVE)
     model.change(lambda *a: on_model_page(h, *a), page_inputs, [scale, mix_level, truncation] + page_outputs + picker,
-                 **(LIVE | dict(show_progress="minimal")))  # a first pick may load the model: say so
-    ch_level.input(lambda *a: h.channel_panel(*a, reset=True)[1:], page_inputs, [ch_channel, ch_image], **LIVE)
-    gr.on([ch_channel.input, normalize.input], h.channel, page_inputs, ch_image, **LIVE)
+                 api_name="page_model", **(LIVE | dict(show_progress="minimal")))  # a first pick may load it: say so
+    ch_level.input(lambda *a: h.channel_panel(*a, reset=True)[1:], page_inputs, [ch_channel, ch_image],
+                   api_name="page_level", **LIVE)
+    gr.on([ch_channel.input, normalize.input], h.channel, page_inputs, ch_image, api_name="page_channel", **LIVE)
     walk_btn.click(h.walk, [model, scale, seed, mix_seed, truncation, frames, owner], walk, api_name="walk",
                    preprocess=False)
     grid_btn.click(h.grid, [model, scale, seed, truncation, count, owner], grid, api_name="grid", preprocess=False)

@@ -7,8 +7,8 @@ browser turns them into HTML with the component's template, so a slider move is 
 and no picture is fetched on its own; Gradio patches the page's existing elements in place (an
 ``img`` keeps its node and gets a new ``src``). Pictures arrive at native size and CSS enlarges
 them nearest-neighbour (``image-rendering: pixelated``). Small scripts give the image its
-download and fullscreen buttons and let a click enlarge a card (the ``zoom`` prop, so the
-enlarged card stays enlarged while the seed moves).
+download and fullscreen buttons and let a click enlarge a card (kept in the script and put back
+after each update, so the enlarged card stays enlarged while the seed moves).
 """
 
 from __future__ import annotations
@@ -35,12 +35,12 @@ CSS = """
 #msgen-stats table { width: 100%; margin: 0; }
 """
 
-# Templates: JS template literals over the component's props (``value`` and ``zoom``).
+# Templates: JS template literals over the component's props (``value``, ``label``).
 PICTURE = """<div class="msgen-frame">${value ? `<img src="${value}" alt="${label}">` : ''}</div>"""
 IMAGE = PICTURE + """${value ? `<div class="msgen-tools"><button type="button" data-act="download" title="Download"
 >&#x2B07;</button><button type="button" data-act="fullscreen" title="Fullscreen">&#x26F6;</button></div>` : ''}"""
 CARDS = """<div class="msgen-cards" style="--cols: ${Math.max(1, (value || []).length)}">${(value || []).map(c =>
-`<figure data-level="${c.level}" class="${c.level === zoom ? 'zoom' : ''}"><img src="${c.image}" alt="${c.caption}"
+`<figure data-level="${c.level}"><img src="${c.image}" alt="${c.caption}"
 ><figcaption>${c.caption}</figcaption></figure>`).join('')}</div>"""
 STATS = """${value ? `<table><thead><tr>${value.headers.map(h => `<th>${String(h).replace(/</g, '&lt;')}</th>`).join('')}
 </tr></thead><tbody>${value.data.map(row => `<tr>${row.map(x => `<td>${x}</td>`).join('')}</tr>`).join('')}</tbody>
@@ -59,12 +59,17 @@ element.addEventListener('click', (e) => {
 });
 """
 CARDS_JS = """
+let zoom = 0;
+const apply = () => element.querySelectorAll('figure[data-level]').forEach(
+  (card) => card.classList.toggle('zoom', Number(card.dataset.level) === zoom));
 element.addEventListener('click', (e) => {
   const card = e.target.closest('figure[data-level]');
   if (!card) return;
   const level = Number(card.dataset.level);
-  props.zoom = props.zoom === level ? 0 : level;
+  zoom = zoom === level ? 0 : level;
+  apply();
 });
+watch('value', apply);
 """
 
 
@@ -84,7 +89,7 @@ def cards_view(value: list[dict] | None = None) -> gr.HTML:
     """Every level's card, coarse to fine; a click shows one large (and a second click puts it back)."""
     return gr.HTML(value, label="Every level, coarse to fine", html_template=CARDS, js_on_load=CARDS_JS,
                    apply_default_css=False, show_label=True, container=True, elem_id="msgen-levels",
-                   elem_classes="msgen-view", zoom=0)
+                   elem_classes="msgen-view")
 
 
 def stats_view(value: dict | None = None) -> gr.HTML:
