@@ -202,14 +202,15 @@ def build(ctx) -> GenerateHandlers:
                   api_visibility="private", preprocess=False)
 
     def generate(model: str, scale: int, seed: int, truncation: float = 1.0, mix_seed: int = 1,
-                 mix_level: int = 0) -> tuple[str, list[dict], dict, str]:
-        """The image, one card per level, the level statistics and a summary; pictures are WebP data URIs."""
-        return h.generate(model, scale, seed, truncation, mix_seed, mix_level)
+                 mix_level: int = 0, owner: str | None = None) -> tuple[str, list[dict], dict, str]:
+        """The image, one card per level, the level statistics and a summary; pictures are WebP data
+        URIs. ``owner``: a visitor's token, to reach that visitor's runs on a shared host."""
+        return h.generate(model, scale, seed, truncation, mix_seed, mix_level, owner)
 
     def channel(model: str, scale: int, seed: int, truncation: float, mix_seed: int, mix_level: int, level: int,
-                channel: int, normalize: bool = True) -> str:
+                channel: int, normalize: bool = True, owner: str | None = None) -> str:
         """One channel of one level's feature map, large, as a WebP data URI."""
-        return h.channel(model, scale, seed, truncation, mix_seed, mix_level, level, channel, normalize)
+        return h.channel(model, scale, seed, truncation, mix_seed, mix_level, level, channel, normalize, owner)
 
     def models(owner: str | None = None) -> list[dict]:
         """Every model this visitor may use: name, label, family, resolution, levels, data set."""
