@@ -172,8 +172,7 @@ def level_card(image: torch.Tensor, fmap: torch.Tensor, channels: list[int], col
     """One level at a glance, ``cols`` tiles wide: the picture at that scale (3 x h x w in
     [-1, 1]), the feature map in PCA colours, then the listed channels, each scaled to its own
     range. Tiles are the level's size, enlarged by a whole factor to at least ``MIN_TILE``.
-    One picture per level keeps a response to a few files: every file costs a Gradio server a
-    millisecond or two, more than rendering it."""
+    One picture per level keeps a live update to six pictures, each encoded once."""
     h, w = fmap.shape[-2:]
     picture = to_uint8(image)
     if picture.shape[:2] != (h, w):  # a family whose feature map is not at its image's size
