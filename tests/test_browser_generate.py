@@ -2,7 +2,8 @@
 seed with the number box, the slider and the dice, and check that the image and every level's
 card (picture, PCA view, top channels) and the channel view are rendered from the one inline
 payload (data URIs, no picture fetched on its own), that a card enlarges on a click and stays
-enlarged while the seed moves, and that the statistics follow. Saves a screenshot."""
+enlarged while the seed moves, that the statistics follow, and that the channel picker and seed
+B's dice update the page. Saves a screenshot."""
 
 from __future__ import annotations
 
@@ -87,6 +88,18 @@ def test_move_the_seed_and_every_level_renders(app_server, browser, artifacts_di
         wait_for(lambda: "from seed 4000000003" not in info(page))
         seed = int(re.search(r"from seed (\d+)", info(page)).group(1))
         assert 0 <= seed < 2**32
+        wait_for(lambda: all_rendered(page, 3))
+        # The channel picker: another level is one response with its most active channel.
+        natural = "el => el.naturalWidth"
+        page.locator("#msgen-channel-level label", has_text="8x8").click()
+        wait_for(lambda: page.locator("#msgen-channel img").evaluate(natural) == 8)
+        # Mixing, then seed B's dice: a new seed B and the page for it, in one event.
+        page.locator("#msgen-mix-level label", has_text="8x8").click()
+        wait_for(lambda: "levels >= 8 from seed 1" in info(page))
+        page.locator("#msgen-dice-b").click()
+        wait_for(lambda: "levels >= 8 from seed" in info(page) and "from seed 1," not in info(page))
+        seed_b = re.search(r"levels >= 8 from seed (\d+)", info(page)).group(1)
+        assert page.locator("#msgen-seed-b input").input_value() == seed_b
         wait_for(lambda: all_rendered(page, 3))
         captions = page.locator("#msgen-levels figcaption").all_inner_texts()
         assert [c.split(":")[0] for c in captions] == ["4x4", "8x8", "16x16"]
