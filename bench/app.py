@@ -6,14 +6,16 @@ Measures, on the CPU, the app's default 64 px model (the first shipped 64 px msg
 randomly initialised 64 px msggan with the default config. A "full generate" is everything the
 tab's live update returns for one seed: the image, and for every level a card (the picture at
 that scale, the PCA view of its feature map, its most active channels) and a statistics row,
-written as files Gradio serves. Every miss uses a new seed, so no result cache helps it.
+every picture encoded into the response. Every miss uses a new seed, so no result cache helps it.
 
 * cold start: ``python app.py`` launched as a process until its first image arrives by API;
-* in-process: the generator alone, ``GenerateHandlers.generate`` (miss, result-cache hit);
+* in-process: the generator alone (on two torch threads, and on the one thread the tab runs a
+  single image on), ``GenerateHandlers.generate`` (miss, result-cache hit) and ``page`` (the
+  page's live update: ``generate`` plus the channel view);
 * HTTP API: ``gradio_client`` calls to ``/generate`` interleaved with the app's trivial
-  ``/ping`` so both see the same machine load. "urls only" (``download_files=False``) is the
-  response itself, the pictures' URLs; "files downloaded" adds gradio_client fetching each
-  picture, one by one on a new connection.
+  ``/ping`` so both see the same machine load, with the client's default settings
+  (``download_files=True``: any file in a response is fetched, one request each) and with
+  ``download_files=False``.
 """
 
 from __future__ import annotations
@@ -83,24 +85,41 @@ def in_process(weights: Path, model: str, repeat: int) -> list[str]:
     gen = ctx.cache.get(ctx.find(model, None).path)
     for s in range(1, 6):
         h.generate(model, 64, s)  # warm-up: allocator, kernels
-    bare, miss, hit = [], [], []
+    try:
+        from msgen.ui.cpu_runner import OneThreadRunner
+
+        one = OneThreadRunner().run
+    except ImportError:  # an older checkout: no one-thread runner
+        one = None
+    bare, bare1, miss, hit, page = [], [], [], [], []
     for i in range(repeat):
         seed = 1000 + i
         t = time.perf_counter()
         msgen.generate(gen, seed=seed, features=True)
         bare.append(time.perf_counter() - t)
+        if one is not None:
+            t = time.perf_counter()
+            one(msgen.generate, gen, seed=seed, features=True)
+            bare1.append(time.perf_counter() - t)
         t = time.perf_counter()
         h.generate(model, 64, seed)
         miss.append(time.perf_counter() - t)
         t = time.perf_counter()
         h.generate(model, 64, seed)
         hit.append(time.perf_counter() - t)
-    return [
-        f"| in-process, first call (model load) | {first * 1e3:.1f} | | |",
-        fmt("in-process generator alone (msgen.generate, features captured)", bare),
-        fmt("in-process full generate, miss (generator + cards + stats + 6 WebP files)", miss),
-        fmt("in-process full generate, result-cache hit", hit),
-    ]
+        if hasattr(h, "page"):
+            t = time.perf_counter()
+            h.page(model, 64, seed + 500_000, 1.0, 1, 0, 64, 0, True)
+            page.append(time.perf_counter() - t)
+    rows = [f"| in-process, first call (model load) | {first * 1e3:.1f} | | |",
+            fmt("in-process generator alone (msgen.generate, features captured, 2 threads)", bare)]
+    if bare1:
+        rows.append(fmt("in-process generator alone, on the tab's one-thread runner", bare1))
+    rows += [fmt("in-process full generate, miss (generator + cards + stats, every picture encoded)", miss),
+             fmt("in-process full generate, result-cache hit", hit)]
+    if page:
+        rows.append(fmt("in-process page update, miss (full generate + channel view)", page))
+    return rows
 
 
 def through_api(weights: Path, model: str, repeat: int, threads: int) -> list[str]:
@@ -126,7 +145,7 @@ def through_api(weights: Path, model: str, repeat: int, threads: int) -> list[st
         cold = time.perf_counter() - t0
         lean = Client(url, verbose=False, download_files=False)
         rows = [f"| cold start: `python app.py` to first image via API | {cold * 1e3:.0f} | | |"]
-        for label, c in (("urls only", lean), ("files downloaded", client)):
+        for label, c in (("download_files=False", lean), ("default client, download_files=True", client)):
             for s in range(5):
                 c.predict("x", api_name="/ping")
                 c.predict(model, 64, 50 + s, 1.0, 1, 0, api_name="/generate")

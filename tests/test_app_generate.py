@@ -1,7 +1,8 @@
 """Generate tab through gradio_client on the real app: images non-blank at the right sizes, the
 same seed the same pixels as the Python API, one feature card and one statistics row per level,
-bad parameters refused with a clear message while the server keeps serving, every endpoint, and
-20 simultaneous requests that all come back right."""
+every picture inline (nothing for the default client to download), bad parameters refused with a
+clear message while the server keeps serving, every endpoint, and 20 simultaneous requests that
+all come back right."""
 
 from __future__ import annotations
 
@@ -28,8 +29,11 @@ def generate(client: Client, **kw):
     return client.predict(*args.values(), api_name="/generate")
 
 
-def pixels(path) -> np.ndarray:
-    with Image.open(path) as im:
+def pixels(picture) -> np.ndarray:
+    """RGB pixels of a data URI (what /generate and /channel return) or of a downloaded file."""
+    if str(picture).startswith("data:"):
+        return np.asarray(render.from_data_uri(picture).convert("RGB"))
+    with Image.open(picture) as im:
         return np.asarray(im.convert("RGB"))
 
 
@@ -44,7 +48,9 @@ def test_images_are_non_blank_at_the_right_sizes(client, model, scale):
     img = pixels(image)
     assert img.shape == (scale, scale, 3) and img.std() > 1
     levels = [lvl for lvl in (4, 8, 16, 32) if lvl <= scale]
+    assert image.startswith("data:image/webp;base64,")
     assert [c["caption"].split(":")[0] for c in cards] == [f"{lvl}x{lvl}" for lvl in levels]
+    assert [c["level"] for c in cards] == levels
     for card, lvl in zip(cards, levels):
         tile = max(lvl, render.MIN_TILE)
         assert pixels(card["image"]).shape == (3 * tile + 2, 3 * tile + 2, 3)
@@ -81,6 +87,19 @@ def test_bad_parameters_get_a_clear_error_and_the_server_keeps_serving(client, k
     text = str(err.value)
     assert message in text and "Traceback" not in text and 'File "' not in text
     assert pixels(generate(client)[0]).shape == (32, 32, 3)
+
+
+def test_the_default_client_downloads_nothing_for_generate(client, monkeypatch):
+    """gradio_client fetches every file in a response one request at a time: /generate has none."""
+    from gradio_client.client import Endpoint
+
+    fetched = []
+    real = Endpoint._download_file
+    monkeypatch.setattr(Endpoint, "_download_file", lambda self, x: (fetched.append(x), real(self, x))[1])
+    image, cards, _, _ = generate(client, seed=123)
+    assert fetched == [] and pixels(image).shape == (32, 32, 3) and len(cards) == 4
+    tiles = client.predict("tiny16", 16, 3, 1.0, 2, api_name="/grid")  # the grid still sends files
+    assert len(fetched) == 2 and all(pixels(t["image"]).shape == (16, 16, 3) for t in tiles)
 
 
 def test_channel_grid_walk_models_and_random_seed_endpoints(client):

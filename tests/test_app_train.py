@@ -19,6 +19,7 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 import msgen
+from msgen.ui import render
 from tests.conftest import FIXTURES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -126,8 +127,7 @@ def test_ten_step_run_is_listed_generates_and_downloads(server, trained):
     # The Generate tab lists it and generates from it, through its own endpoints.
     assert "api-run" in [m["name"] for m in c.predict(None, api_name="/models")]
     image, _levels, _stats, info = c.predict("api-run", 16, 1, 1.0, 1, 0, None, api_name="/generate")
-    with Image.open(image) as im:
-        pixels = np.asarray(im.convert("RGB"))
+    pixels = np.asarray(render.from_data_uri(image).convert("RGB"))  # pictures come inline, as data URIs
     assert "api-run" in info and pixels.std() > 0
     zip_path = c.predict("api-run", None, api_name="/train_download")
     with zipfile.ZipFile(zip_path) as zf:

@@ -1,6 +1,9 @@
 """Generate tab in a real browser (Debian chromium through playwright): pick a model, move the
 seed with the number box, the slider and the dice, and check that the image and every level's
-card (picture, PCA view, top channels) and the channel view are rendered. Saves a screenshot."""
+card (picture, PCA view, top channels) and the channel view are rendered from the one inline
+payload (data URIs, no picture fetched on its own), that a card enlarges on a click and stays
+enlarged while the seed moves, that the statistics follow, and that the channel picker and seed
+B's dice update the page. Saves a screenshot."""
 
 from __future__ import annotations
 
@@ -24,9 +27,10 @@ def all_rendered(page, n_levels: int) -> bool:
     cards = page.locator("#msgen-levels img")
     main = page.locator("#msgen-image img")
     channel = page.locator("#msgen-channel img")
+    pictures = [cards.nth(i) for i in range(cards.count())] + [main, channel]
     return (cards.count() == n_levels and main.count() == 1 and channel.count() == 1
-            and all(cards.nth(i).evaluate(LOADED) for i in range(n_levels))
-            and main.evaluate(LOADED) and channel.evaluate(LOADED))
+            and all(p.evaluate(LOADED) for p in pictures)
+            and all(p.get_attribute("src").startswith("data:image/webp;base64,") for p in pictures))
 
 
 def test_move_the_seed_and_every_level_renders(app_server, browser, artifacts_dir):
@@ -48,7 +52,10 @@ def test_move_the_seed_and_every_level_renders(app_server, browser, artifacts_di
         wait_for(lambda: "tinyvae16" in info(page) and all_rendered(page, 3))
         before = page.locator("#msgen-image img").get_attribute("src")
 
-        # The number box: type a seed and press Enter.
+        # The number box: type a seed and press Enter; nothing is fetched beyond the one response.
+        files = []
+        page.on("request", lambda r: files.append(r.url) if "/file=" in r.url else None)
+        stats_before = page.locator("#msgen-stats").inner_text()
         box = page.locator("#msgen-seed-box input")
         box.fill("4000000000")
         box.press("Enter")
@@ -56,6 +63,13 @@ def test_move_the_seed_and_every_level_renders(app_server, browser, artifacts_di
         wait_for(lambda: page.locator("#msgen-image img").get_attribute("src") != before)
         wait_for(lambda: all_rendered(page, 3))
         assert page.locator("#msgen-seed input[type=number]").input_value() == "4000000000"
+        assert page.locator("#msgen-stats").inner_text() != stats_before and files == []
+
+        # A click enlarges a card; it stays enlarged while the seed moves, a second click restores it.
+        page.locator("#msgen-levels figure").nth(1).click()
+        wait_for(lambda: page.locator("#msgen-levels figure.zoom figcaption").all_inner_texts() == ["8x8: 32 channels"])
+        large = page.locator("#msgen-levels figure.zoom img").bounding_box()["width"]
+        assert large > 2 * page.locator("#msgen-levels figure:not(.zoom) img").first.bounding_box()["width"]
 
         # The slider: keyboard steps, each one computed without a button press.
         slider = page.locator("#msgen-seed input[type=range]")
@@ -65,6 +79,9 @@ def test_move_the_seed_and_every_level_renders(app_server, browser, artifacts_di
         wait_for(lambda: "from seed 4000000003" in info(page))
         wait_for(lambda: box.input_value() == "4000000003")
         wait_for(lambda: all_rendered(page, 3))
+        assert page.locator("#msgen-levels figure.zoom").count() == 1
+        page.locator("#msgen-levels figure.zoom").click()
+        wait_for(lambda: page.locator("#msgen-levels figure.zoom").count() == 0)
 
         # The dice: any 32-bit seed.
         page.locator("#msgen-dice").click()
@@ -72,7 +89,19 @@ def test_move_the_seed_and_every_level_renders(app_server, browser, artifacts_di
         seed = int(re.search(r"from seed (\d+)", info(page)).group(1))
         assert 0 <= seed < 2**32
         wait_for(lambda: all_rendered(page, 3))
-        captions = page.locator("#msgen-levels .caption-label").all_inner_texts()
+        # The channel picker: another level is one response with its most active channel.
+        natural = "el => el.naturalWidth"
+        page.locator("#msgen-channel-level label", has_text="8x8").click()
+        wait_for(lambda: page.locator("#msgen-channel img").evaluate(natural) == 8)
+        # Mixing, then seed B's dice: a new seed B and the page for it, in one event.
+        page.locator("#msgen-mix-level label", has_text="8x8").click()
+        wait_for(lambda: "levels >= 8 from seed 1" in info(page))
+        page.locator("#msgen-dice-b").click()
+        wait_for(lambda: "levels >= 8 from seed" in info(page) and "from seed 1," not in info(page))
+        seed_b = re.search(r"levels >= 8 from seed (\d+)", info(page)).group(1)
+        assert page.locator("#msgen-seed-b input").input_value() == seed_b
+        wait_for(lambda: all_rendered(page, 3))
+        captions = page.locator("#msgen-levels figcaption").all_inner_texts()
         assert [c.split(":")[0] for c in captions] == ["4x4", "8x8", "16x16"]
         stats = page.locator("#msgen-stats").inner_text()
         assert all(f"{lvl}x{lvl}" in stats for lvl in (4, 8, 16)) and "share <= 0" in stats

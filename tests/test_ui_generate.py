@@ -1,6 +1,7 @@
-"""Generate tab handlers and pictures without a server: outputs per level, determinism, the
-result cache, mixing and truncation, the channel picker, grid and walk, every bad request
-refused with a message, the model list, and the optional ``spaces`` wrapper."""
+"""Generate tab handlers and pictures without a server: outputs per level (pictures inline as
+data URIs, no file written), one-response page updates with the channel view and picker,
+determinism, the result cache, mixing and truncation, grid and walk, every bad request refused
+with a message, the model list, the one-thread CPU runner and the optional ``spaces`` wrapper."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import threading
 import time
 import types
 from pathlib import Path
@@ -60,9 +62,11 @@ def h(ctx, tmp_path):
 
 
 def pixels(picture) -> np.ndarray:
-    """The RGB pixels of a picture file the handlers wrote (or of a PIL image)."""
+    """The RGB pixels of a picture: a data URI the handlers returned, a file they wrote, or PIL."""
     if isinstance(picture, Image.Image):
         return np.asarray(picture.convert("RGB"))
+    if str(picture).startswith("data:"):
+        return np.asarray(render.from_data_uri(picture).convert("RGB"))
     with Image.open(picture) as im:
         return np.asarray(im.convert("RGB"))
 
@@ -80,27 +84,33 @@ def expected(weights, name: str, seed: int, scale: int, **kw) -> np.ndarray:
 
 def test_generate_outputs_every_level(h):
     image, cards, stats, info = h.generate("tiny32", 32, 3)
+    assert image.startswith("data:image/webp;base64,")
     assert size(image) == (32, 32) and pixels(image).std() > 0
-    assert [c for _, c in cards] == ["4x4: 32 channels", "8x8: 32 channels", "16x16: 16 channels", "32x32: 8 channels"]
-    for (card, _), lvl in zip(cards, (4, 8, 16, 32)):
+    assert [c["caption"] for c in cards] == ["4x4: 32 channels", "8x8: 32 channels", "16x16: 16 channels",
+                                             "32x32: 8 channels"]
+    assert [(c["level"], c["channels"]) for c in cards] == [(4, 32), (8, 32), (16, 16), (32, 8)]
+    for card, lvl in zip(cards, (4, 8, 16, 32)):
         tile = max(lvl, render.MIN_TILE)
-        assert size(card) == (3 * tile + 2, 3 * tile + 2)  # 3 x 3 tiles with one-pixel gaps
-        assert pixels(card).std() > 0
-    assert [row[0] for row in stats] == [4, 8, 16, 32]
-    assert [row[1] for row in stats] == [32, 32, 16, 8] and stats[0][2] == "4x4"
-    assert all(0 <= row[5] <= 1 for row in stats)
+        assert size(card["image"]) == (3 * tile + 2, 3 * tile + 2)  # 3 x 3 tiles with one-pixel gaps
+        assert pixels(card["image"]).std() > 0
+    assert stats["headers"] == GH.STATS_HEADERS
+    rows = stats["data"]
+    assert [row[0] for row in rows] == [4, 8, 16, 32]
+    assert [row[1] for row in rows] == [32, 32, 16, 8] and rows[0][2] == "4x4"
+    assert all(0 <= row[5] <= 1 for row in rows)
     assert "32x32 from seed 3" in info
+    assert not any(h.files.iterdir())  # nothing written: the pictures travel inside the response
 
 
 def test_card_tiles_are_the_picture_pca_and_top_channels(h, weights):
     res, _ = h.rendered(h.request("tiny16", 16, 5, 1.0))
-    card = pixels(res.levels[2][0])  # the 16x16 level: tiles at their own size
+    card = pixels(res.levels[2]["image"])  # the 16x16 level: tiles at their own size
     assert np.array_equal(card[:16, :16], expected(weights, "tiny16", 5, 16))
     assert np.array_equal(card[:16, 17:33], render.pca_rgb(res.features[16]))
     assert (card[16, :] == render.GAP_VALUE).all()
     best = res.top_channels[16][0]
     assert np.array_equal(card[:16, 34:50], render.colorize_channels(res.features[16], [best])[0])
-    coarse = pixels(res.levels[0][0])  # 4x4 tiles enlarged 4 times, nearest neighbour
+    coarse = pixels(res.levels[0]["image"])  # 4x4 tiles enlarged 4 times, nearest neighbour
     assert np.array_equal(coarse[:16:4, :16:4], expected(weights, "tiny16", 5, 4))
     assert np.array_equal(coarse[:16, :16], expected(weights, "tiny16", 5, 4).repeat(4, 0).repeat(4, 1))
 
@@ -115,7 +125,7 @@ def test_same_seed_same_pixels_as_the_python_api(h, weights):
 
 def test_largest_seed_and_scale_below_finest(h):
     image, cards, stats, _ = h.generate("tiny32", 8, GH.SEED_MAX)
-    assert size(image) == (8, 8) and len(cards) == 2 and len(stats) == 2
+    assert size(image) == (8, 8) and len(cards) == 2 and len(stats["data"]) == 2
 
 
 def test_result_cache_makes_returning_instant(h):
@@ -128,25 +138,45 @@ def test_result_cache_makes_returning_instant(h):
     assert (time.perf_counter() - t) / 100 < 0.005
 
 
-def test_pictures_are_written_once_and_rewritten_if_swept(h):
-    image, cards, _, _ = h.generate("tiny16", 16, 21)
-    assert image.endswith(".webp") and Path(image).parent == h.files
-    assert sorted(p.name for p in h.files.iterdir()) == sorted({Path(image).name} | {Path(c).name for c, _ in cards})
-    Path(image).unlink()  # Gradio's delete_cache
-    again = h.generate("tiny16", 16, 21)
-    assert Path(again[0]).is_file() and "result cache" not in again[3]
+def test_page_update_is_one_response_with_the_channel_view(h):
+    image, cards, stats, info, channel = h.page("tiny32", 32, 6, 1.0, 1, 0, 16, 3, True)
+    again = h.generate("tiny32", 32, 6)
+    assert (image, cards, stats) == again[:3] and info.rsplit(":", 1)[0] == again[3].rsplit(":", 1)[0]
+    assert np.array_equal(pixels(channel), pixels(h.channel("tiny32", 32, 6, 1.0, 1, 0, 16, 3, True)))
+    # A stale picker (level above the scale, channel out of range) falls back instead of failing.
+    *_, stale = h.page("tiny32", 8, 6, 1.0, 1, 0, 32, 99, True)
+    res, _ = h.rendered(h.request("tiny32", 8, 6, 1.0))
+    assert np.array_equal(pixels(stale), pixels(h.channel("tiny32", 8, 6, 1.0, 1, 0, 8, res.top_channels[8][0])))
 
 
-def test_result_cache_is_bounded_in_bytes_and_the_picture_folder_is_swept(h, monkeypatch):
+def test_page_and_picker_follows_the_scale_and_resets_for_a_new_model(h):
+    *page, level, slider = h.page_and_picker("tiny32", 16, 2, 1.0, 1, 0, 32, 5, True)
+    res, _ = h.rendered(h.request("tiny32", 16, 2, 1.0))
+    assert [v for _, v in level["choices"]] == [4, 8, 16] and level["value"] == 16
+    assert slider["value"] == res.top_channels[16][0] and slider["maximum"] == 15
+    *_, level, slider = h.page_and_picker("tiny32", 32, 2, 1.0, 1, 0, 8, 5, True)
+    assert level["value"] == 8 and slider["value"] == 5  # still valid: kept
+    out = G.on_model_page(h, "tinyvae16", 32, 2, 1.0, 1, 32, 32, 5, True)
+    scale, mix, truncation, image, cards, stats, info, channel, level, slider = out
+    assert scale["value"] == 16 and mix["value"] == 0 and truncation["value"] == 0.7
+    assert size(image) == (16, 16) and len(cards) == 3 and "tinyvae16" in info and "truncation 0.7" in info
+    res, _ = h.rendered(h.request("tinyvae16", 16, 2, 0.7))
+    assert level["value"] == 16 and slider["value"] == res.top_channels[16][0]
+    assert size(channel) == (16, 16)
+
+
+def test_result_cache_is_bounded_in_bytes_and_grid_files_are_swept(h, monkeypatch):
     h.generate("tiny32", 32, 0)
     one = next(iter(h._results.values())).nbytes
     h.max_bytes = int(2.5 * one)
     for seed in range(1, 5):
         h.generate("tiny32", 32, seed)
-    assert len(h._results) == 2 and h._results_bytes == 2 * one
-    monkeypatch.setattr(GH, "SWEEP_EVERY", 1)
+    assert len(h._results) == 2 and h._results_bytes == sum(r.nbytes for r in h._results.values())
+    monkeypatch.setattr(GH, "SWEEP_EVERY", 4)
     monkeypatch.setattr(GH, "FILES_KEEP", 5)
-    h.generate("tiny32", 32, 99)
+    h.grid("tiny16", 16, 0, 1.0, 3)
+    assert len(list(h.files.glob("*.webp"))) == 3
+    h.grid("tiny16", 16, 10, 1.0, 3)  # 6 written: a sweep keeps the 5 newest
     assert len(list(h.files.glob("*.webp"))) == 5
 
 
@@ -214,7 +244,7 @@ def test_bad_requests_are_refused_clearly(h, kwargs, message):
 
 def test_channel_view_and_normalisation(h):
     img = h.channel("tiny32", 32, 4, 1.0, 1, 0, 16, 3, True)
-    assert size(img) == (16, 16) and pixels(img).std() > 0
+    assert img.startswith("data:image/webp;base64,") and size(img) == (16, 16) and pixels(img).std() > 0
     own, level_range = pixels(img), pixels(h.channel("tiny32", 32, 4, 1.0, 1, 0, 16, 3, False))
     assert not np.array_equal(own, level_range)
     with pytest.raises(gr.Error, match="channel must be a whole number from 0 to 15"):
@@ -277,7 +307,7 @@ def test_model_choices_list_shipped_models_and_this_visitors_runs(ctx):
 
 def test_every_family_hierarchical_vae_included(h, weights):
     image, cards, stats, info = h.generate("tinyvae16", 16, 7, 0.8, 8, 8)
-    assert size(image) == (16, 16) and len(cards) == 3 and len(stats) == 3
+    assert size(image) == (16, 16) and len(cards) == 3 and len(stats["data"]) == 3
     assert np.array_equal(pixels(image), expected(weights, "tinyvae16", 7, 16, truncation=0.8, mix_seed=8, mix_level=8))
     assert not np.array_equal(pixels(image), pixels(h.generate("tinyvae16", 16, 7, 0.8)[0]))
 
@@ -380,3 +410,31 @@ def test_feature_capture_ignores_other_threads_running_the_same_module():
 
     _, feats = features.capture(Tiny(), torch.zeros(1, 2, 4, 4))
     assert torch.equal(feats[4], torch.zeros(1, 2, 4, 4))
+
+
+def test_data_uris_round_trip_and_bad_ones_are_refused():
+    picture = np.arange(5 * 7 * 3, dtype=np.uint8).reshape(5, 7, 3)
+    assert np.array_equal(pixels(render.data_uri(picture)), picture)  # lossless
+    for bad in ("x", "data:text/plain;base64,aGk=", "data:image/webp;base64,!!!", "data:image/webp;base64,aGk="):
+        with pytest.raises(ValueError):
+            render.from_data_uri(bad)
+
+
+def test_one_image_on_the_cpu_runs_on_one_torch_thread_and_leaves_the_default(h):
+    from msgen.ui.cpu_runner import OneThreadRunner
+
+    before = torch.get_num_threads()
+    runner = OneThreadRunner()
+    assert runner.run(torch.get_num_threads) == 1
+    assert torch.get_num_threads() == before
+    seen = []
+    real = msgen.generate
+    try:
+        msgen.generate = lambda *a, **k: (seen.append((threading.current_thread().name, torch.get_num_threads())),
+                                          real(*a, **k))[1]
+        h.generate("tiny16", 16, 123)
+        h.grid("tiny16", 16, 0, 1.0, 2)  # a batch keeps the default, in the caller's thread
+    finally:
+        msgen.generate = real
+    assert seen[0][0].startswith("msgen-generate") and seen[0][1] == 1
+    assert not seen[1][0].startswith("msgen-generate") and seen[1][1] == before

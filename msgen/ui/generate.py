@@ -1,14 +1,20 @@
 """Generate tab: pick a model and a seed, watch the picture build up level by level.
 
 Layout and event wiring only; the work is in ``generate_handlers`` (checked requests, caches,
-the generator run) and ``render`` (tensors -> pictures). Sliders update the page as they move:
-one ``always_last`` event per group of controls, so while a slider is dragged only its latest
-position is computed. API-facing events take raw payloads (``preprocess=False``) so that every
-bad value, from the page or from ``gradio_client``, is answered by the handlers' own checks
-with a message naming the field and its range.
+the generator run), ``render`` (tensors -> pictures) and ``generate_view`` (the HTML views that
+paint a result). Sliders update the page as they move, and each control change is one event
+with one response that carries everything it changes (image, cards, statistics, summary,
+channel view, pictures inline): no ``.then`` chain, no file fetched per picture. Each is
+``always_last``, so while a slider is dragged only its latest position is computed, and shows
+no progress overlay (an update takes a few milliseconds). The dice draw seed A in the browser;
+seed A's number box and slider mirror each other there too. Events take raw payloads
+(``preprocess=False``) so that every bad value, from the page or from ``gradio_client``, is
+answered by the handlers' own checks with a message naming the field and its range.
 
 Endpoints (``gradio_client``): ``/generate``, ``/channel``, ``/grid``, ``/walk``,
 ``/random_seed``, ``/models``; ``/ping`` is an undocumented trivial endpoint for benchmarks.
+The page's own events are private: ``/generate`` and ``/channel`` are ``gr.api`` endpoints over
+the same handlers.
 """
 
 from __future__ import annotations
@@ -20,35 +26,24 @@ from gradio.context import Context
 
 from ..models import FAMILIES, Family
 
+from . import generate_view as view
 from .generate_handlers import (
     GRID_RANGE,
     SEED_MAX,
-    STATS_HEADERS,
     TRUNCATION_RANGE,
     WALK_FRAMES,
     GenerateHandlers,
     model_label,
     random_seed,
 )
-
-# Pictures are sent at their native size; the browser enlarges them, nearest neighbour.
-CSS = """
-.msgen-pixelated img, .msgen-pixelated canvas { image-rendering: pixelated; }
-#msgen-image img, #msgen-channel img { width: 100%; height: 100%; object-fit: contain; }
-#msgen-levels .grid-wrap, #msgen-grid .grid-wrap {
-  min-height: 0 !important; max-height: none !important; overflow-y: auto;
-}
-#msgen-levels .thumbnail-item { aspect-ratio: auto; display: flex; flex-direction: column; height: auto; }
-#msgen-levels .thumbnail-item img { aspect-ratio: 1; height: auto; }
-#msgen-levels .caption-label { position: static; max-width: 100%; margin: 2px auto 0; }
-"""
 CARD_LEGEND = (
     "Each level's card: **top left** the picture at that scale, **top middle** all its channels "
     "projected on their three main directions (PCA -> RGB), **then** its seven most active "
     "channels, strongest first, each scaled to its own range (dark blue low, yellow high). "
     "Click a card to see it large."
 )
-LIVE = dict(trigger_mode="always_last", show_progress="minimal", preprocess=False)
+LIVE = dict(trigger_mode="always_last", show_progress="hidden", preprocess=False, api_visibility="private")
+RANDOM_SEED_JS = "() => crypto.getRandomValues(new Uint32Array(1))[0]"  # any 32-bit seed, no round trip
 
 
 def model_choices(ctx, owner: str | None) -> list[tuple[str, str]]:
@@ -93,6 +88,16 @@ def on_model(h: GenerateHandlers, model, mix_level, owner=None):
             gr.update(choices=mix_choices(levels), value=mix_level), gr.update(value=value, label=label))
 
 
+def on_model_page(h: GenerateHandlers, model, scale, seed, truncation, mix_seed, mix_level, level, channel,
+                  normalize=True, owner=None):
+    """A model was picked: ``on_model``'s control updates and the page for the new model, in one
+    response; the channel picker starts at the finest level's most active channel."""
+    scale_u, mix_u, trunc_u = on_model(h, model, mix_level, owner)
+    page = h.page_and_picker(model, scale_u["value"], seed, trunc_u["value"], mix_seed, mix_u["value"], level,
+                             channel, normalize, owner, reset=True)
+    return (scale_u, mix_u, trunc_u, *page)
+
+
 def seed_from_caption(evt: gr.SelectData) -> int:
     """A seed-grid tile was clicked: its caption says which seed it is."""
     found = re.search(r"seed (\d+)", str(evt.value))
@@ -108,9 +113,10 @@ def build(ctx) -> GenerateHandlers:
     entry = h.entry(default, None) if default else None
     levels = entry.levels if entry else (4, 8, 16, 32, 64)
     start_truncation, truncation_label = truncation_of(entry.family if entry else None)
-    first = _first_result(h, default, levels, start_truncation)
+    first = _first_result(h, default, levels, start_truncation)  # image, cards, stats, info, channel, level, channel
+    ch_start = first[5:] if first else ({"value": levels[-1]}, {"value": 0, "maximum": 511, "label": "Channel"})
 
-    gr.HTML(f"<style>{CSS}</style>", padding=False)
+    gr.HTML(f"<style>{view.CSS}</style>", padding=False)
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=300):
             model = gr.Dropdown(choices, value=default, label="Model (family, resolution, training data)",
@@ -130,27 +136,24 @@ def build(ctx) -> GenerateHandlers:
                 with gr.Row(equal_height=True):
                     mix_seed = gr.Number(1, label="Seed B (mixing and walk)", precision=0, minimum=0,
                                          maximum=SEED_MAX, scale=4, elem_id="msgen-seed-b")
-                    dice_b = gr.Button("🎲", scale=1, min_width=48)
+                    dice_b = gr.Button("🎲", scale=1, min_width=48, elem_id="msgen-dice-b")
                 mix_level = gr.Radio(mix_choices(levels), value=0, elem_id="msgen-mix-level",
                                      label="Granularity mixing: levels from here on come from seed B")
             info = gr.Markdown(first[3] if first else "", label="summary", elem_id="msgen-info")
         with gr.Column(scale=2):
             with gr.Row(equal_height=False):
-                image = gr.Image(first[0] if first else None, label="Image", format="png", interactive=False,
-                                 height=340, scale=3, elem_id="msgen-image", elem_classes="msgen-pixelated",
-                                 buttons=["download", "fullscreen"])
+                with gr.Column(scale=3, min_width=220):
+                    image = view.image_view(first[0] if first else None)
                 with gr.Column(scale=2, min_width=220):
-                    ch_image = gr.Image(label="One channel", format="png", interactive=False, height=200,
-                                        elem_id="msgen-channel", elem_classes="msgen-pixelated")
-                    ch_level = gr.Radio(level_choices(levels), value=levels[-1], label="Level", container=False)
-                    ch_channel = gr.Slider(0, 511, value=0, step=1, precision=0, label="Channel")
+                    ch_image = view.channel_view(first[4] if first else None)
+                    ch_level = gr.Radio(level_choices(levels), value=ch_start[0]["value"], label="Level",
+                                        container=False, elem_id="msgen-channel-level")
+                    ch_channel = gr.Slider(0, ch_start[1]["maximum"], value=ch_start[1]["value"], step=1, precision=0,
+                                           label=ch_start[1]["label"], elem_id="msgen-channel-index")
                     normalize = gr.Checkbox(True, label="Scale to the channel's own range (off: the level's)")
             gr.Markdown(CARD_LEGEND)
-            levels_out = gr.Gallery(first[1] if first else None, label="Every level, coarse to fine", format="png",
-                                    columns=len(levels), height="auto", object_fit="contain",
-                                    elem_id="msgen-levels", elem_classes="msgen-pixelated")
-            stats = gr.Dataframe(first[2] if first else None, headers=STATS_HEADERS, label="Level statistics",
-                                 interactive=False, elem_id="msgen-stats")
+            levels_out = view.cards_view(first[1] if first else None)
+            stats = view.stats_view(first[2] if first else None)
     with gr.Accordion("Latent walk from seed to seed B, and a grid of seeds", open=False):
         with gr.Row():
             with gr.Column():
@@ -165,33 +168,28 @@ def build(ctx) -> GenerateHandlers:
                                   allow_preview=False, elem_id="msgen-grid", elem_classes="msgen-pixelated")
 
     request = [model, scale, seed, truncation, mix_seed, mix_level]
-    outputs = [image, levels_out, stats, info]
-    ch_inputs = request + [ch_level, ch_channel, normalize, owner]
-    ch_outputs = [ch_level, ch_channel, ch_image]
+    page_inputs = request + [ch_level, ch_channel, normalize, owner]
+    page_outputs = [image, levels_out, stats, info, ch_image]
+    picker = [ch_level, ch_channel]
 
-    def panel(*args):
-        return h.channel_panel(*args, reset=False)
+    def page_seed_b(model, scale, seed, truncation, _mix_seed, *rest):
+        mix_seed = random_seed()
+        return (mix_seed, *h.page(model, scale, seed, truncation, mix_seed, *rest))
 
-    def panel_reset(*args):
-        return h.channel_panel(*args, reset=True)
-
-    # The seed lives in the slider; the number box and the slider mirror each other in the browser.
+    # The seed lives in the slider; the number box, the slider and the dice meet in the browser.
     seed_box.submit(None, seed_box, seed, js="(x) => x")
     seed_box.blur(None, seed_box, seed, js="(x) => x")
     seed.change(None, seed, seed_box, js="(x) => x")
-    dice.click(random_seed, None, seed, api_name="random_seed")
-    live = gr.on([seed.change, scale.input, truncation.input, mix_level.input, mix_seed.submit, mix_seed.blur],
-                 h.generate, request + [owner], outputs, api_name="generate", **LIVE)
-    live.success(panel, ch_inputs, ch_outputs, api_visibility="private", **LIVE)
-    dice_b.click(random_seed, None, mix_seed, api_visibility="private").success(
-        h.generate, request + [owner], outputs, api_visibility="private", **LIVE
-    ).success(panel, ch_inputs, ch_outputs, api_visibility="private", **LIVE)
-    picked = model.change(lambda *a: on_model(h, *a), [model, mix_level, owner], [scale, mix_level, truncation],
-                          api_visibility="private", **LIVE)
-    picked.success(h.generate, request + [owner], outputs, api_visibility="private", **LIVE).success(
-        panel_reset, ch_inputs, ch_outputs, api_visibility="private", **LIVE)
-    ch_level.input(panel_reset, ch_inputs, ch_outputs, api_visibility="private", **LIVE)
-    gr.on([ch_channel.input, normalize.input], h.channel, ch_inputs, ch_image, api_name="channel", **LIVE)
+    dice.click(None, None, seed, js=RANDOM_SEED_JS)
+    gr.on([seed.change, truncation.input, mix_level.input, mix_seed.submit, mix_seed.blur], h.page, page_inputs,
+          page_outputs, api_name="page", **LIVE)
+    scale.input(h.page_and_picker, page_inputs, page_outputs + picker, api_name="page_scale", **LIVE)
+    dice_b.click(page_seed_b, page_inputs, [mix_seed] + page_outputs, api_name="page_seed_b", **LIVE)
+    model.change(lambda *a: on_model_page(h, *a), page_inputs, [scale, mix_level, truncation] + page_outputs + picker,
+                 api_name="page_model", **(LIVE | dict(show_progress="minimal")))  # a first pick may load it: say so
+    ch_level.input(lambda *a: h.channel_panel(*a, reset=True)[1:], page_inputs, [ch_channel, ch_image],
+                   api_name="page_level", **LIVE)
+    gr.on([ch_channel.input, normalize.input], h.channel, page_inputs, ch_image, api_name="page_channel", **LIVE)
     walk_btn.click(h.walk, [model, scale, seed, mix_seed, truncation, frames, owner], walk, api_name="walk",
                    preprocess=False)
     grid_btn.click(h.grid, [model, scale, seed, truncation, count, owner], grid, api_name="grid", preprocess=False)
@@ -202,29 +200,45 @@ def build(ctx) -> GenerateHandlers:
     if root is not None:
         root.load(lambda o, cur: model_dropdown_update(ctx, o, cur), [owner, model], model,
                   api_visibility="private", preprocess=False)
-        if first is not None:
-            root.load(panel_reset, ch_inputs, ch_outputs, api_visibility="private", preprocess=False)
+
+    def generate(model: str, scale: int, seed: int, truncation: float = 1.0, mix_seed: int = 1,
+                 mix_level: int = 0, owner: str | None = None) -> tuple[str, list[dict], dict, str]:
+        """The image, one card per level, the level statistics and a summary; pictures are WebP data
+        URIs. ``owner``: a visitor's token, to reach that visitor's runs on a shared host."""
+        return h.generate(model, scale, seed, truncation, mix_seed, mix_level, owner)
+
+    def channel(model: str, scale: int, seed: int, truncation: float, mix_seed: int, mix_level: int, level: int,
+                channel: int, normalize: bool = True, owner: str | None = None) -> str:
+        """One channel of one level's feature map, large, as a WebP data URI."""
+        return h.channel(model, scale, seed, truncation, mix_seed, mix_level, level, channel, normalize, owner)
 
     def models(owner: str | None = None) -> list[dict]:
         """Every model this visitor may use: name, label, family, resolution, levels, data set."""
         return [{"name": e.name, "label": model_label(e), "family": e.family, "resolution": e.resolution,
                  "levels": list(e.levels), "dataset": e.dataset, "source": e.source} for e in ctx.models(owner)]
 
+    def new_seed() -> int:
+        """A fresh seed, any 32-bit value."""
+        return random_seed()
+
     def ping(text: str = "") -> str:
         """Gradio's own round trip, for bench/app.py to compare against."""
         return text
 
+    gr.api(generate, api_name="generate")
+    gr.api(channel, api_name="channel")
     gr.api(models, api_name="models")
+    gr.api(new_seed, api_name="random_seed")
     gr.api(ping, api_name="ping", api_visibility="undocumented")
     return h
 
 
 def _first_result(h: GenerateHandlers, model: str | None, levels, truncation: float) -> tuple | None:
-    """The page's opening picture, computed at build: the default model loads once, before launch,
-    and the first visitor sees an image without waiting for a request."""
+    """The page's opening picture and channel picker, computed at build: the default model loads
+    once, before launch, and the first visitor sees every view without waiting for a request."""
     if model is None:
         return None
     try:
-        return h.generate(model, levels[-1], 0, truncation, 1, 0, None)
+        return h.page_and_picker(model, levels[-1], 0, truncation, 1, 0, levels[-1], 0, True, None, reset=True)
     except Exception:  # a broken default model, or no GPU outside a request (ZeroGPU): the page
         return None  # still opens, and the first request says what is wrong

@@ -3,15 +3,18 @@
 ``GenerateHandlers`` turns (model, scale, seed, truncation, mixing) into everything the tab
 shows: the image; for every level a card with the picture at that scale, its feature map in
 PCA colours and its most active channels; the level statistics; one channel large; a
-latent-walk GIF and a grid of seeds. Each request is checked first; a bad one raises
-``gr.Error`` with a message naming the field and its range.
+latent-walk GIF and a grid of seeds. Requests are checked first (``generate_requests``); a bad
+one raises ``gr.Error`` with a message naming the field and its range.
 
-Speed: generators come from the shared device-resident ``ModelCache``; rendered results sit in
-a bounded LRU keyed by every input (and the weights' mtime), so going back to a slider position
-is a dictionary lookup. Generator runs hold one lock: ``features.capture`` hooks the shared
-modules, and on a 2-core CPU one run with both cores beats two fighting for them. On a
-Hugging Face ZeroGPU Space the runs are wrapped in ``spaces.GPU``; elsewhere that is a no-op
-and ``spaces`` need not be installed.
+Speed: one live update is one response. ``page`` returns the image, every card, the statistics,
+the summary and the channel view together, every picture inline as a WebP ``data:`` URI
+(``render.data_uri``): no file is written, hashed, moved into Gradio's cache or fetched per
+picture, and ``gradio_client`` has nothing to download. Generators come from the shared
+device-resident ``ModelCache``; rendered results sit in a bounded LRU keyed by every input (and
+the weights' mtime), so going back to a slider position is a dictionary lookup. Generator runs
+hold one lock: ``features.capture`` hooks the shared modules, and on a 2-core CPU one run with
+both cores beats two fighting for them. On a Hugging Face ZeroGPU Space the runs are wrapped in
+``spaces.GPU``; elsewhere that is a no-op and ``spaces`` need not be installed.
 """
 
 from __future__ import annotations
@@ -34,6 +37,16 @@ from PIL import Image
 import msgen
 from ..zoo import ModelEntry
 from . import render
+from .cpu_runner import OneThreadRunner
+from .generate_requests import (  # noqa: F401  (re-exported: the tab and the tests use them from here)
+    SEED_MAX,
+    TRUNCATION_RANGE,
+    Request,
+    fail,
+    level_of,
+    model_label,
+    whole_number,
+)
 
 try:  # ZeroGPU: a GPU is attached only while a spaces.GPU function runs
     import spaces
@@ -45,8 +58,6 @@ except ImportError:  # anywhere else: run as is
         return fn
 
 
-SEED_MAX = 2**32 - 1
-TRUNCATION_RANGE = (0.0, 2.0)  # what every family's forward accepts (check_generate_args)
 TOP_K = 8  # most active channels remembered per level (the channel picker starts at the first)
 CARD_CHANNELS = 7  # a level card is 3 x 3 tiles: picture, PCA view, 7 most active channels
 GRID_RANGE = (1, 64)  # seeds in one grid: one batched generator call
@@ -54,99 +65,45 @@ WALK_FRAMES = (2, 60)
 WALK_MIN_SIZE = 256  # GIF frames are enlarged (nearest) so a download looks like the page
 STATS_HEADERS = ["level", "channels", "size", "mean", "std", "share <= 0"]
 RESULTS_MAX_BYTES = 256 * 2**20  # the LRU keeps feature maps (~1 MB a result at 64 px): bound it in bytes too
-FILES_KEEP = 4096  # picture files kept on disk (newest first); a swept one is simply rendered again
-SWEEP_EVERY = 128  # new results between two sweeps of the picture folder
-
-
-def fail(message: str) -> gr.Error:
-    """A user-facing error: shown as a toast / returned by the API, no stack trace in the log."""
-    return gr.Error(message, print_exception=False)
-
-
-def whole_number(name: str, value: Any, lo: int, hi: int) -> int:
-    try:
-        ok = not isinstance(value, bool) and float(value).is_integer() and lo <= float(value) <= hi
-    except (TypeError, ValueError, OverflowError):
-        ok = False
-    if not ok:
-        raise fail(f"{name} must be a whole number from {lo} to {hi}, got {value!r}")
-    return int(float(value))
-
-
-def number_in(name: str, value: Any, lo: float, hi: float) -> float:
-    try:
-        ok = not isinstance(value, bool) and lo <= float(value) <= hi
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise fail(f"{name} must be a number from {lo:g} to {hi:g}, got {value!r}")
-    return float(value)
-
-
-def level_of(name: str, value: Any, levels: tuple[int, ...], *, allow_off: bool = False) -> int:
-    try:
-        lvl = int(value)
-        ok = lvl == float(value) and (lvl in levels or (allow_off and lvl == 0))
-    except (TypeError, ValueError, OverflowError):
-        ok = False
-    if not ok:
-        off = " or 0 (off)" if allow_off else ""
-        raise fail(f"{name} must be one of this model's levels {list(levels)}{off}, got {value!r}")
-    return lvl
-
-
-def model_label(entry: ModelEntry) -> str:
-    return entry.label + (" - your run" if entry.source == "run" else "")
-
-
-@dataclass(frozen=True)
-class Request:
-    """A checked generate request; ``key`` identifies its result in the LRU."""
-
-    entry: ModelEntry
-    seed: int
-    scale: int
-    truncation: float
-    mix_seed: int | None
-    mix_level: int | None
-
-    @property
-    def key(self) -> tuple:
-        st = (self.entry.path / "model.safetensors").stat()  # a retrained model is a new key
-        return (str(self.entry.path), st.st_mtime_ns, st.st_size, self.seed, self.scale,
-                self.truncation, self.mix_seed, self.mix_level)
+FILES_KEEP = 4096  # grid and walk files kept on disk (newest first); a swept one is simply made again
+SWEEP_EVERY = 128  # files written between two sweeps of the picture folder
 
 
 @dataclass
 class Rendered:
-    """One generate call, ready for the page: picture files at native size, stats, raw feature maps."""
+    """One generate call, ready for the page: pictures as data URIs at native size, stats, raw maps."""
 
-    image: str  # the picture at the requested scale (a WebP file in Gradio's cache)
-    levels: list[tuple[str, str]]  # one card per level, coarse to fine (render.level_card), captioned
-    stats: list[list]
+    image: str  # the picture at the requested scale, a WebP data URI
+    levels: list[dict]  # one card per level, coarse to fine: level, channels, caption, image (data URI)
+    stats: list[list]  # one row per level, as STATS_HEADERS
     features: dict[int, torch.Tensor]  # level -> C x H x W float32 on the CPU, for the channel picker
     top_channels: dict[int, list[int]]
     ms: float  # time to compute it, shown on the page
 
-    def files_exist(self) -> bool:  # a sweep (ours or Gradio's delete_cache) may have removed them
-        return os.path.exists(self.image) and all(os.path.exists(p) for p, _ in self.levels)
+    @property
+    def table(self) -> dict:
+        """The statistics as the page's table (and the API) carries them: headers and rows."""
+        return {"headers": STATS_HEADERS, "data": self.stats}
 
     @property
     def nbytes(self) -> int:
-        return sum(f.numel() * f.element_size() for f in self.features.values())
+        pictures = len(self.image) + sum(len(card["image"]) for card in self.levels)
+        return pictures + sum(f.numel() * f.element_size() for f in self.features.values())
 
 
-def render_generation(out: msgen.Generation, folder: Path) -> Rendered:
+def render_generation(out: msgen.Generation) -> Rendered:
     fmaps = {lvl: f[0] for lvl, f in sorted((out.features or {}).items())}
-    tops = {lvl: render.top_channels(f, TOP_K) for lvl, f in fmaps.items()}
-    cards, stats = [], []
-    for lvl, f in fmaps.items():
-        c, h, w = f.shape
-        card = render.level_card(out.images[lvl][0], f, tops[lvl][:CARD_CHANNELS])
-        cards.append((render.save(card, folder), f"{lvl}x{lvl}: {c} channels"))
-        mean, std, zeros = render.level_stats(f)
-        stats.append([lvl, c, f"{h}x{w}", round(mean, 4), round(std, 4), round(zeros, 4)])
-    image = render.save(render.to_uint8(out.images[out.scale][0]), folder)
+    cards, stats, tops = [], [], {}
+    with render.one_blas_thread():
+        for lvl, f in fmaps.items():
+            c, h, w = f.shape
+            tops[lvl] = render.top_channels(f, TOP_K)
+            card = render.level_card(out.images[lvl][0], f, tops[lvl][:CARD_CHANNELS])
+            cards.append({"level": lvl, "channels": c, "caption": f"{lvl}x{lvl}: {c} channels",
+                          "image": render.data_uri(card)})
+            mean, std, zeros = render.level_stats(f)
+            stats.append([lvl, c, f"{h}x{w}", round(mean, 4), round(std, 4), round(zeros, 4)])
+    image = render.data_uri(render.to_uint8(out.images[out.scale][0]))
     return Rendered(image=image, levels=cards, stats=stats, features=fmaps, top_channels=tops, ms=0.0)
 
 
@@ -158,14 +115,15 @@ class GenerateHandlers:
         self.ctx = ctx
         self.max_results = max_results
         self.max_bytes = max_bytes
-        # Pictures go straight into Gradio's cache folder, which it serves without copying.
+        # Grid and walk files go straight into Gradio's cache folder, which serves them without copying.
         self.files = Path(files) if files is not None else Path(get_upload_folder()) / "msgen"
         self.files.mkdir(parents=True, exist_ok=True)
         self._results: OrderedDict[tuple, Rendered] = OrderedDict()
         self._results_bytes = 0
-        self._renders = 0
+        self._written = 0
         self._results_lock = threading.Lock()
         self._run_lock = threading.Lock()
+        self._one_thread = OneThreadRunner()
         # Wrapped here, not at import, so each handler set has its own cache and lock.
         self._generate_on_device = gpu(self._generate_on_device_impl)
         self._latents_on_device = gpu(self._latents_on_device_impl)
@@ -180,16 +138,7 @@ class GenerateHandlers:
             raise fail(str(exc)) from None
 
     def request(self, model, scale, seed, truncation, mix_seed=None, mix_level=0, owner=None) -> Request:
-        entry = self.entry(model, owner)
-        scale = level_of("scale", scale, entry.levels)
-        seed = whole_number("seed", seed, 0, SEED_MAX)
-        truncation = round(number_in("truncation", truncation, *TRUNCATION_RANGE), 6)
-        mix_level = level_of("mix level", 0 if mix_level is None else mix_level, entry.levels, allow_off=True)
-        if mix_level:
-            mix_seed = whole_number("mix seed", mix_seed, 0, SEED_MAX)
-        else:
-            mix_seed, mix_level = None, None  # mixing off: one cache entry whatever seed B says
-        return Request(entry, seed, scale, truncation, mix_seed, mix_level)
+        return Request.check(self.entry(model, owner), scale, seed, truncation, mix_seed, mix_level)
 
     # --- running the generator (the only part that touches the device) ----------------------
     def _model(self, path: Path) -> torch.nn.Module:
@@ -200,9 +149,13 @@ class GenerateHandlers:
 
     def _generate_on_device_impl(self, req: Request, n: int = 1, features: bool = True) -> msgen.Generation:
         gen = self._model(req.entry.path)
+        one_cpu_image = n == 1 and next(gen.parameters()).device.type == "cpu"
         with self._run_lock:
-            return msgen.generate(gen, seed=req.seed, scale=req.scale, truncation=req.truncation,
-                                  mix_seed=req.mix_seed, mix_level=req.mix_level, n=n, features=features)
+            args = dict(seed=req.seed, scale=req.scale, truncation=req.truncation, mix_seed=req.mix_seed,
+                        mix_level=req.mix_level, n=n, features=features)
+            if one_cpu_image:
+                return self._one_thread.run(msgen.generate, gen, **args)
+            return msgen.generate(gen, **args)
 
     @torch.inference_mode()
     def _latents_on_device_impl(self, path: Path, z: torch.Tensor, scale: int, truncation: float) -> torch.Tensor:
@@ -218,13 +171,13 @@ class GenerateHandlers:
         key = req.key
         with self._results_lock:
             hit = self._results.get(key)
-            if hit is not None and hit.files_exist():
+            if hit is not None:
                 self._results.move_to_end(key)
                 return hit, True
         t0 = time.perf_counter()
         out = self._generate_on_device(req)
         with torch.inference_mode():
-            res = render_generation(out, self.files)
+            res = render_generation(out)
         res.ms = (time.perf_counter() - t0) * 1e3
         with self._results_lock:
             old = self._results.pop(key, None)
@@ -233,56 +186,56 @@ class GenerateHandlers:
             while len(self._results) > self.max_results or (self._results_bytes > self.max_bytes
                                                             and len(self._results) > 1):
                 self._results_bytes -= self._results.popitem(last=False)[1].nbytes
-            self._renders += 1
-            sweep = self._renders % SWEEP_EVERY == 0
-        if sweep:
-            _sweep(self.files, FILES_KEEP)
         return res, False
 
     def generate(self, model, scale, seed, truncation=1.0, mix_seed=None, mix_level=0, owner=None):
-        """-> image, one card per level (picture, PCA view, top channels), stats rows, a summary."""
+        """-> image, one card per level (picture, PCA view, top channels), the statistics table, a
+        summary: the ``/generate`` API. Pictures are WebP data URIs, cards dicts with their level,
+        channel count and caption, the table ``{"headers", "data"}``."""
         req = self.request(model, scale, seed, truncation, mix_seed, mix_level, owner)
         res, hit = self.rendered(req)
-        mixed = f", levels >= {req.mix_level} from seed {req.mix_seed}" if req.mix_level else ""
-        took = "from the result cache" if hit else f"in {res.ms:.1f} ms"
-        info = (f"**{req.entry.name}**: {req.scale}x{req.scale} from seed {req.seed}{mixed}, "
-                f"truncation {req.truncation:g}: {took}")
-        return res.image, res.levels, res.stats, info
+        return res.image, res.levels, res.table, _summary(req, res, hit)
+
+    def page(self, model, scale, seed, truncation, mix_seed, mix_level, level, channel, normalize=True,
+             owner=None):
+        """One live update of the page (a seed, truncation or mixing change): the outputs of
+        ``generate`` and the channel view at the picker's level and channel, in one response."""
+        req = self.request(model, scale, seed, truncation, mix_seed, mix_level, owner)
+        res, hit = self.rendered(req)
+        level, channel = _pick(res, level, channel, reset=False)
+        return (res.image, res.levels, res.table, _summary(req, res, hit),
+                _channel_uri(res, level, channel, normalize))
+
+    def page_and_picker(self, model, scale, seed, truncation, mix_seed, mix_level, level, channel,
+                        normalize=True, owner=None, *, reset: bool = False):
+        """``page`` plus the channel picker's level choices and channel range, for a change of
+        scale (a level above the new scale falls back to the finest) or of model (``reset``:
+        start at the finest level's most active channel)."""
+        req = self.request(model, scale, seed, truncation, mix_seed, mix_level, owner)
+        res, hit = self.rendered(req)
+        level, channel = _pick(res, level, channel, reset=reset)
+        return (res.image, res.levels, res.table, _summary(req, res, hit),
+                _channel_uri(res, level, channel, normalize), *_picker(res, level, channel))
 
     def channel(self, model, scale, seed, truncation, mix_seed, mix_level, level, channel, normalize=True, owner=None):
-        """One channel of one level's feature map, large: its own range or the level's."""
+        """One channel of one level's feature map, large, its own range or the level's: a data URI."""
         req = self.request(model, scale, seed, truncation, mix_seed, mix_level, owner)
         res, _ = self.rendered(req)
         level = level_of("level", level, tuple(res.features))
-        fmap = res.features[level]
-        channel = whole_number("channel", channel, 0, fmap.shape[0] - 1)
-        return render.save(render.channel_view(fmap, channel, normalize=bool(normalize)), self.files)
+        channel = whole_number("channel", channel, 0, res.features[level].shape[0] - 1)
+        return _channel_uri(res, level, channel, normalize)
 
     def channel_panel(self, model, scale, seed, truncation, mix_seed, mix_level, level, channel, normalize=True,
                       owner=None, *, reset: bool = False):
-        """The page's channel picker after a change: level choices, channel range, the picture.
+        """The channel picker after a change: level choices, channel range, the picture.
 
         Lenient where the page can be momentarily stale: a level above the new scale falls back
         to the finest one, and ``reset`` (a new level or model) starts at its most active channel.
         """
         req = self.request(model, scale, seed, truncation, mix_seed, mix_level, owner)
         res, _ = self.rendered(req)
-        try:
-            level = int(level)
-        except (TypeError, ValueError):
-            level = 0
-        if level not in res.features:
-            level, reset = max(res.features), True
-        fmap = res.features[level]
-        last = fmap.shape[0] - 1
-        try:
-            channel = res.top_channels[level][0] if reset else min(max(int(channel), 0), last)
-        except (TypeError, ValueError):
-            channel = res.top_channels[level][0]
-        levels = [(f"{lvl}x{lvl}", lvl) for lvl in res.features]
-        return (gr.update(choices=levels, value=level),
-                gr.update(maximum=last, value=channel, label=f"Channel (0 to {last}; starts at the most active)"),
-                render.save(render.channel_view(fmap, channel, normalize=bool(normalize)), self.files))
+        level, channel = _pick(res, level, channel, reset=reset)
+        return (*_picker(res, level, channel), _channel_uri(res, level, channel, normalize))
 
     def grid(self, model, scale, seed, truncation=1.0, count=16, owner=None):
         """``count`` consecutive seeds from ``seed``, each captioned with its seed."""
@@ -290,7 +243,9 @@ class GenerateHandlers:
         count = whole_number("count", count, *GRID_RANGE)
         out = self._generate_on_device(req, n=count, features=False)
         imgs = render.to_uint8(out.images[req.scale])
-        return [(render.save(im, self.files), f"seed {(req.seed + i) % (SEED_MAX + 1)}") for i, im in enumerate(imgs)]
+        tiles = [(render.save(im, self.files), f"seed {(req.seed + i) % (SEED_MAX + 1)}") for i, im in enumerate(imgs)]
+        self._wrote(count)
+        return tiles
 
     def walk(self, model, scale, seed, mix_seed, truncation=1.0, frames=24, owner=None) -> str:
         """A looping GIF along the great circle from seed A's latent to seed B's (slerp)."""
@@ -309,7 +264,45 @@ class GenerateHandlers:
         z = torch.cat([slerp(za, zb, t) for t in torch.linspace(0, 1, frames).tolist()])
         images = render.to_uint8(self._latents_on_device(req.entry.path, z, req.scale, req.truncation))
         render.save_gif([render.enlarge(Image.fromarray(im), WALK_MIN_SIZE) for im in images], path)
+        self._wrote(1)
         return str(path)
+
+    def _wrote(self, n: int) -> None:
+        """Count files written; every ``SWEEP_EVERY`` of them, sweep the folder down to ``FILES_KEEP``."""
+        with self._results_lock:
+            before, self._written = self._written, self._written + n
+        if before // SWEEP_EVERY != self._written // SWEEP_EVERY:
+            _sweep(self.files, FILES_KEEP)
+
+
+def _summary(req: Request, res: Rendered, hit: bool) -> str:
+    return req.summary() + (": from the result cache" if hit else f": in {res.ms:.1f} ms")
+
+
+def _pick(res: Rendered, level: Any, channel: Any, *, reset: bool) -> tuple[int, int]:
+    """The channel picker's (level, channel) for ``res``: a level it does not have falls back to
+    the finest, a channel out of range to the nearest, ``reset`` to the level's most active one."""
+    try:
+        level = int(level)
+    except (TypeError, ValueError):
+        level = 0
+    if level not in res.features:
+        level, reset = max(res.features), True
+    last = res.features[level].shape[0] - 1
+    try:
+        return level, res.top_channels[level][0] if reset else min(max(int(channel), 0), last)
+    except (TypeError, ValueError):
+        return level, res.top_channels[level][0]
+
+
+def _picker(res: Rendered, level: int, channel: int) -> tuple[dict, dict]:
+    last = res.features[level].shape[0] - 1
+    return (gr.update(choices=[(f"{lvl}x{lvl}", lvl) for lvl in res.features], value=level),
+            gr.update(maximum=last, value=channel, label=f"Channel (0 to {last}; starts at the most active)"))
+
+
+def _channel_uri(res: Rendered, level: int, channel: int, normalize: Any) -> str:
+    return render.data_uri(render.channel_view(res.features[level], channel, normalize=bool(normalize)))
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
