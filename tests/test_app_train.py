@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from gradio_client import Client, handle_file
-from PIL import Image
 
 import msgen
 from msgen.ui import render
