@@ -45,6 +45,29 @@ def call(url: str, api: str, data: list, timeout: float = 60) -> tuple[str, obje
     return kind, json.loads(payload) if payload else None
 
 
+def run_async(coro) -> None:
+    """Run a coroutine to its end in a thread of its own (the browser tests keep a loop running here)."""
+    import threading
+
+    errors: list[BaseException] = []
+    t = threading.Thread(target=_runner(coro, errors))
+    t.start()
+    t.join(60)
+    if errors:
+        raise errors[0]
+
+
+def _runner(coro, errors):
+    import asyncio
+
+    def run():
+        try:
+            asyncio.run(coro)
+        except BaseException as exc:  # re-raised in the test's thread
+            errors.append(exc)
+    return run
+
+
 def alive(url: str) -> bool:
     return httpx.get(f"{url}/gradio_api/info", timeout=30).status_code == 200
 
@@ -121,8 +144,6 @@ def test_an_upload_over_the_request_cap_is_refused_before_it_is_stored(shared):
 
 
 def test_a_body_longer_than_its_cap_is_cut_off(monkeypatch):
-    import asyncio
-
     got = []
 
     async def app(scope, receive, send):  # reads the whole body, as a route would
@@ -140,7 +161,7 @@ def test_a_body_longer_than_its_cap_is_cut_off(monkeypatch):
     monkeypatch.setattr(server, "MAX_BODY_BYTES", 10_000)
     guard = server.UploadGuard(app, max_request_bytes=10**9, min_free_bytes=0)
     scope = {"type": "http", "method": "POST", "path": "/gradio_api/queue/join", "headers": []}
-    asyncio.run(guard(scope, receive, None))
+    run_async(guard(scope, receive, None))
     assert got[-1] == "http.disconnect" and len(got) == 11  # cut as soon as 10 kB had passed
 
 
@@ -228,8 +249,6 @@ def test_a_file_over_the_per_file_cap_is_refused(shared, tmp_path):
 
 
 def test_the_disk_guard_refuses_uploads_when_the_disk_is_nearly_full(monkeypatch):
-    import asyncio
-
     monkeypatch.setattr(server, "_free_bytes", lambda: 10)
     sent = []
 
@@ -241,7 +260,7 @@ def test_the_disk_guard_refuses_uploads_when_the_disk_is_nearly_full(monkeypatch
 
     guard = server.UploadGuard(app, max_request_bytes=2**20, min_free_bytes=2**30)
     scope = {"type": "http", "method": "POST", "path": "/gradio_api/upload", "headers": [(b"content-length", b"10")]}
-    asyncio.run(guard(scope, None, send))
+    run_async(guard(scope, None, send))
     assert sent[0]["status"] == 507 and b"disk" in sent[1]["body"]
 
 
@@ -428,3 +447,9 @@ def test_odd_run_json_never_breaks_a_listing(tmp_path):
         (root / name).mkdir(parents=True)
         (root / name / "run.json").write_text(text)
     assert runs.list_runs(root) == []
+
+
+def test_values_gradio_cannot_read_get_a_message(shared):
+    url, _demo = shared
+    kind, payload = call(url, "train_resume", ["some-run", "x", OWNER])
+    assert kind == "error" and payload["error"] and "could not be read" in payload["error"]
