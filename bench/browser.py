@@ -244,7 +244,7 @@ def main() -> None:
                 a, b = percentiles(ours)
                 c, d = percentiles(theirs)
                 rows.append(f"| {e.name} | {e.resolution} | {a:.0f} / {b:.0f} | {c:.0f} / {d:.0f} | {a / c:.2f}x |"
-                            + (f" {lost} timed out |" if lost else " |"))
+                            + (f" {lost} timed out |" if lost else ""))
                 print(rows[-1], flush=True)
             page.bring_to_front()
             ours_drag = drag(page, "#msgen-seed input[type=range]", MSGEN["image"], args.drag_s)
