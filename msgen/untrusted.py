@@ -37,17 +37,24 @@ class UntrustedFileError(ValueError):
     """A file that breaks one of this module's limits; the message names the file and the limit."""
 
 
-def read_regular_file(path: Path, limit: int) -> bytes:
-    """At most ``limit`` bytes of a regular file (never a FIFO, device or /dev/zero link)."""
-    path = Path(path)
+def _read_head(path: Path, limit: int) -> tuple[bytes, int]:
+    """(at most ``limit`` bytes, the file's size) of a regular file: never a FIFO, device or
+    /dev/zero link (opened non-blocking, judged by fstat on the open file, not by its name)."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
         raise UntrustedFileError(f"{path}: cannot be opened ({exc.strerror or type(exc).__name__})") from None
     with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
             raise UntrustedFileError(f"{path}: not a regular file")
-        data = fh.read(limit + 1)
+        return fh.read(limit), st.st_size
+
+
+def read_regular_file(path: Path, limit: int) -> bytes:
+    """At most ``limit`` bytes of a regular file (never a FIFO, device or /dev/zero link)."""
+    path = Path(path)
+    data, _size = _read_head(path, limit + 1)
     if len(data) > limit:
         raise UntrustedFileError(f"{path}: larger than the {limit // 1024} KiB limit for this file")
     return data
@@ -123,22 +130,14 @@ def safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
     from safetensors import safe_open
 
     path = Path(path)
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except OSError as exc:
-        raise UntrustedFileError(f"{path}: cannot be opened ({exc.strerror or type(exc).__name__})") from None
-    with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fh.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise UntrustedFileError(f"{path}: not a regular file")
-        head = fh.read(8)
+    head, file_size = _read_head(path, 8)
     if len(head) < 8:
         raise UntrustedFileError(f"{path} could not be read: too short to be a safetensors file")
     size = int.from_bytes(head, "little")
     if size > MAX_HEADER_BYTES:
         raise UntrustedFileError(f"{path}: its header claims {size} bytes (the limit is {MAX_HEADER_BYTES})")
-    if 8 + size > st.st_size:
-        raise UntrustedFileError(f"{path} could not be read: its header claims {size} bytes but the file has {st.st_size}")
+    if 8 + size > file_size:
+        raise UntrustedFileError(f"{path} could not be read: its header claims {size} bytes but the file has {file_size}")
     try:
         with safe_open(str(path), framework="pt") as f:
             names = list(f.keys())
