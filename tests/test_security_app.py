@@ -219,7 +219,9 @@ def test_runs_kept_per_visitor_and_in_all_are_bounded(shared_ctx, monkeypatch):
         (root / f"old-{i}").mkdir(parents=True)
     job_id, text = start(shared_ctx, OWNER)
     assert job_id is None and "runs, this server's limit" in text
-    monkeypatch.setattr(T, "SHARED_LIMITS", dataclasses.replace(T.SHARED_LIMITS, runs_per_visitor=100, max_runs=3))
+    from msgen.ui import train_limits
+
+    monkeypatch.setattr(train_limits, "SHARED_LIMITS", dataclasses.replace(T.SHARED_LIMITS, runs_per_visitor=100, max_runs=3))
     job_id, text = start(shared_ctx, OWNER)
     assert job_id is None and "as many runs as it can keep" in text
 
