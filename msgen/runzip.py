@@ -309,11 +309,15 @@ def _zip_entry_count(path: Path) -> int | None:
 
 
 # --- Hub -----------------------------------------------------------------------------------------
-def push_run(run_dir: str | os.PathLike, repo_id: str, *, token: str | None, private: bool = True) -> str:
-    """Upload a run's full state (the archive's files, no zip) to a Hub repo; returns its URL."""
+def push_run(run_dir: str | os.PathLike, repo_id: str, *, token: str | None, private: bool = True,
+             use_server_login: bool = True) -> str:
+    """Upload a run's full state (the archive's files, no zip) to a Hub repo; returns its URL.
+    ``use_server_login=False`` (a stranger's request): never HF_TOKEN or a cached login."""
     from huggingface_hub import HfApi
 
     run_dir = Path(run_dir)
+    if not token and not use_server_login:
+        raise RunArchiveError("a Hugging Face token is needed to push")
     if not ckpt.REPO_ID.match(repo_id or ""):
         raise RunArchiveError(f"{repo_id!r} is not a Hub repo id of the form owner/name")
     files = run_files(run_dir)
@@ -323,7 +327,7 @@ def push_run(run_dir: str | os.PathLike, repo_id: str, *, token: str | None, pri
             (stage / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(run_dir / rel, stage / rel)
         (stage / MANIFEST).write_text(json.dumps(manifest(stage, files), indent=1))
-        api = HfApi(token=token or None)
+        api = HfApi(token=token or (None if use_server_login else False))
         try:
             url = api.create_repo(repo_id, private=private, exist_ok=True)
             api.upload_folder(folder_path=str(stage), repo_id=repo_id, commit_message="Upload msgen run (resumable)",
@@ -334,15 +338,17 @@ def push_run(run_dir: str | os.PathLike, repo_id: str, *, token: str | None, pri
 
 
 def fetch_run(repo_id: str, runs_root: str | os.PathLike, *, token: str | None = None,
-              dest: Callable[[str], Path] | None = None, limits: ArchiveLimits = LIMITS) -> Path:
+              dest: Callable[[str], Path] | None = None, limits: ArchiveLimits = LIMITS,
+              use_server_login: bool = True) -> Path:
     """Download a run pushed by ``push_run`` (only the files its manifest lists) and accept it as
-    ``unpack_zip`` accepts a zip; returns the new run folder."""
+    ``unpack_zip`` accepts a zip; returns the new run folder. ``use_server_login=False`` (a
+    stranger's request): the caller's token or none, never the server's, which may read private repos."""
     from huggingface_hub import hf_hub_download, snapshot_download
 
     if not ckpt.REPO_ID.match(repo_id or ""):
         raise RunArchiveError(f"{repo_id!r} is not a Hub repo id of the form owner/name")
     try:
-        man_path = Path(hf_hub_download(repo_id, MANIFEST, token=token or None, etag_timeout=10))
+        man_path = Path(hf_hub_download(repo_id, MANIFEST, token=token or (None if use_server_login else False), etag_timeout=10))
         if man_path.stat().st_size > limits.max_json_bytes:
             raise RunArchiveError(f"{repo_id}: manifest.json is over the {_mb(limits.max_json_bytes)} limit")
         listed = json.loads(man_path.read_text()).get("files")
@@ -358,7 +364,7 @@ def fetch_run(repo_id: str, runs_root: str | os.PathLike, *, token: str | None =
         if sum(sizes) > limits.max_total_bytes:
             raise RunArchiveError(f"{repo_id}: the run is {_mb(sum(sizes))}, over the {_mb(limits.max_total_bytes)} limit")
         _room_for(Path(runs_root), 2 * sum(sizes), limits)  # the Hub cache's copy, then the run's
-        folder = Path(snapshot_download(repo_id, allow_patterns=names + [MANIFEST], token=token or None,
+        folder = Path(snapshot_download(repo_id, allow_patterns=names + [MANIFEST], token=token or (None if use_server_login else False),
                                         etag_timeout=10))
     except RunArchiveError:
         raise

@@ -455,3 +455,28 @@ def test_values_gradio_cannot_read_get_a_message(shared):
     url, _demo = shared
     kind, payload = call(url, "train_resume", ["some-run", "x", OWNER])
     assert kind == "error" and payload["error"] and "could not be read" in payload["error"]
+
+
+def test_run_archives_never_use_the_servers_hub_login(tmp_path, tiny_weights, monkeypatch):
+    from msgen import runzip
+    from msgen.ui import train_resume as TR
+
+    ctx = common.AppContext(runs_dir=tmp_path / "runs", weights_dir=tiny_weights, shared=True)
+    manager = JobManager()
+    run = ctx.owner_dir(OWNER) / "r"
+    (run / "model").mkdir(parents=True)
+    (run / "run.json").write_text('{"step": 1, "steps": 1}')
+    pushed, fetched = [], []
+    monkeypatch.setattr(runzip, "push_run", lambda *a, **k: pushed.append(k) or "url")
+    monkeypatch.setattr(runzip, "fetch_run", lambda *a, **k: fetched.append(k) or (_ for _ in ()).throw(ValueError("x")))
+    text = TR.push_run(ctx, manager, "r", "someone/repo", "", False, OWNER)
+    assert "your Hugging Face token" in text and not pushed
+    TR.push_run(ctx, manager, "r", "someone/repo", "hf_visitor", False, OWNER)
+    assert pushed[0]["token"] == "hf_visitor" and pushed[0]["use_server_login"] is False
+    TR.resume_hub(ctx, manager, "someone/private-run", "", None, OWNER)
+    assert fetched[0]["token"] is None and fetched[0]["use_server_login"] is False
+    # ... and the real functions honour it: token=False reaches huggingface_hub, never HF_TOKEN.
+    monkeypatch.undo()
+    monkeypatch.setenv("HF_TOKEN", "hf_SERVER_SECRET")
+    with pytest.raises(ValueError, match="token is needed"):
+        runzip.push_run(run, "someone/repo", token=None, use_server_login=False)

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import gradio as gr
 
 from .. import runzip
-from . import common, runs
+from . import common, runs, validate
 from .jobs import JobManager
 
 def _owned_run(ctx: common.AppContext, run_name: str | None, owner: str | None) -> Path:
@@ -48,10 +48,13 @@ def _upload_path(upload: Any) -> Path:
 
 
 def _room(ctx: common.AppContext, manager: JobManager, owner: str | None) -> Path:
+    from .train_limits import check_disk
+
     root = ctx.owner_dir(owner)
     if manager.active_count(ctx.owner_key(owner)) >= (1 if ctx.shared else 8):
         raise ValueError("you already have a run training or in line; stop it or wait for it to finish")
     ctx.expire_sessions(keep=manager.busy_run_dirs())
+    check_disk(ctx, root)  # an imported run is a kept run: the same quotas as a new one
     root.mkdir(parents=True, exist_ok=True)
     return root
 
@@ -107,8 +110,9 @@ def resume_hub(ctx, manager: JobManager, repo_id, token, until, owner) -> tuple[
     run_dir = None
     try:
         root = _room(ctx, manager, owner)
-        run_dir = runzip.fetch_run((repo_id or "").strip(), root, token=(token or "").strip() or None,
-                                   dest=_dest(ctx, root, owner), limits=_limits(ctx))
+        run_dir = runzip.fetch_run(validate.text(repo_id, "repo id", 200).strip(), root,
+                                   token=validate.text(token, "token", 400).strip() or None,
+                                   dest=_dest(ctx, root, owner), limits=_limits(ctx), use_server_login=not ctx.shared)
         job_id, text = _continue(ctx, manager, run_dir, until, owner, f"fetched from {repo_id.strip()}")
     except (ValueError, OSError, KeyError) as exc:
         return None, f"**Cannot resume from the Hub:** {exc}", run_dir.name if run_dir else None
@@ -120,8 +124,11 @@ def push_run(ctx, manager: JobManager, run_name, repo_id, token, private, owner)
         run_dir = _owned_run(ctx, run_name, owner)
         if run_dir.resolve() in manager.busy_run_dirs():
             raise ValueError(f"{run_dir.name} is training; push it once it has stopped or finished")
-        url = runzip.push_run(run_dir, (repo_id or "").strip(), token=(token or "").strip() or None,
-                              private=bool(private))
+        token = validate.text(token, "token", 400).strip() or None
+        if token is None and ctx.shared:  # never the server's own credential for a stranger's push
+            raise ValueError("give your Hugging Face token (write access); this server pushes with yours only")
+        url = runzip.push_run(run_dir, validate.text(repo_id, "repo id", 200).strip(), token=token,
+                              private=bool(private), use_server_login=not ctx.shared)
     except (ValueError, OSError) as exc:
         return f"**Run not pushed:** {exc}. The local run is unchanged."
     return f"Run pushed with its full state to {url}; *Resume from a Hub repo* continues it on any machine."
