@@ -347,8 +347,11 @@ def fetch_run(repo_id: str, runs_root: str | os.PathLike, *, token: str | None =
 
     if not ckpt.REPO_ID.match(repo_id or ""):
         raise RunArchiveError(f"{repo_id!r} is not a Hub repo id of the form owner/name")
+    auth = token or (None if use_server_login else False)
     try:
-        man_path = Path(hf_hub_download(repo_id, MANIFEST, token=token or (None if use_server_login else False), etag_timeout=10))
+        revision = _hub_revision(repo_id, auth)
+        _check_hub_sizes(repo_id, auth, revision, {MANIFEST: limits.max_json_bytes}, limits)
+        man_path = Path(hf_hub_download(repo_id, MANIFEST, token=auth, revision=revision, etag_timeout=10))
         if man_path.stat().st_size > limits.max_json_bytes:
             raise RunArchiveError(f"{repo_id}: manifest.json is over the {_mb(limits.max_json_bytes)} limit")
         listed = json.loads(man_path.read_text()).get("files")
@@ -363,8 +366,11 @@ def fetch_run(repo_id: str, runs_root: str | os.PathLike, *, token: str | None =
             raise RunArchiveError(f"{repo_id}: a file of the run is over its size limit")
         if sum(sizes) > limits.max_total_bytes:
             raise RunArchiveError(f"{repo_id}: the run is {_mb(sum(sizes))}, over the {_mb(limits.max_total_bytes)} limit")
+        # The manifest's sizes are the repo's own claim: the Hub's record of each file is checked too,
+        # at the same pinned commit, before anything but the manifest is downloaded.
+        _check_hub_sizes(repo_id, auth, revision, {n: _cap(n, limits) for n in names}, limits)
         _room_for(Path(runs_root), 2 * sum(sizes), limits)  # the Hub cache's copy, then the run's
-        folder = Path(snapshot_download(repo_id, allow_patterns=names + [MANIFEST], token=token or (None if use_server_login else False),
+        folder = Path(snapshot_download(repo_id, allow_patterns=names + [MANIFEST], token=auth, revision=revision,
                                         etag_timeout=10))
     except RunArchiveError:
         raise
@@ -381,6 +387,38 @@ def fetch_run(repo_id: str, runs_root: str | os.PathLike, *, token: str | None =
             with src.open("rb") as fh:  # the Hub cache's links point into its own blob store
                 _copy_capped(fh, stage / rel, _cap(rel, limits), rel)
         return _accept(stage, repo_id.split("/", 1)[1], Path(runs_root), dest, limits)
+
+
+def _hub_revision(repo_id: str, auth) -> str | None:
+    """The repo's current commit (downloads are pinned to it), or None when the Hub cannot be asked
+    (offline: the local cache serves, and every copy out of it is capped)."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    try:
+        return HfApi(token=auth).model_info(repo_id, expand=["sha"], timeout=10).sha
+    except RepositoryNotFoundError:
+        raise
+    except Exception:
+        return None
+
+
+def _check_hub_sizes(repo_id: str, auth, revision: str | None, caps: dict[str, int], limits: ArchiveLimits) -> None:
+    """Refuse before downloading when the Hub says a file is over its cap or the run over its total."""
+    if revision is None:
+        return
+    from huggingface_hub import HfApi
+
+    infos = HfApi(token=auth).get_paths_info(repo_id, list(caps), revision=revision)
+    total = 0
+    for info in infos:
+        size = getattr(info, "size", None)
+        if isinstance(size, int):
+            total += size
+            if size > caps.get(getattr(info, "path", ""), 0):
+                raise RunArchiveError(f"{repo_id}: {info.path} is {size:,} bytes on the Hub, over its limit")
+    if total > limits.max_total_bytes:
+        raise RunArchiveError(f"{repo_id}: the run is {_mb(total)} on the Hub, over the {_mb(limits.max_total_bytes)} limit")
 
 
 def _mb(n: int) -> str:

@@ -246,3 +246,28 @@ def test_an_import_never_fills_the_disk(packed, tmp_path, monkeypatch):
     assert list((tmp_path / "runs").iterdir()) == []
     with pytest.raises(runzip.RunArchiveError, match="over the 1 MB limit"):
         runzip.unpack_zip(archive, tmp_path / "runs", limits=runzip.ArchiveLimits(max_archive_bytes=2**20))
+
+
+def test_a_hub_run_whose_files_are_larger_than_its_manifest_says_is_refused_before_download(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import huggingface_hub
+    from huggingface_hub import HfApi
+
+    monkeypatch.setattr(HfApi, "model_info", lambda self, repo_id, **kw: SimpleNamespace(sha="a" * 40))
+    monkeypatch.setattr(HfApi, "get_paths_info", lambda self, repo_id, paths, **kw: [
+        SimpleNamespace(path=p, size=50 * 2**30 if p != "manifest.json" else 100) for p in paths])
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text('{"files": {"model/model.safetensors": {"size": 10, "sha256": "x"}}}')
+    downloads = []
+
+    def fake_download(repo_id, filename, **kw):
+        downloads.append(filename)
+        assert kw.get("revision") == "a" * 40  # pinned to the checked commit
+        return str(manifest)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda *a, **k: downloads.append("snapshot"))
+    with pytest.raises(runzip.RunArchiveError, match="bytes on the Hub, over its limit"):
+        runzip.fetch_run("someone/liar", tmp_path / "runs")
+    assert downloads == ["manifest.json"]  # the 50 GB file was never asked for
