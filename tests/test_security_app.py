@@ -115,14 +115,14 @@ def test_decompose_accepts_real_uploads_and_inline_data(shared):
 
 
 def test_train_upload_refuses_paths_that_were_not_uploaded(shared):
-    url, demo = shared
+    url, _demo = shared
     # The Train tab's File component is preprocessed: gradio itself refuses a path it did not store.
     kind, _ = call(url, "train_upload", [[{"path": str(SECRET_PNG), "meta": {"_type": "gradio.FileData"}}],
                                          "model:tiny16", 32, "crop", OWNER])
     assert kind == "error"
     kind, _ = call(url, "train_upload", [[{"path": str(SECRET_PNG)}], "model:tiny16", 32, "crop", OWNER])
     assert kind == "error"
-    assert not any((demo.ctx.runs_dir / "sessions").rglob("*.png")) if (demo.ctx.runs_dir / "sessions").exists() else True
+    assert alive(url)
 
 
 # --- disk: upload caps and cache expiry ------------------------------------------------------------
@@ -480,3 +480,42 @@ def test_run_archives_never_use_the_servers_hub_login(tmp_path, tiny_weights, mo
     monkeypatch.setenv("HF_TOKEN", "hf_SERVER_SECRET")
     with pytest.raises(ValueError, match="token is needed"):
         runzip.push_run(run, "someone/repo", token=None, use_server_login=False)
+
+
+def test_two_simultaneous_starts_never_share_or_delete_a_folder(tmp_path, tiny_weights):
+    import threading
+
+    ctx = common.AppContext(runs_dir=tmp_path / "runs", weights_dir=tiny_weights)
+    manager = ctx.components["train_jobs"] = JobManager()
+    manager._ensure_worker = lambda: None  # both stay in line
+    files = [str(p) for p in IMAGES]
+    out = []
+
+    def go():
+        out.append(T.start(ctx, manager, files, "model:tiny16", 16, "crop", 5, 2, 2e-4, [], 1, 0, "cats", None))
+
+    threads = [threading.Thread(target=go) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    names = sorted(job.spec.run_dir.name for job in manager.jobs())
+    assert all(job_id for job_id, _ in out) and names == ["cats", "cats-2"]
+    assert all((ctx.runs_dir / n / "data").is_dir() for n in names)
+
+
+def test_resuming_a_never_started_run_is_budgeted_at_its_own_resolution(tmp_path):
+    from tests.conftest import make_tiny_model
+
+    weights = tmp_path / "w"
+    make_tiny_model(weights / "tiny64", resolution=64, seed=4)
+    ctx = common.AppContext(runs_dir=tmp_path / "runs", weights_dir=weights, shared=True)
+    blocked = ctx.components["train_jobs"] = JobManager()
+    blocked._ensure_worker = lambda: None
+    job_id, text = T.start(ctx, blocked, [str(p) for p in IMAGES], "model:tiny64", 64, "crop", 10, 4, 2e-4, [], 5, 0,
+                           "waiting", OWNER)
+    assert job_id, text
+    fresh = ctx.components["train_jobs"] = JobManager()  # the server restarted
+    limit_64 = T.SHARED_LIMITS.max_images // 4 // 4  # steps at batch 4 and 64 px (a 32 px reading allows 4x)
+    job_id, text = T.resume(ctx, fresh, "waiting", limit_64 + 1, OWNER)
+    assert job_id is None and "steps x batch size" in text and "64 px" in text

@@ -141,11 +141,19 @@ class JobManager:
         self._worker: threading.Thread | None = None
 
     # --- what the page calls -----------------------------------------------------------------
-    def submit(self, spec: JobSpec) -> Job:
+    def submit(self, spec: JobSpec, *, max_per_owner: int | None = None, max_per_client: int | None = None) -> Job:
+        """Queue ``spec``; every cap is checked here, under the lock, so two simultaneous requests
+        cannot both take the last place."""
         with self._cond:
-            busy = {j.spec.run_dir.resolve() for j in self._jobs.values() if j.active}
+            active = [j for j in self._jobs.values() if j.active]
+            busy = {j.spec.run_dir.resolve() for j in active}
             if spec.run_dir.resolve() in busy:
                 raise ValueError(f"run {spec.name!r} is already training or in line")
+            if max_per_owner is not None and sum(j.spec.owner_key == spec.owner_key for j in active) >= max_per_owner:
+                raise ValueError("you already have a run training or in line; stop it or wait for it to finish")
+            if max_per_client is not None and spec.client and \
+                    sum(j.spec.client == spec.client for j in active) >= max_per_client:
+                raise ValueError("a run from your address is already training or in line; wait for it to finish")
             if self.max_jobs is not None and len(busy) >= self.max_jobs:
                 raise ValueError(f"the training line is full ({self.max_jobs} runs training or waiting); "
                                  "try again when one has finished")
@@ -161,11 +169,22 @@ class JobManager:
 
     def get(self, job_id: str | None, owner_key: str) -> Job | None:
         """The job, if it exists and belongs to ``owner_key``; a stranger's id is as good as none."""
-        job = self._jobs.get(job_id or "")
+        with self._cond:
+            job = self._jobs.get(job_id if isinstance(job_id, str) else "")
         return job if job is not None and job.spec.owner_key == owner_key else None
 
+    def jobs(self) -> list[Job]:
+        """A snapshot of the table (the worker and other requests change it meanwhile)."""
+        with self._cond:
+            return list(self._jobs.values())
+
+    def of_run(self, owner_key: str, run_dir: Path) -> Job | None:
+        """The newest job of ``owner_key`` on ``run_dir``, or None."""
+        mine = [j for j in self.jobs() if j.spec.owner_key == owner_key and j.spec.run_dir.resolve() == run_dir.resolve()]
+        return max(mine, key=lambda j: j.created) if mine else None
+
     def latest(self, owner_key: str) -> Job | None:
-        mine = [j for j in self._jobs.values() if j.spec.owner_key == owner_key]
+        mine = [j for j in self.jobs() if j.spec.owner_key == owner_key]
         active = [j for j in mine if j.active]
         pool = active or mine
         return max(pool, key=lambda j: j.created) if pool else None
@@ -196,10 +215,10 @@ class JobManager:
             return {j.spec.run_dir.resolve() for j in self._jobs.values() if j.active}
 
     def client_count(self, client: str) -> int:
-        return sum(1 for j in self._jobs.values() if j.active and client and j.spec.client == client)
+        return sum(1 for j in self.jobs() if j.active and client and j.spec.client == client)
 
     def active_count(self, owner_key: str) -> int:
-        return sum(1 for j in self._jobs.values() if j.active and j.spec.owner_key == owner_key)
+        return sum(1 for j in self.jobs() if j.active and j.spec.owner_key == owner_key)
 
     def wait(self, job: Job, timeout: float = 60.0) -> bool:
         """Block until ``job`` is over (tests, the bench); True if it ended in time."""

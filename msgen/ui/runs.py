@@ -45,18 +45,27 @@ def sanitise_name(text: str | None) -> str:
     return name or time.strftime("run-%Y%m%d-%H%M%S")
 
 
-def new_run_dir(root: Path, wanted: str | None, *, taken: set[str] = frozenset()) -> Path:
+def new_run_dir(root: Path, wanted: str | None, *, taken: set[str] = frozenset(), create: bool = False) -> Path:
     """A fresh folder name under ``root``; a clash with a run, a shipped model or a reserved
-    name gets ``-2``, ``-3`` ... appended instead of overwriting anything."""
+    name gets ``-2``, ``-3`` ... appended instead of overwriting anything. ``create=True`` makes the
+    folder too, atomically (``mkdir`` fails on a name another request took a moment ago), so two
+    simultaneous starts can never share, or delete, one folder."""
     base = sanitise_name(wanted)
     name, i = base, 1
-    while name.lower() in RESERVED or name in taken or (root / name).exists():
+    while True:
+        path = root / name
+        if path.resolve().parent != root.resolve():  # belt and braces: RUN_NAME already rules this out
+            raise ValueError(f"invalid run name {name!r}")
+        if not (name.lower() in RESERVED or name in taken or path.exists()):
+            if not create:
+                return path
+            try:
+                path.mkdir()
+                return path
+            except FileExistsError:
+                pass
         i += 1
         name = f"{base[:58]}-{i}"
-    path = root / name
-    if path.resolve().parent != root.resolve():  # belt and braces: RUN_NAME already rules this out
-        raise ValueError(f"invalid run name {name!r}")
-    return path
 
 
 def run_dir_of(root: Path, name: str | None) -> Path:

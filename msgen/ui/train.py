@@ -223,8 +223,8 @@ def cli_command(ctx, base: Base, options: TrainOptions, data_dir: Path, run_dir:
     words = ["train", *where, *model, "--steps", str(options.steps), "--batch", str(options.batch_size),
              "--lr", f"{options.lr:g}", "--augment", ",".join(options.augment) or "none",
              "--sample-every", str(options.sample_every), "--checkpoint-every", str(options.checkpoint_every),
-             "--seed", str(options.seed)]
-    return f"OMP_NUM_THREADS={threads} python -m msgen " + shlex.join(words)
+             "--seed", str(options.seed), "--threads", str(threads)]
+    return "python -m msgen " + shlex.join(words)
 
 
 def start(ctx, manager: JobManager, files, base, resolution, fit, steps, batch, lr, augment, preview_every, seed,
@@ -252,7 +252,7 @@ def start(ctx, manager: JobManager, files, base, resolution, fit, steps, batch, 
         root.mkdir(parents=True, exist_ok=True)
         ctx.touch(owner)
         shipped = {e.name for e in ctx.models(owner) if e.source == "shipped"}
-        run_dir = runs.new_run_dir(root, name or f"{target.name or target.family}-ft", taken=shipped)
+        run_dir = runs.new_run_dir(root, name or f"{target.name or target.family}-ft", taken=shipped, create=True)
         data_dir = runs.write_data(run_dir, data.images, data.names)
     except (ValueError, OSError) as exc:
         return None, f"**Cannot start:** {exc}"
@@ -264,7 +264,8 @@ def start(ctx, manager: JobManager, files, base, resolution, fit, steps, batch, 
                    options=options, base=target.path, config=target.config, meta=meta, budget_s=_budget(ctx),
                    client=client)
     try:
-        job = manager.submit(spec)
+        job = manager.submit(spec, max_per_owner=1 if ctx.shared else 8,
+                             max_per_client=SHARED_LIMITS.per_client if ctx.shared and client else None)
     except ValueError as exc:  # the line is full: the data snapshot goes, nothing else was written
         shutil.rmtree(run_dir, ignore_errors=True)
         return None, f"**Cannot start:** {exc}"
@@ -285,7 +286,8 @@ def resume(ctx, manager: JobManager, run_name, until, owner, client: str = "") -
         spec = runs.resume_spec(run_dir, owner_key=ctx.owner_key(owner), until=until, resolve_base=_resumable_base(ctx, owner))
         check_budget(ctx, spec.options, _spec_resolution(spec))
         spec.budget_s, spec.client = _budget(ctx), client
-        job = manager.submit(spec)
+        job = manager.submit(spec, max_per_owner=1 if ctx.shared else 8,
+                             max_per_client=SHARED_LIMITS.per_client if ctx.shared and client else None)
     except (ValueError, OSError, KeyError) as exc:
         return None, f"**Cannot resume:** {exc}"
     return job.id, f"**{run_dir.name}** resuming from its last checkpoint, towards step {spec.options.steps}."
@@ -299,8 +301,9 @@ def _resumable_base(ctx, owner):
 
 
 def _spec_resolution(spec: JobSpec) -> int:
-    config = spec.config
-    return int(getattr(config, "resolution", 0) or 32)
+    if spec.base is not None:  # a run that never started fine-tunes this model: its resolution
+        return int(ckpt.read_config(spec.base)[0].resolution)
+    return int(spec.config.resolution)
 
 
 def stop(ctx, manager: JobManager, job_id, owner) -> str:

@@ -65,16 +65,11 @@ def start_run(ctx: common.AppContext, manager: JobManager, files: Any, *, base: 
 
 
 def _job_of(ctx: common.AppContext, manager: JobManager, run_dir, owner):
-    key = T_key(ctx, owner)
-    mine = [j for j in manager._jobs.values() if j.spec.owner_key == key and j.spec.run_dir.resolve() == run_dir.resolve()]
-    return max(mine, key=lambda j: j.created) if mine else None
-
-
-def T_key(ctx, owner) -> str:
     try:
-        return ctx.owner_key(owner)
+        key = ctx.owner_key(owner)
     except ValueError:
-        return ""
+        return None
+    return manager.of_run(key, run_dir)
 
 
 def _run_dir(ctx: common.AppContext, run: Any, owner: Any):

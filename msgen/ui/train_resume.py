@@ -80,40 +80,40 @@ def _goal(run_dir: Path, until: Any) -> tuple[int, int]:
 
 
 def _continue(ctx: common.AppContext, manager: JobManager, run_dir: Path, until: Any, owner: str | None,
-              how: str) -> tuple[str | None, str]:
+              how: str, client: str = "") -> tuple[str | None, str]:
     from . import train as tab  # the tab's own Resume: the same bounds and checks as any resume
 
     step, goal = _goal(run_dir, until)
     if goal <= step:
         return None, (f"**{run_dir.name}** {how} at step {step}, its goal; it is listed under *Your runs* and in "
                       "Generate. Ask for more steps to continue it.")
-    job_id, text = tab.resume(ctx, manager, run_dir.name, goal, owner)
+    job_id, text = tab.resume(ctx, manager, run_dir.name, goal, owner, client)
     if job_id is None:
         return None, (f"**{run_dir.name}** {how} at step {step} and listed under *Your runs*, but not resumed: "
                       f"{text.replace('**Cannot resume:** ', '')}")
     return job_id, f"**{run_dir.name}** {how}: resuming from step {step}, towards step {goal}."
 
 
-def resume_zip(ctx, manager: JobManager, upload, until, owner) -> tuple[str | None, str, str | None]:
+def resume_zip(ctx, manager: JobManager, upload, until, owner, client: str = "") -> tuple[str | None, str, str | None]:
     """Upload -> checked run in the visitor's folder -> resumed; (job id, status, run name)."""
     run_dir = None
     try:
         root = _room(ctx, manager, owner)
         run_dir = runzip.unpack_zip(_upload_path(upload), root, dest=_dest(ctx, root, owner), limits=_limits(ctx))
-        job_id, text = _continue(ctx, manager, run_dir, until, owner, "uploaded")
+        job_id, text = _continue(ctx, manager, run_dir, until, owner, "uploaded", client)
     except (ValueError, OSError, KeyError) as exc:  # RunArchiveError is a ValueError
         return None, f"**Cannot resume from this zip:** {exc}", run_dir.name if run_dir else None
     return job_id, text, run_dir.name
 
 
-def resume_hub(ctx, manager: JobManager, repo_id, token, until, owner) -> tuple[str | None, str, str | None]:
+def resume_hub(ctx, manager: JobManager, repo_id, token, until, owner, client: str = "") -> tuple[str | None, str, str | None]:
     run_dir = None
     try:
         root = _room(ctx, manager, owner)
         run_dir = runzip.fetch_run(validate.text(repo_id, "repo id", 200).strip(), root,
                                    token=validate.text(token, "token", 400).strip() or None,
                                    dest=_dest(ctx, root, owner), limits=_limits(ctx), use_server_login=not ctx.shared)
-        job_id, text = _continue(ctx, manager, run_dir, until, owner, f"fetched from {repo_id.strip()}")
+        job_id, text = _continue(ctx, manager, run_dir, until, owner, f"fetched from {repo_id.strip()}", client)
     except (ValueError, OSError, KeyError) as exc:
         return None, f"**Cannot resume from the Hub:** {exc}", run_dir.name if run_dir else None
     return job_id, text, run_dir.name
@@ -178,7 +178,7 @@ def wire(ctx, manager: JobManager, ui: dict[str, Any], *, run, until, owner, job
         """
         return download_run(ctx, manager, run, owner)
 
-    def on_upload(upload, until=None, owner=None):
+    def on_upload(upload, until=None, owner=None, request: gr.Request = None):
         """Resume a run from a zip made by Download run; it is checked, then continues from its step.
 
         Parameters:
@@ -186,9 +186,9 @@ def wire(ctx, manager: JobManager, ui: dict[str, Any], *, run, until, owner, job
             until: train until this step (None: the run's own goal)
             owner: your token on a shared server (the page keeps it in the browser); None locally
         """
-        return started(resume_zip(ctx, manager, upload, until, owner), owner)
+        return started(resume_zip(ctx, manager, upload, until, owner, common.client_id(request)), owner)
 
-    def on_hub(repo, token=None, until=None, owner=None):
+    def on_hub(repo, token=None, until=None, owner=None, request: gr.Request = None):
         """Resume a run pushed with Push run (resumable) from its Hub repo.
 
         Parameters:
@@ -197,7 +197,7 @@ def wire(ctx, manager: JobManager, ui: dict[str, Any], *, run, until, owner, job
             until: train until this step (None: the run's own goal)
             owner: your token on a shared server (the page keeps it in the browser); None locally
         """
-        return started(resume_hub(ctx, manager, repo, token, until, owner), owner)
+        return started(resume_hub(ctx, manager, repo, token, until, owner, common.client_id(request)), owner)
 
     def on_push(run, repo, token, private=True, owner=None):
         """Push one of your runs with its full state (not only the model) to a Hub repo.
