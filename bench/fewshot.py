@@ -41,6 +41,7 @@ VARIANTS: dict[str, dict] = {
     "r3gan": {"loss": "rpgan", "r1_gamma": 1.0, "r2_gamma": 1.0},
     "cdc": {"cdc_weight": 50.0},
     "cdc-r3gan": {"cdc_weight": 50.0, "loss": "rpgan", "r1_gamma": 1.0, "r2_gamma": 1.0},
+    "ms": {"ms_weight": 1.0},
     "lr-half": {"lr": 1e-4},
 }
 
