@@ -42,6 +42,7 @@ VARIANTS: dict[str, dict] = {
     "cdc": {"cdc_weight": 50.0},
     "cdc-r3gan": {"cdc_weight": 50.0, "loss": "rpgan", "r1_gamma": 1.0, "r2_gamma": 1.0},
     "ms": {"ms_weight": 1.0},
+    "ms8": {"ms_weight": 1.0, "ms_size": 8},
     "lr-half": {"lr": 1e-4},
 }
 

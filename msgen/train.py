@@ -53,7 +53,8 @@ class TrainOptions:
     r1_every: int = 4
     r2_gamma: float = 0.0  # R2 penalty on fake images, on R1's schedule; R3GAN sets it equal to r1_gamma
     cdc_weight: float = 0.0  # fine-tuning only: Ojha et al.'s cross-domain correspondence to the base (msgen.losses)
-    ms_weight: float = 0.0  # Mao et al.'s mode-seeking regulariser on the finest pictures (msgen.losses)
+    ms_weight: float = 0.0  # Mao et al.'s mode-seeking regulariser on the finest pictures (msgen.losses) ...
+    ms_size: int = 0  # ... area-averaged to this side first (0: full resolution)
     mixing_prob: float = 0.5  # style-mixing regularisation so that per-level mixing is meaningful
     ema_half_life_images: int = 5_000  # EMA of G; ramped up early in a run (StyleGAN2-ADA)
     ema_rampup: float = 0.1
@@ -200,7 +201,7 @@ class GANRecipe:
             losses_cdc = cdc.item()
             loss_g = loss_g + opt.cdc_weight * cdc
         if opt.ms_weight > 0:
-            ms = objectives.mode_seeking_loss(fake_g[max(fake_g)], z)
+            ms = objectives.mode_seeking_loss(fake_g[max(fake_g)], z, size=opt.ms_size or None)
             losses_ms = ms.item()
             loss_g = loss_g + opt.ms_weight * ms
         D.requires_grad_(True)

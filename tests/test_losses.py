@@ -47,6 +47,10 @@ def test_mode_seeking_loss_punishes_latents_that_give_one_picture():
     images = same.clone().requires_grad_(True)
     losses.mode_seeking_loss(images, z).backward()
     assert images.grad.abs().sum() > 0  # pushes the pair apart
+    # Area-averaged first, pixel noise no longer makes two pictures different.
+    noisy = same + 0.5 * torch.randn(8, 3, 8, 8, generator=g)
+    assert losses.mode_seeking_loss(noisy, z) < losses.mode_seeking_loss(same, z) / 10
+    assert losses.mode_seeking_loss(noisy, z, size=1) > losses.mode_seeking_loss(noisy, z) * 5
 
 
 def _images(n=8, res=16):
@@ -63,7 +67,7 @@ def test_default_options_take_none_of_these_paths(tmp_path):
 
 def test_r3gan_and_correspondence_options_train_and_report(tmp_path):
     base = make_tiny_model(tmp_path / "base", resolution=16)
-    opts = TrainOptions(steps=4, batch_size=4, device="cpu", loss="rpgan", r2_gamma=1.0, cdc_weight=10.0, ms_weight=1.0,
+    opts = TrainOptions(steps=4, batch_size=4, device="cpu", loss="rpgan", r2_gamma=1.0, cdc_weight=10.0, ms_weight=1.0, ms_size=8,
                         sample_every=10, checkpoint_every=10)
     t = Trainer(images=_images(), run_dir=tmp_path / "run", base=base, options=opts)
     before = {k: v.clone() for k, v in t.recipe.source.state_dict().items()}
