@@ -43,6 +43,7 @@ VARIANTS: dict[str, dict] = {
     "cdc-r3gan": {"cdc_weight": 50.0, "loss": "rpgan", "r1_gamma": 1.0, "r2_gamma": 1.0},
     "ms": {"ms_weight": 1.0},
     "ms8": {"ms_weight": 1.0, "ms_size": 8},
+    "ms8-light": {"ms_weight": 0.1, "ms_size": 8},
     "lr-half": {"lr": 1e-4},
 }
 
