@@ -39,8 +39,11 @@ SIZES = (50, 100, 200)
 VARIANTS: dict[str, dict] = {
     "default": {},
     "r3gan": {"loss": "rpgan", "r1_gamma": 1.0, "r2_gamma": 1.0},
-    "cdc": {"cdc_weight": 1.0},
-    "cdc-r3gan": {"cdc_weight": 1.0, "loss": "rpgan", "r1_gamma": 1.0, "r2_gamma": 1.0},
+    "cdc": {"cdc_weight": 50.0},
+    "cdc-r3gan": {"cdc_weight": 50.0, "loss": "rpgan", "r1_gamma": 1.0, "r2_gamma": 1.0},
+    "ms": {"ms_weight": 1.0},
+    "ms8": {"ms_weight": 1.0, "ms_size": 8},
+    "ms8-light": {"ms_weight": 0.1, "ms_size": 8},
     "lr-half": {"lr": 1e-4},
 }
 
@@ -135,6 +138,25 @@ HEADER = ("| run | wall time, images/s, torch threads, load (1-min avg before-af
           "near-dup share | SWD x1e3 per level (mean) | FID-EffLite0 | KID-EffLite0 x1e3 |\n|" + "---|" * 10)
 
 
+def summary(results: dict) -> str:
+    """Variant x set table of the figures that show collapse, from a results.json."""
+    runs = sorted({k.split("/", 1)[1] for k in results if not k.endswith("/floor")}, key=lambda v: (v != "default", v))
+    sets = sorted({k.split("/")[0] for k in results})
+    lines = ["| variant | set | coverage (floor) | near-dup share (set's own) | SWD mean x1e3 (floor) | "
+             "FID-EffLite0 (floor) | wall time, threads, load |", "|" + "---|" * 7]
+    for v in runs:
+        for name in sets:
+            r, f = results.get(f"{name}/{v}"), results[f"{name}/floor"]
+            if not r or "coverage" not in r:
+                continue
+            t = r["timing"]
+            lines.append(f"| {v} | {name} | {r['coverage']:.2f} ({f['coverage']:.2f}) | {r['near_duplicates']:.2f} "
+                         f"({f['near_duplicates']:.2f}) | {r['swd']['mean']:.0f} ({f['swd']['mean']:.0f}) | "
+                         f"{r['fid_efflite0']:.0f} ({f['fid_efflite0']:.0f}) | {t['wall_s']:.0f} s, "
+                         f"{t.get('threads', 1)}, {t['load_before']:.1f}-{t['load_after']:.1f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, required=True)
@@ -145,7 +167,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: the page's, training_threads())")
     p.add_argument("--retrain", action="store_true", help="train again even where a finished run exists")
     p.add_argument("--train-only", action="store_true")
+    p.add_argument("--summary", action="store_true", help="print the variant x set table of OUT/results.json and stop")
     args = p.parse_args(argv)
+    if args.summary:
+        print(summary(json.loads((args.out / "results.json").read_text())))
+        return
     from msgen.data import load_image_set
 
     base = default_base()

@@ -57,6 +57,8 @@ class TrainOptions:
     r1_every: int = 4
     r2_gamma: float = 0.0  # R2 penalty on fake images, on R1's schedule; R3GAN sets it equal to r1_gamma
     cdc_weight: float = 0.0  # fine-tuning only: Ojha et al.'s cross-domain correspondence to the base (msgen.losses)
+    ms_weight: float = 0.0  # Mao et al.'s mode-seeking regulariser on the finest pictures (msgen.losses) ...
+    ms_size: int = 0  # ... area-averaged to this side first (0: full resolution)
     mixing_prob: float = 0.5  # style-mixing regularisation so that per-level mixing is meaningful
     ema_half_life_images: int = 5_000  # EMA of G; ramped up early in a run (StyleGAN2-ADA)
     ema_rampup: float = 0.1
@@ -71,7 +73,7 @@ class TrainOptions:
             (1 <= self.batch_size <= 1024, "batch size must be between 1 and 1024"),
             (0 < self.lr <= 0.1, "learning rate must be in (0, 0.1]"),
             (self.loss in ("ns", "hinge", "rpgan"), "loss must be 'ns', 'hinge' or 'rpgan'"),
-            (self.r1_gamma >= 0 and self.r2_gamma >= 0 and self.cdc_weight >= 0, "penalty weights must be >= 0"),
+            (min(self.r1_gamma, self.r2_gamma, self.cdc_weight, self.ms_weight) >= 0, "penalty weights must be >= 0"),
             (self.sample_every >= 1 and self.checkpoint_every >= 1, "intervals must be at least 1"),
             (0 <= self.seed < 2**32, "seed must be in [0, 2**32)"),
             (all(p in POLICIES for p in self.augment), f"augmentations must be among {', '.join(POLICIES)}"),
@@ -204,6 +206,10 @@ class GANRecipe:
             cdc = objectives.correspondence_loss(list(feats.values()), list(feats_src.values()))
             losses_cdc = cdc.item()
             loss_g = loss_g + opt.cdc_weight * cdc
+        if opt.ms_weight > 0:
+            ms = objectives.mode_seeking_loss(fake_g[max(fake_g)], z, size=opt.ms_size or None)
+            losses_ms = ms.item()
+            loss_g = loss_g + opt.ms_weight * ms
         D.requires_grad_(True)
         self.optimizers["generator"].zero_grad(set_to_none=True)
         loss_g.backward()
@@ -211,6 +217,8 @@ class GANRecipe:
         losses["g"] = loss_g.item()
         if self.source is not None:
             losses["cdc"] = losses_cdc
+        if opt.ms_weight > 0:
+            losses["ms"] = losses_ms
         losses["d_real"] = real_logits.mean().item()
         losses["d_fake"] = fake_logits.mean().item()
         return losses

@@ -42,3 +42,6 @@ def test_two_step_fine_tune_prints_every_figure_beside_its_floor(tmp_path, capsy
     # A second call reuses the finished run instead of training again.
     bench.main(["--out", str(tmp_path), "--sets", "tango", "--sizes", "14", "--steps", "2", "--threads", "1"])
     assert json.loads((tmp_path / "results.json").read_text())["tango-14/default/2"]["timing"] == run["timing"]
+    capsys.readouterr()
+    bench.main(["--out", str(tmp_path), "--summary"])
+    assert "| default/2 | tango-14 |" in capsys.readouterr().out

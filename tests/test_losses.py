@@ -1,4 +1,4 @@
-"""msgen.losses (RpGAN, R1/R2, cross-domain correspondence) on known cases, and the recipe options
+"""msgen.losses (RpGAN, R1/R2, cross-domain correspondence, mode seeking) on known cases, and the recipe options
 that use them: off by default, and a few steps with each give finite losses that they report."""
 
 from __future__ import annotations
@@ -38,6 +38,21 @@ def test_correspondence_loss_is_zero_when_relations_are_kept_and_grows_with_coll
     assert losses.correspondence_loss(shuffled, source) > 0
 
 
+def test_mode_seeking_loss_punishes_latents_that_give_one_picture():
+    g = torch.Generator().manual_seed(2)
+    z = torch.randn(8, 16, generator=g)
+    distinct = torch.rand(8, 3, 8, 8, generator=g) * 2 - 1
+    same = distinct[:1].repeat(8, 1, 1, 1) + 0.01 * torch.randn(8, 3, 8, 8, generator=g)
+    assert losses.mode_seeking_loss(same, z) > 10 * losses.mode_seeking_loss(distinct, z)
+    images = same.clone().requires_grad_(True)
+    losses.mode_seeking_loss(images, z).backward()
+    assert images.grad.abs().sum() > 0  # pushes the pair apart
+    # Area-averaged first, pixel noise no longer makes two pictures different.
+    noisy = same + 0.5 * torch.randn(8, 3, 8, 8, generator=g)
+    assert losses.mode_seeking_loss(noisy, z) < losses.mode_seeking_loss(same, z) / 10
+    assert losses.mode_seeking_loss(noisy, z, size=1) > losses.mode_seeking_loss(noisy, z) * 5
+
+
 def _images(n=8, res=16):
     return torch.rand(n, 3, res, res, generator=torch.Generator().manual_seed(1)) * 2 - 1
 
@@ -52,13 +67,13 @@ def test_default_options_take_none_of_these_paths(tmp_path):
 
 def test_r3gan_and_correspondence_options_train_and_report(tmp_path):
     base = make_tiny_model(tmp_path / "base", resolution=16)
-    opts = TrainOptions(steps=4, batch_size=4, device="cpu", loss="rpgan", r2_gamma=1.0, cdc_weight=10.0,
+    opts = TrainOptions(steps=4, batch_size=4, device="cpu", loss="rpgan", r2_gamma=1.0, cdc_weight=10.0, ms_weight=1.0, ms_size=8,
                         sample_every=10, checkpoint_every=10)
     t = Trainer(images=_images(), run_dir=tmp_path / "run", base=base, options=opts)
     before = {k: v.clone() for k, v in t.recipe.source.state_dict().items()}
     seen = []
     t.callbacks = (lambda p: seen.append(p.losses),)
     t.train()
-    assert {"r1", "r2", "cdc"} <= set(seen[0]) and all(torch.isfinite(torch.tensor(list(s.values()))).all() for s in seen[:-1])
+    assert {"r1", "r2", "cdc", "ms"} <= set(seen[0]) and all(torch.isfinite(torch.tensor(list(s.values()))).all() for s in seen[:-1])
     assert all(torch.equal(before[k], v) for k, v in t.recipe.source.state_dict().items())  # the base stays frozen
     assert not all(torch.equal(before[k], v) for k, v in t.G.state_dict().items())  # while G moves
