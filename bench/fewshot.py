@@ -2,7 +2,8 @@
 diverse and faithful its samples are.
 
     python bench/fewshot.py --out OUT [--sets tango,emojione] [--sizes 50,100,200]
-                            [--variants default] [--steps N] [--samples N]
+                            [--variants default,r3gan,...] [--steps N] [--threads N] [--retrain]
+    python bench/fewshot.py --out OUT --summary     # the variant x set table of OUT/results.json
 
 For every set x size x recipe variant it builds the set (``msgen.datasets``: pictures no shipped
 model was trained on), fine-tunes the page's default base (a shipped 32 px GAN) through the
