@@ -23,7 +23,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-SEED_MAX = 2**32 - 1  # seeds index torch.Generator streams; the web API and the CLI share this bound
+from ..models import SEED_MAX  # noqa: F401  (one bound for the web API, the CLI and msgen.generate)
+
 MAX_INLINE_BYTES = 25 * 2**20  # an inline data: image, decoded (as msgen.data's per-file limit)
 
 
