@@ -11,8 +11,8 @@ a final checkpoint. The worker trains with fewer torch threads than the process 
 Each job reads its images with ``msgen.data.load_image_set`` and builds the same ``Trainer`` and
 ``TrainOptions`` as ``python -m msgen train``, so a run started on the page gives the weights the
 CLI gives for the same data, seed and options. Besides the model the run folder gets
-``quality.json``: the per-level Laplacian SWD (Karras et al. 2018) between samples and the
-training set, before and after training.
+``quality.json``, the quality report the CLI writes too (``msgen.report``: SWD at every level,
+coverage and near-duplicates, before and after training, beside a half-vs-half floor).
 
 On a shared host one stranger must not hold the only worker: ``JobManager(max_jobs=...)`` caps
 the runs training or in line at once (whoever sends them: owner tokens are the browser's own
@@ -41,9 +41,6 @@ from ..defaults import training_threads
 from ..report import QualityReport
 from ..train import Progress, Trainer, TrainOptions
 
-QUALITY_SAMPLES = 256  # cap on images per side of the SWD comparison; keeps it to seconds on a CPU
-DIVERSITY_SAMPLES = 128  # per side of coverage & co.: Lite0 at 128 px is ~0.07 s an image on one core
-QUALITY_SEED = 7  # fixed: "before" and "after" read the same patch positions
 HISTORY_POINTS = 400  # loss curves are thinned to about this many points per series for the plot
 HISTORY_MAX = 20_000  # (step, series, value) entries a job keeps; older steps are thinned beyond it
 ETA_WINDOW_STEPS = 50  # the ETA follows the pace of the latest steps, not the run's average
