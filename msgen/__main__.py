@@ -176,7 +176,7 @@ def _train(args: argparse.Namespace, world) -> None:
         say(f"warning: only {n} images; the generator will likely memorise them", file=sys.stderr)
     augment = () if args.augment == "none" else tuple(a for a in args.augment.split(",") if a)
     opts = TrainOptions(steps=args.steps, batch_size=args.batch, lr=args.lr, augment=augment, loss=args.loss,
-                        r1_gamma=args.r1, ema_half_life_images=args.ema_half_life, sample_every=args.sample_every,
+                        r1_gamma=args.r1, r2_gamma=args.r2, ema_half_life_images=args.ema_half_life, sample_every=args.sample_every,
                         checkpoint_every=args.checkpoint_every, seed=args.seed, device=args.device)
     meta = {"command": "python -m msgen " + shlex.join(sys.argv[1:]), "title": args.title or Path(args.out).name}
     for key in ("dataset", "dataset_short", "license", "data_license", "description"):
@@ -306,8 +306,10 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=int, default=FINETUNE.steps)
     t.add_argument("--batch", type=int, default=FINETUNE.batch_size)
     t.add_argument("--lr", type=float, default=FINETUNE.lr)
-    t.add_argument("--loss", default="ns", choices=("ns", "hinge"))
-    t.add_argument("--r1", type=float, default=1.0)
+    t.add_argument("--loss", default="ns", choices=("ns", "hinge", "rpgan"),
+                   help="ns: non-saturating; rpgan: R3GAN's relativistic pairing (use with --r2)")
+    t.add_argument("--r1", type=float, default=1.0, help="R1 penalty weight on real pictures")
+    t.add_argument("--r2", type=float, default=0.0, help="R2 penalty weight on generated pictures (R3GAN: equal to --r1)")
     t.add_argument("--augment", default=",".join(FINETUNE.augment), help="comma list, or 'none'")
     t.add_argument("--ema-half-life", type=int, default=5000, help="EMA half-life in images")
     t.add_argument("--sample-every", type=int, default=FINETUNE.sample_every)

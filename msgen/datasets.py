@@ -38,6 +38,7 @@ atlas position), so the same image always gets the same name.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gzip
 import hashlib
 import io
@@ -71,6 +72,7 @@ class DatasetInfo:
     resolution: int  # side of the square PNGs written
     description: str
     install: str = ""  # how to install ``package``, when it is not a Debian package (apt-get)
+    parts: tuple[tuple[str, int], ...] = ()  # a mix: (set, keep every n-th picture) at this resolution
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -120,6 +122,36 @@ DATASETS: dict[str, DatasetInfo] = {
         description="EmojiOne's colour emoji, the 64x64 PNGs of npm's emojione-assets 4.5.0, on white.",
         install="npm install -g emojione-assets@4.5.0",
     ),
+    "oxygen": DatasetInfo(
+        name="oxygen",
+        title="Oxygen icons",
+        package="oxygen-icon-theme",
+        source="/usr/share/icons/oxygen/base/32x32",
+        license="LGPL-3.0 (Debian's copyright file for oxygen-icon-theme)",
+        resolution=32,
+        description="KDE's Oxygen icon theme, its distinct 32x32 colour icons, on white.",
+    ),
+    "nuovext": DatasetInfo(
+        name="nuovext",
+        title="nuoveXT 2 icons",
+        package="lxde-icon-theme",
+        source="/usr/share/icons/nuoveXT2/32x32",
+        license="LGPL-3.0 (Debian's copyright file for lxde-icon-theme)",
+        resolution=32,
+        description="LXDE's nuoveXT 2 icon theme, its distinct 32x32 colour icons, on white.",
+    ),
+    "broad": DatasetInfo(
+        name="broad",
+        title="Broad mix of small pictures",
+        package="fonts-noto-color-emoji crawl-tiles-data dataset-fashion-mnist oxygen-icon-theme lxde-icon-theme",
+        source="/usr/share",
+        license="per part: Apache-2.0 (Noto emoji), CC0-1.0 (Crawl tiles), MIT (Fashion-MNIST), LGPL-3.0 (icons)",
+        resolution=32,
+        description="The base for fine-tuning colour pictures: Noto emoji, Dungeon Crawl sprites, Oxygen and "
+        "nuoveXT icons and every 20th Fashion-MNIST picture, 32x32. It holds neither Tango nor EmojiOne, "
+        "the sets bench/fewshot.py fine-tunes on.",
+        parts=(("emoji", 1), ("sprites", 1), ("oxygen", 1), ("nuovext", 1), ("fashion", 20)),
+    ),
 }
 
 _Item = tuple[str, Callable[[], "Image.Image | None"]]  # (stable file-name key, lazy render)
@@ -138,9 +170,12 @@ def build_dataset(name: str, out_dir, *, limit: int | None = None, seed: int = 0
         raise ValueError(f"limit must be >= 0, got {limit}")
     info = DATASETS[name]
     source = Path(info.source)
-    if not source.exists():
+    if info.parts:
+        items = _mix_items(info)
+    elif not source.exists():
         raise _missing(info)
-    items = _BUILDERS[name](source, info)
+    else:
+        items = _BUILDERS[name](source, info)
     order = list(range(len(items)))
     if limit is not None:
         random.Random(seed).shuffle(order)
@@ -383,10 +418,24 @@ def _on_white(png: bytes, side: int) -> Image.Image | None:
     return rgb if rgb.size == (side, side) else rgb.resize((side, side), Image.Resampling.LANCZOS)
 
 
+def _mix_items(info: DatasetInfo) -> list[_Item]:
+    """The parts of a mix, each rendered at the mix's resolution, keys prefixed by the part's name."""
+    items: list[_Item] = []
+    for part, every in info.parts:
+        part_info = dataclasses.replace(DATASETS[part], resolution=info.resolution)
+        source = Path(part_info.source)
+        if not source.exists():
+            raise _missing(part_info, f"(needed by the {info.title})")
+        items += [(f"{part}_{key}", render) for key, render in _BUILDERS[part](source, part_info)[::every]]
+    return items
+
+
 _BUILDERS: dict[str, Callable[[Path, DatasetInfo], list[_Item]]] = {
     "fashion": _fashion_items,
     "emoji": _emoji_items,
     "sprites": _sprite_items,
     "tango": _png_folder_items,
     "emojione": _png_folder_items,
+    "oxygen": _png_folder_items,
+    "nuovext": _png_folder_items,
 }
