@@ -382,6 +382,8 @@ def _all_figures(real: Tensor, fake: Tensor, *, seed: int, batch_size: int, devi
     out = {"swd": swd(real, fake, seed=seed)}
     rf = real if real_features is None else real_features
     out.update(fid_kid(rf, fake, batch_size=batch_size, device=device, seed=seed))
+    # Collapse, which SWD and FID do not show: coverage and the samples' near-duplicate share.
+    out.update(diversity(real, fake, batch_size=batch_size, device=device))
     out["n_real"], out["n_fake"] = len(real), len(fake)
     return out
 
@@ -422,7 +424,8 @@ def evaluate(
     device: str | torch.device | None = None,
     real_features: Tensor | None = None,
 ) -> dict:
-    """SWD per level, FID-EffLite0 and KID-EffLite0 of ``n`` samples against at most ``n`` real images.
+    """SWD per level, FID-EffLite0, KID-EffLite0, precision / recall / density / coverage and the
+    near-duplicate share of ``n`` samples against at most ``n`` real images.
 
     The real set is subsampled with a permutation seeded by ``seed``; pass ``real_features``
     (``efflite0_features(real)``, same row order as ``real``) to skip recomputing them. ``device``
@@ -454,13 +457,15 @@ def _fmt(x: float) -> str:
 def format_table(rows: dict[str, dict]) -> str:
     """Markdown table: one row per name (a model, or "real vs real"), columns from ``evaluate``."""
     levels = sorted({k for r in rows.values() for k in r.get("swd", {}) if isinstance(k, int)}, reverse=True)
-    header = ["model", *[f"SWD{r} x1e3" for r in levels], "SWD mean", "FID-EffLite0", "KID-EffLite0 x1e3", "n real / fake"]
+    header = ["model", *[f"SWD{r} x1e3" for r in levels], "SWD mean", "FID-EffLite0", "KID-EffLite0 x1e3",
+              "precision", "recall", "density", "coverage", "near-dup.", "n real / fake"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, r in rows.items():
         s = r.get("swd", {})
         kid = r.get("kid_efflite0")
         kid_cell = "-" if kid is None else f"{kid * 1e3:.3g} ± {r.get('kid_efflite0_std', float('nan')) * 1e3:.2g}"
         cells = [name, *[_fmt(s.get(lv)) for lv in levels], _fmt(s.get("mean")), _fmt(r.get("fid_efflite0")), kid_cell]
+        cells += [_fmt(r.get(key)) for key in ("precision", "recall", "density", "coverage", "near_duplicates")]
         cells.append(f"{r.get('n_real', '-')} / {r.get('n_fake', '-')}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

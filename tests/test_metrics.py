@@ -198,7 +198,9 @@ class StandIn(nn.Module):
 
 
 def _assert_figures(out: dict, n: int):
-    assert set(out) == {"swd", "fid_efflite0", "kid_efflite0", "kid_efflite0_std", "n_real", "n_fake"}
+    assert set(out) == {"swd", "fid_efflite0", "kid_efflite0", "kid_efflite0_std", "n_real", "n_fake",
+                        "precision", "recall", "density", "coverage", "near_duplicates"}
+    assert all(0 <= out[k] <= 1 for k in ("precision", "recall", "coverage", "near_duplicates"))
     assert set(out["swd"]) == {32, 16, 8, "mean"}
     assert all(math.isfinite(v) for v in [*out["swd"].values(), out["fid_efflite0"], out["kid_efflite0"], out["kid_efflite0_std"]])
     assert out["n_real"] == out["n_fake"] == n
@@ -215,10 +217,12 @@ def test_evaluate_real_vs_real_and_table(sets, scores):
     _assert_figures(floor, 32)
     assert floor["fid_efflite0"] < 0.5 * scores["blurred"]["fid_efflite0"]
     assert floor["kid_efflite0"] < 0.2 * scores["blurred"]["kid_efflite0"]
+    assert floor["coverage"] > out["coverage"]  # real halves cover each other; the stand-in does not
 
     table = metrics.format_table({"stand-in": out, "real vs real": floor})
     lines = table.splitlines()
     assert len(lines) == 4 and "FID-EffLite0" in lines[0] and "KID-EffLite0" in lines[0] and "SWD32" in lines[0]
+    assert "coverage" in lines[0] and "near-dup." in lines[0] and lines[3].count("|") == lines[0].count("|")
     assert lines[2].startswith("| stand-in |") and lines[3].startswith("| real vs real |")
 
 
