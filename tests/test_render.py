@@ -45,7 +45,8 @@ def test_grids_gaps_and_borders():
 
     x = torch.rand(5, 3, 4, 6) * 2 - 1
     want = render.to_bytes(vutils.make_grid(x, nrow=3, padding=2, pad_value=1.0)).transpose(1, 2, 0)
-    assert np.array_equal(render.grid(render.to_uint8(x), cols=3, gap=2, fill=255, border=True), want)  # make_grid's layout
+    got = render.grid(render.to_uint8(x), cols=3, gap=2, fill=255, border=True)
+    assert np.array_equal(got, want)  # torchvision make_grid's layout
     tight = render.grid(render.to_uint8(x), cols=2)
     assert tight.shape == (3 * 4 + 2, 2 * 6 + 1, 3) and (tight[4] == render.GAP_VALUE).all()
     assert (tight[-4:, -6:] == render.GAP_VALUE).all()  # the empty last cell is gap-coloured
@@ -112,12 +113,20 @@ def test_data_uris_round_trip_and_bad_ones_are_refused():
             render.from_data_uri(bad)
 
 
+def card_tile(card: np.ndarray, level: int, i: int) -> np.ndarray:
+    """Tile ``i`` of a level card's first row, at the level's own size (coarse tiles are enlarged)."""
+    factor = max(1, -(-render.MIN_TILE // level))
+    side = level * factor
+    return card[:side:factor, i * (side + render.GAP):][:, :side:factor]
+
+
 @pytest.mark.parametrize("name, scale, seed, truncation, mix_seed, mix_level", [
     ("tiny32", 32, 11, 1.0, None, None),
     ("tiny32", 16, 5, 0.7, 9, 8),  # below the finest scale, with mixing
     ("tinyvae16", 16, 3, 0.7, None, None),  # a family whose levels carry latents of their own
 ])
-def test_cli_features_are_the_pages_pictures(tiny_weights, tmp_path, name, scale, seed, truncation, mix_seed, mix_level):
+def test_cli_features_are_the_pages_pictures(tiny_weights, tmp_path, name, scale, seed, truncation, mix_seed,
+                                            mix_level):
     """``generate --features`` writes what the Generate page shows for that model and seed: the
     image, every level's card, the PCA view and most active channels in them, the statistics."""
     h = GH.GenerateHandlers(common.AppContext(runs_dir=tmp_path / "runs", weights_dir=tiny_weights),
@@ -138,12 +147,10 @@ def test_cli_features_are_the_pages_pictures(tiny_weights, tmp_path, name, scale
         lvl = card["level"]
         shown = pixels(card["image"])
         assert np.array_equal(pixels(out / f"features_{lvl}_card.png"), shown)
-        factor = max(1, -(-render.MIN_TILE // lvl))
-        tile = lambda i: shown[: lvl * factor: factor, i * (lvl * factor + render.GAP):][:, : lvl * factor: factor]  # noqa: E731
-        assert np.array_equal(pixels(out / f"image_{lvl}.png"), tile(0))
-        assert np.array_equal(pixels(out / f"features_{lvl}_pca.png"), tile(1))
+        assert np.array_equal(pixels(out / f"image_{lvl}.png"), card_tile(shown, lvl, 0))
+        assert np.array_equal(pixels(out / f"features_{lvl}_pca.png"), card_tile(shown, lvl, 1))
         top = pixels(out / f"features_{lvl}_top.png")
-        assert np.array_equal(top[:, :lvl], tile(2))  # the card's first channel tile: the most active
+        assert np.array_equal(top[:, :lvl], card_tile(shown, lvl, 2))  # the card's first channel tile: the most active
         assert s["top_channels"] == res.top_channels[lvl]
         large = pixels(h.channel(name, scale, seed, truncation, mix_seed, mix_level, lvl, s["top_channels"][0]))
         assert np.array_equal(top[:, :lvl], large)  # and the page's large channel view of it
@@ -153,7 +160,8 @@ def test_cli_features_are_the_pages_pictures(tiny_weights, tmp_path, name, scale
 
 def test_cli_grid_of_seeds(tiny_weights, tmp_path):
     path = Path(tmp_path / "grid.png")
-    assert main(["generate", "--model", str(tiny_weights / "tiny16"), "--seed", "3", "--n", "10", "--out", str(path)]) == 0
+    assert main(["generate", "--model", str(tiny_weights / "tiny16"), "--seed", "3", "--n", "10", "--out",
+                 str(path)]) == 0
     grid = pixels(path)
     assert grid.shape == (2 * 17 + 1, 8 * 17 + 1, 3) and (grid[0] == 255).all()  # 8 a row, white 1 px lines
     import msgen

@@ -90,17 +90,20 @@ class Rendered:
 
 
 def render_generation(out: msgen.Generation) -> Rendered:
-    """The page's pictures of one generation (``msgen.render.level_views``, as the CLI writes them)."""
+    """The page's pictures of one generation: ``msgen.render.level_views``, as the CLI writes them."""
     fmaps = {lvl: f[0] for lvl, f in sorted((out.features or {}).items())}
     with render.one_blas_thread():
         views = render.level_views(out.images, out.features or {})
         cards = [{"level": v.level, "channels": v.channels, "caption": f"{v.level}x{v.level}: {v.channels} channels",
                   "image": render.data_uri(v.card)} for v in views]
-    stats = [[v.level, v.channels, "x".join(map(str, fmaps[v.level].shape[-2:])), round(v.stats.mean, 4),
-              round(v.stats.std, 4), round(v.stats.zero_share, 4)] for v in views]
-    image = render.data_uri(render.to_uint8(out.images[out.scale][0]))
-    return Rendered(image=image, levels=cards, stats=stats, features=fmaps, top_channels={v.level: v.top for v in views},
-                    ms=0.0)
+        image = render.data_uri(render.to_uint8(out.images[out.scale][0]))
+    stats = []
+    for v in views:
+        h, w = fmaps[v.level].shape[-2:]
+        stats.append([v.level, v.channels, f"{h}x{w}", round(v.stats.mean, 4), round(v.stats.std, 4),
+                      round(v.stats.zero_share, 4)])
+    tops = {v.level: v.top for v in views}
+    return Rendered(image=image, levels=cards, stats=stats, features=fmaps, top_channels=tops, ms=0.0)
 
 
 class GenerateHandlers:
