@@ -131,7 +131,7 @@ def load_input(value: Any, resolution: int, fit: str = "crop") -> torch.Tensor:
         raise gr.Error(f"Not a usable image: {exc}") from None
 
 
-# --- pictures (msgen.render: the Generate tab's rounding, colour ramp and PCA colours) -------------
+# --- pictures (msgen.render: the Generate tab's rounding, colour ramp and PCA colours) ----------
 def to_tile(image: torch.Tensor) -> Image.Image:
     """3 x r x r in [-1, 1] -> a PIL tile enlarged (nearest) to at least ``TILE`` pixels."""
     return Image.fromarray(render.enlarge(render.to_uint8(image), TILE))
