@@ -1,21 +1,18 @@
 """Tensors -> pictures, for every caller: the CLI, the Trainer's previews and all three tabs.
 
 The one place msgen turns model outputs into uint8 pixels (diffusers' ``VaeImageProcessor``
-idea), so ``python -m msgen generate --features`` writes exactly the pictures the Generate page
-shows. Gradio-free: arrays in, H x W x 3 uint8 arrays (or encoded bytes) out; callers wrap them
-in PIL or data URIs as their output needs.
+idea), so ``python -m msgen generate --features`` writes exactly what the Generate page shows.
+Gradio-free: tensors in, H x W x 3 uint8 arrays or encoded bytes out.
 
 * One rounding rule: [-1, 1] -> 0..255 is nearest with halves up, clipped (``to_bytes``); a
   map scaled from its own range rounds the same way (``_to_byte``).
 * One nearest-neighbour rule for display: whole factors repeat pixels (``upscale``,
-  ``enlarge``); any other size goes through PIL NEAREST (``resize``). The page enlarges its
-  pictures with CSS ``image-rendering: pixelated`` instead, which is free in the browser.
+  ``enlarge``), other sizes go through PIL NEAREST (``resize``); the page enlarges with CSS.
 * Feature maps: PCA to RGB on the top three eigenvectors of the channel covariance
   (deterministic, signs fixed; through the smaller of the C x C covariance and the pixel Gram
-  matrix, and a small Krylov solver), single channels and heat maps through one perceptual
-  colour ramp, the most active channels, and the level statistics.
-* Sized for a live slider: a 64x64 model's image and every level's card render and encode in a
-  few milliseconds, in small single-threaded numpy calls (``one_blas_thread``).
+  matrix, and a small Krylov solver), single channels and heat maps through one colour ramp,
+  the most active channels, the level statistics; sized for a live slider (a 64x64 model's
+  cards render and encode in a few ms, in small single-threaded numpy calls).
 * Encoding: PNG for files, lossless WebP for the page's inline ``data:`` URIs and the files it
   serves (named by their hash), and the looping GIF of a latent walk.
 """
