@@ -64,52 +64,45 @@ def _upscale(text: str) -> int:
     return value
 
 
-def _save_png(tensor, path: Path, *, upscale: int = 1) -> None:
-    from PIL import Image
-
+def _save_png(picture, path: Path, *, upscale: int = 1) -> None:
+    """An H x W x 3 uint8 picture (``msgen.render``) as a PNG, enlarged ``upscale`` times (nearest)."""
+    from . import render
     from .checkpoint import atomic_write_bytes
-    import io
 
-    arr = ((tensor.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
-    img = Image.fromarray(arr)
-    if max(img.size) * upscale > MAX_PNG_SIDE:
-        raise ValueError(f"--upscale {upscale} would make a {img.width * upscale}x{img.height * upscale} picture; "
+    height, width = picture.shape[:2]
+    if max(height, width) * upscale > MAX_PNG_SIDE:
+        raise ValueError(f"--upscale {upscale} would make a {width * upscale}x{height * upscale} picture; "
                          f"its side may be at most {MAX_PNG_SIDE} px")
-    if upscale > 1:
-        img = img.resize((img.width * upscale, img.height * upscale), Image.NEAREST)
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, render.png_bytes(render.upscale(picture, upscale)))
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
-    import torchvision.utils as vutils
-
     import msgen
-    from . import features as feat
+    from . import render
 
     g = msgen.load(args.model)
     out = msgen.generate(g, seed=args.seed, scale=args.scale, truncation=args.truncation,
                          mix_seed=args.mix_seed, mix_level=args.mix_level, n=args.n, features=bool(args.features))
-    final = out.images[out.scale]
-    image = final[0] if args.n == 1 else vutils.make_grid(final, nrow=min(args.n, 8), padding=1, pad_value=1.0)
+    final = render.to_uint8(out.images[out.scale])
+    image = final[0] if args.n == 1 else render.grid(final, cols=min(args.n, 8), gap=1, fill=255, border=True)
     _save_png(image, Path(args.out), upscale=args.upscale)
     print(f"wrote {args.out} ({out.scale}x{out.scale}, seed {args.seed})")
     if args.features:
+        # The Generate page's pictures of the first image (msgen.render.level_views), pixel for pixel.
         fdir = Path(args.features)
-        stats = []
         for level, img in out.images.items():
-            _save_png(img[0], fdir / f"image_{level}.png")
-        for level, fmap in out.features.items():
-            f0 = fmap[0]
-            _save_png(feat.pca_rgb(f0) * 2 - 1, fdir / f"features_{level}_pca.png")
-            top = feat.top_channels(f0, 8)
-            chans = [feat.channel_image(f0, c).expand(3, -1, -1) for c in top]
-            grid = vutils.make_grid(chans, nrow=len(chans), padding=1, pad_value=1.0)
-            _save_png(grid * 2 - 1, fdir / f"features_{level}_top.png")
-            stats.append(vars(feat.level_stats(level, f0)) | {"top_channels": top})
+            _save_png(render.to_uint8(img[0]), fdir / f"image_{level}.png")
+        stats = []
+        with render.one_blas_thread():
+            for view in render.level_views(out.images, out.features):
+                f0 = out.features[view.level][0]
+                _save_png(view.card, fdir / f"features_{view.level}_card.png")
+                _save_png(render.pca_rgb(f0), fdir / f"features_{view.level}_pca.png")
+                _save_png(render.grid(render.colorize_channels(f0, view.top), cols=len(view.top)),
+                          fdir / f"features_{view.level}_top.png")
+                stats.append(vars(view.stats) | {"top_channels": view.top})
         (fdir / "stats.json").write_text(json.dumps(stats, indent=1))
-        print(f"wrote per-level images, feature maps and stats to {fdir}")
+        print(f"wrote per-level images, cards, feature maps and stats to {fdir}")
 
 
 def torch_threads(n: int) -> None:

@@ -399,12 +399,7 @@ class Trainer:
         self.G_ema.to(self.device)
         if self.D is not None:
             self.D.to(self.device)
-        preview = self.preview()
-        import torchvision.utils as vutils
-
-        grid = vutils.make_grid(preview.finest.float().cpu(), nrow=4, normalize=True, value_range=(-1, 1), padding=1)
-        png = _png_bytes(grid)
-        ckpt.atomic_write_bytes(model_dir / "samples.png", png)
+        ckpt.atomic_write_bytes(model_dir / "samples.png", _samples_png(self.preview().finest))
         return model_dir
 
     @torch.no_grad()
@@ -500,19 +495,13 @@ def _hardware(device: torch.device) -> str:
     return f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
 
 
-def _png_bytes(grid: torch.Tensor) -> bytes:
-    import io
+def _samples_png(images: torch.Tensor) -> bytes:
+    """The preview images (N x 3 x r x r in [-1, 1]) as ``samples.png``: 4 a row, black 1 px lines."""
+    from . import render
 
-    from PIL import Image
-
-    arr = (grid.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    image = Image.fromarray(arr)
-    factor = max(1, SAMPLES_WIDTH // image.width)  # 32 px tiles would give a 133 px thumbnail
-    if factor > 1:  # nearest neighbour: the model's own pixels, just larger
-        image = image.resize((image.width * factor, image.height * factor), Image.NEAREST)
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
+    sheet = render.grid(render.to_uint8(images), cols=min(4, len(images)), gap=1, fill=0, border=True)
+    factor = max(1, SAMPLES_WIDTH // sheet.shape[1])  # 32 px tiles would give a 133 px thumbnail
+    return render.png_bytes(render.upscale(sheet, factor))  # nearest: the model's own pixels, just larger
 
 
 def resume_options(run_dir: str | Path, **changes: Any) -> TrainOptions:

@@ -19,7 +19,6 @@ cache and inline ``data:`` images, never a path the caller chose.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .. import render
 from ..zoo import WEIGHTS_DIR
 from . import common, validate
 
@@ -104,9 +104,7 @@ def _image_source(value: Any) -> str | bytes:
     if isinstance(value, np.ndarray):
         value = Image.fromarray(value)
     if isinstance(value, Image.Image):
-        buf = io.BytesIO()
-        value.save(buf, format="PNG")
-        return buf.getvalue()
+        return render.png_bytes(value)
     raise gr.Error(f"Cannot read an image from a {type(value).__name__}.")
 
 
@@ -133,52 +131,17 @@ def load_input(value: Any, resolution: int, fit: str = "crop") -> torch.Tensor:
         raise gr.Error(f"Not a usable image: {exc}") from None
 
 
-# --- pictures -----------------------------------------------------------------------------------
-_RAMP = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], np.float32)
-
-
-def _tile(arr: np.ndarray) -> Image.Image:
-    img = Image.fromarray(arr)
-    factor = max(1, TILE // img.width)
-    return img.resize((img.width * factor, img.height * factor), Image.NEAREST)
-
-
+# --- pictures (msgen.render: the Generate tab's rounding, colour ramp and PCA colours) ----------
 def to_tile(image: torch.Tensor) -> Image.Image:
-    """3 x r x r in [-1, 1] -> an enlarged PIL tile."""
-    x = ((image.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return _tile(x.permute(1, 2, 0).numpy())
+    """3 x r x r in [-1, 1] -> a PIL tile enlarged (nearest) to at least ``TILE`` pixels."""
+    return Image.fromarray(render.enlarge(render.to_uint8(image), TILE))
 
 
-def heat_tile(values: torch.Tensor) -> Image.Image:
-    """H x W non-negative values -> a viridis-like heat map scaled to its own maximum."""
-    v = values.detach().float().cpu()
-    v = (v / v.max().clamp_min(1e-8)).numpy() * (len(_RAMP) - 1)
-    rgb = np.stack([np.interp(v, np.arange(len(_RAMP)), _RAMP[:, c]) for c in range(3)], -1)
-    return _tile(rgb.round().astype(np.uint8))
-
-
-def pca_tile(latent: torch.Tensor) -> Image.Image:
-    """zc x H x W posterior mean -> its three main directions as colours (grey when zc < 3).
-    Exact eigen-decomposition with fixed signs, so one picture always gives one view."""
-    c, h, w = latent.shape
-    x = latent.detach().double().cpu().reshape(c, h * w)
-    x = x - x.mean(1, keepdim=True)
-    if c < 3:
-        proj = x[:1].expand(3, -1)
-    else:
-        vecs = torch.linalg.eigh(x @ x.T)[1][:, -3:].flip(1)
-        signs = vecs[vecs.abs().argmax(0), torch.arange(3)].sign()
-        proj = (vecs * torch.where(signs == 0, 1.0, signs)).T @ x
-    lo, hi = proj.amin(1, keepdim=True), proj.amax(1, keepdim=True)
-    rgb = ((proj - lo) / (hi - lo).clamp_min(1e-12) * 255).round().to(torch.uint8)
-    return _tile(rgb.T.reshape(h, w, 3).numpy())
-
-
-def side_by_side(a: Image.Image, b: Image.Image, gap: int = 4) -> Image.Image:
-    out = Image.new("RGB", (a.width + gap + b.width, max(a.height, b.height)), (255, 255, 255))
-    out.paste(a, (0, 0))
-    out.paste(b, (a.width + gap, 0))
-    return out
+def latent_tile(mu: torch.Tensor, kl: torch.Tensor) -> Image.Image:
+    """A level's posterior mean (zc x H x W) in PCA colours beside its KL per position (H x W)
+    as a heat map scaled to its own maximum, both enlarged like ``to_tile``."""
+    pair = [render.enlarge(render.pca_rgb(mu), TILE), render.enlarge(render.heat(kl), TILE)]
+    return Image.fromarray(render.grid(pair, cols=2, gap=4, fill=255))
 
 
 # --- handlers -----------------------------------------------------------------------------------
@@ -198,7 +161,7 @@ def decompose(ctx: common.AppContext, model: str | None, image: Any, fit: str = 
         recon.append((to_tile(img), f"{lvl}x{lvl}"))
         mu = enc.mu[lvl][0].float().cpu()
         extra = f" + {enc.global_mu.shape[1]}-d global" if lvl == g.levels[0] and enc.global_mu is not None else ""
-        latents.append((side_by_side(pca_tile(mu), heat_tile(enc.kl[lvl][0])),
+        latents.append((latent_tile(mu, enc.kl[lvl][0]),
                         f"{lvl}x{lvl}: {mu.shape[0]} ch{extra}, {nats[lvl]:.1f} nats"))
         rows.append([f"{lvl}x{lvl}", f"{mu.shape[0]}{extra}", round(nats[lvl], 2), round(100 * nats[lvl] / total, 1),
                      round(float((img - target).pow(2).mean()), 5)])

@@ -1,8 +1,8 @@
 """Generate tab: pick a model and a seed, watch the picture build up level by level.
 
 Layout and event wiring only; the work is in ``generate_handlers`` (checked requests, caches,
-the generator run), ``render`` (tensors -> pictures) and ``generate_view`` (the HTML views that
-paint a result). Sliders update the page as they move, and each control change is one event
+the generator run), ``msgen.render`` (tensors -> pictures) and ``generate_view`` (the HTML views
+that paint a result). Sliders update the page as they move, and each control change is one event
 with one response that carries everything it changes (image, cards, statistics, summary,
 channel view, pictures inline): no ``.then`` chain, no file fetched per picture. Each is
 ``always_last``, so while a slider is dragged only its latest position is computed, and shows

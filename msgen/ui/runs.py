@@ -11,7 +11,6 @@ sees the same images, and no original upload is kept.
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import secrets
@@ -153,18 +152,13 @@ def _json(path: Path) -> dict[str, Any]:
 # --- data snapshot ---------------------------------------------------------------------------
 def write_data(run_dir: Path, images: torch.Tensor, names: list[str]) -> Path:
     """The training set as ``<run>/data/00000_<name>.png`` at the training resolution (lossless)."""
-    from PIL import Image
-
-    from ..data import to_uint8
+    from .. import render
 
     data_dir = run_dir / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
-    arrays = to_uint8(images).permute(0, 2, 3, 1).numpy()
-    for i, (arr, name) in enumerate(zip(arrays, names)):
+    for i, (arr, name) in enumerate(zip(render.to_uint8(images), names)):
         stem = sanitise_name(Path(name).stem)[:40]
-        buf = io.BytesIO()
-        Image.fromarray(arr).save(buf, format="PNG")
-        ckpt.atomic_write_bytes(data_dir / f"{i:05d}_{stem}.png", buf.getvalue())
+        ckpt.atomic_write_bytes(data_dir / f"{i:05d}_{stem}.png", render.png_bytes(arr))
     return data_dir
 
 

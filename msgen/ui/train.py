@@ -124,11 +124,10 @@ def _paths(files: Any) -> list[str]:
 def _thumb(image: torch.Tensor) -> Any:
     from PIL import Image
 
-    from ..data import to_uint8
+    from .. import render
 
-    pic = Image.fromarray(to_uint8(image).permute(1, 2, 0).numpy())
-    scale = max(1, 96 // pic.width)
-    return pic.resize((pic.width * scale, pic.height * scale), Image.NEAREST) if scale > 1 else pic
+    pic = render.to_uint8(image)
+    return Image.fromarray(render.upscale(pic, max(1, 96 // pic.shape[1])))
 
 
 def staged_sets(ctx: common.AppContext) -> StagedSets:
