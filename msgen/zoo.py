@@ -6,9 +6,10 @@ Models come from two places: the shipped ``weights/<name>/`` folders and the use
 install .``) carries the shipped folders as ``msgen/weights`` and keeps runs in the user's data
 folder (``$XDG_DATA_HOME/msgen/runs``, by default ``~/.local/share/msgen/runs``), never in
 site-packages. ``MSGEN_WEIGHTS`` and ``MSGEN_RUNS`` override both. ``list_models`` describes
-them (family, resolution, data set) without loading weights; ``ModelCache`` loads each once onto the best device (CUDA, then MPS, then CPU;
-half precision on a GPU) and keeps a bounded LRU of them. A cache key includes the weights'
-modification time, so a model retrained under the same name is reloaded, not served stale.
+them (family, resolution, data set) without loading weights; ``ModelCache`` loads each once onto
+the best device (CUDA, then MPS, then CPU; half precision on a GPU) and keeps a bounded LRU of
+them. A cache key includes the weights' modification time, so a model retrained under the same
+name is reloaded, not served stale.
 """
 
 from __future__ import annotations
