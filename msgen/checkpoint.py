@@ -31,7 +31,6 @@ any subclass hook runs, so every load here is ``resolve`` (sizes checked, revisi
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import re
