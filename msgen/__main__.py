@@ -341,7 +341,8 @@ def parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_data)
 
     m = sub.add_parser("models", formatter_class=_Help, help="list shipped models and runs")
-    m.add_argument("--runs", default=None, help="runs folder (default: ./runs or $MSGEN_RUNS)")
+    m.add_argument("--runs", default=None, help="runs folder (default: $MSGEN_RUNS, else ./runs in a source "
+                   "checkout, else ~/.local/share/msgen/runs)")
     m.set_defaults(func=cmd_models)
 
     h = sub.add_parser("push", formatter_class=_Help, help="push an exported model to the Hugging Face Hub")
