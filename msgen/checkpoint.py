@@ -266,7 +266,8 @@ def read_model_dir(path: str | os.PathLike, *, prefixes: tuple[str, ...] = ("gen
     return config, meta, tensors
 
 
-def _split(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+def split_tensors(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The tensors named ``prefix...`` (e.g. "generator."), with the prefix taken off: one module's state."""
     return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
@@ -274,7 +275,7 @@ def load_generator(path: str | os.PathLike, *, device: str | torch.device = "cpu
     """The exported generator of a local model folder, in eval mode, with ``meta`` and ``source``."""
     config, meta, tensors = read_model_dir(path, prefixes=("generator.",))
     gen = build_generator(config)
-    state = _split(tensors, "generator.")
+    state = split_tensors(tensors, "generator.")
     try:
         gen.load_state_dict(state, strict=True)
     except RuntimeError as exc:  # the header check makes this unreachable; keep the tensor names if not
@@ -283,14 +284,6 @@ def load_generator(path: str | os.PathLike, *, device: str | torch.device = "cpu
     gen.meta = meta
     gen.source = str(path)
     return gen.eval().requires_grad_(False).to(device)
-
-
-def load_discriminator_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    return _split(read_model_dir(path, prefixes=("discriminator.",))[2], "discriminator.")
-
-
-def build_pair(config: Any) -> tuple[torch.nn.Module, torch.nn.Module | None]:
-    return build_generator(config), build_discriminator(config)
 
 
 # --- Hub ---------------------------------------------------------------------------------------
