@@ -422,8 +422,7 @@ class HVAERecipe:
 
     def __init__(self, generator: HVAEGenerator, discriminator: Any = None, options: Any = None):
         self.G, self.opt = generator, options
-        family = getattr(options, "family", None)
-        self.hopt = family if isinstance(family, HVAEOptions) else HVAEOptions()
+        self.hopt = options.for_family("hvae").family if options is not None else HVAEOptions()
         self.modules = {"generator": generator}
         self.lr = options.lr if options is not None else 2e-4
         self.optimizers = {"generator": torch.optim.Adam(generator.parameters(), lr=self.lr, betas=(0.9, 0.99))}

@@ -196,7 +196,7 @@ class GANRecipe:
     def __init__(self, generator: nn.Module, discriminator: nn.Module, options: Any):
         # ``options``: msgen.train.TrainOptions; the loop's lr, and this family's GANOptions in .family.
         self.G, self.D = generator, discriminator
-        self.opt = options.family if isinstance(options.family, GANOptions) else GANOptions()
+        self.opt = options.for_family("msggan").family  # GANOptions (its defaults when unset)
         opt = self.opt
         self.source = copy.deepcopy(generator).eval().requires_grad_(False) if opt.cdc_weight > 0 else None
         self.modules = {"generator": generator, "discriminator": discriminator}
