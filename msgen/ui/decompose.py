@@ -240,7 +240,8 @@ def resample(ctx: common.AppContext, model: str | None, image: Any, fit: str = "
         level = validate.whole(level, "split level", 1, 4096, default=default_level(g.levels))
         seed = validate.seed(seed, default=0)
         count = validate.whole(count, "variants", 1, MAX_COUNT, default=DEFAULT_COUNT)
-        temperature = validate.real(temperature, "temperature", 0.0, 2.0, default=DEFAULT_TEMPERATURE)
+        lo, hi = families()[g.config.family].ui.truncation_range  # what its forward accepts
+        temperature = validate.real(temperature, "temperature", lo, hi, default=DEFAULT_TEMPERATURE)
     except ValueError as exc:
         raise gr.Error(str(exc)) from None
     if level not in g.levels[1:]:
