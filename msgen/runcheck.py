@@ -5,9 +5,10 @@ it is accepted: ``run.json``'s config must build a model (unknown fields refused
 the exported model's; the exported weights must load strictly into it; every tensor of
 ``state/state.safetensors`` must be one the Trainer writes for that model (module weights and
 buffers, EMA, optimiser moments of the right parameter's shape, the two random streams),
-read from the header alone; the options must pass ``TrainOptions``' own checks; every data
-PNG must decode through ``msgen.data`` at the training resolution. Free text the run carries
-(its ``meta``) is cut down to short strings and numbers and written back.
+read from the header alone; the options must pass ``TrainOptions``' and the family options' own
+checks (an older run's flat options translated); every data PNG must decode through
+``msgen.data`` at the training resolution. Free text the run carries (its ``meta``) is cut down
+to short strings and numbers and written back.
 """
 
 from __future__ import annotations
