@@ -1,5 +1,7 @@
 """Hierarchical VAE family ("hvae"): a small NVAE / VDVAE-style ladder with one latent group per level.
 
+(About 500 lines: a family is one file, model, Decompose's encoder, recipe and options together.)
+
 Follows Vahdat & Kautz, "NVAE" (NeurIPS 2020) and Child, "Very Deep VAEs" (ICLR 2021), kept
 small enough to sample a 64px picture on two CPU cores in a few milliseconds:
 

@@ -1,6 +1,8 @@
 """Multi-scale GAN family ("msggan"): MSG-GAN (Karnewar & Wang, CVPR 2020) with StyleGAN's
 mapping network and per-level styles.
 
+(About 300 lines: a family is one file, generator, discriminator, recipe and options together.)
+
 Generator: a learned 4x4 constant is refined level by level (4, 8, ... resolution); every level
 has an RGB head, and the image at level L is ``tanh(up(acc[L/2]) + rgb_L(features_L))`` (the
 StyleGAN2 skip form), so each granularity's *contribution* is the residual it adds on top of the

@@ -1,5 +1,8 @@
 """Train tab: fine-tune a generator (or train a family from scratch) on uploaded images, live.
 
+(About 550 lines: one tab's layout, wiring and handlers; its family options, limits and live view
+are in train_family.py, train_limits.py and train_view.py.)
+
 Layout in ``build(ctx)``; everything else is a plain function of plain values so tests call it
 without a browser. Upload -> ``prepare`` (the accepted images exactly as they will be trained,
 and every rejection with its reason) -> ``start`` (a ``JobSpec`` queued on the ``JobManager``)

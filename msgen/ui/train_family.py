@@ -36,13 +36,17 @@ def family_of(ctx, choice: str | None, owner: str | None) -> str:
 
 
 def options(family: str, augment: Any, values: dict[str, Any] | None) -> Any:
-    """``family``'s options from the form: ``values`` maps "family.field" to a control's value."""
+    """``family``'s options from the form: ``values`` maps "family.field" to a control's value.
+    None when the form sets none of them: the Trainer then takes the family's defaults (or those
+    a base exported when they were config fields carries), as ``python -m msgen train`` does."""
     cls = get_family(family).options_cls
     names = {f.name for f in dataclasses.fields(cls)}
     own = {k.split(".", 1)[1]: v for k, v in (values or {}).items() if k.startswith(family + ".")}
     if AUGMENT in names:
         own[AUGMENT] = augment
     own = {k: tuple(v) if isinstance(v, list) else v for k, v in own.items() if k in names and v is not None}
+    if not own:
+        return None
     try:
         return cls(**own)
     except TypeError as exc:
