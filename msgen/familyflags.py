@@ -90,7 +90,7 @@ def chosen(args: argparse.Namespace, family: str) -> Any:
     for key in values:
         if key not in own:
             owners = [n for n, other in families().items() if key in {f.name for f in dataclasses.fields(other.options_cls)}]
-            raise ValueError(f"--{key.replace('_', '-')} is a training option of {', '.join(owners)} models; "
-                             f"this run trains a {family} model (its options: "
+            raise ValueError(f"--{key.replace('_', '-')} is a training option of {', '.join(owners)} models, "
+                             f"and this run's model is {family} (its options: "
                              f"{', '.join('--' + n.replace('_', '-') for n in sorted(own))})")
     return fam.options_cls(**values)  # its own __post_init__ checks them
