@@ -157,6 +157,12 @@ def families() -> dict[str, Family]:
     return dict(sorted(FAMILIES.items()))
 
 
+def ui_hints(name: str | None) -> UIHints:
+    """Family ``name``'s UI hints, or the generic ones for a family not installed here."""
+    fam = families().get(name or "")
+    return fam.ui if fam else UIHints()
+
+
 def families_that(capability: str) -> list[str]:
     """Names of the families with a capability, e.g. ``families_that("encodes")``."""
     return [name for name, fam in families().items() if getattr(fam, capability)]

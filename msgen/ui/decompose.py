@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..models import families, families_that
+from ..models import families, families_that, ui_hints
 from ..zoo import WEIGHTS_DIR
 from . import common, validate
 
@@ -240,7 +240,7 @@ def resample(ctx: common.AppContext, model: str | None, image: Any, fit: str = "
         level = validate.whole(level, "split level", 1, 4096, default=default_level(g.levels))
         seed = validate.seed(seed, default=0)
         count = validate.whole(count, "variants", 1, MAX_COUNT, default=DEFAULT_COUNT)
-        lo, hi = families()[g.config.family].ui.truncation_range  # what its forward accepts
+        lo, hi = ui_hints(g.config.family).truncation_range  # what its forward accepts
         temperature = validate.real(temperature, "temperature", lo, hi, default=DEFAULT_TEMPERATURE)
     except ValueError as exc:
         raise gr.Error(str(exc)) from None

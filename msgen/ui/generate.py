@@ -24,7 +24,7 @@ import re
 import gradio as gr
 from gradio.context import Context
 
-from ..models import UIHints, families
+from ..models import ui_hints
 
 from . import generate_view as view
 from .generate_handlers import (
@@ -67,12 +67,6 @@ def level_choices(levels) -> list[tuple[str, int]]:
 
 def mix_choices(levels) -> list[tuple[str, int]]:
     return [("off", 0)] + level_choices(levels[1:])  # switching at the first level is just seed B
-
-
-def ui_hints(family: str | None) -> UIHints:
-    """The family's truncation hints (its registry record's), or the generic ones for a family unknown here."""
-    fam = families().get(family or "")
-    return fam.ui if fam else UIHints()
 
 
 def truncation_of(family: str | None) -> tuple[float, str]:

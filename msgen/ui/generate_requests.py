@@ -11,7 +11,7 @@ from typing import Any
 
 import gradio as gr
 
-from ..models import UIHints, families
+from ..models import ui_hints
 from ..zoo import ModelEntry
 from .validate import SEED_MAX  # noqa: F401  (the one seed bound; re-exported for the tab)
 
@@ -57,12 +57,6 @@ def model_label(entry: ModelEntry) -> str:
     return entry.label + (" - your run" if entry.source == "run" else "")
 
 
-def truncation_range(family: str) -> tuple[float, float]:
-    """What the family's forward accepts as truncation (its registry record's UI hints)."""
-    fam = families().get(family)
-    return (fam.ui if fam else UIHints()).truncation_range
-
-
 @dataclass(frozen=True)
 class Request:
     """A checked generate request; ``key`` identifies its result in the LRU."""
@@ -78,7 +72,7 @@ class Request:
     def check(cls, entry: ModelEntry, scale, seed, truncation, mix_seed=None, mix_level=0) -> Request:
         scale = level_of("scale", scale, entry.levels)
         seed = whole_number("seed", seed, 0, SEED_MAX)
-        truncation = round(number_in("truncation", truncation, *truncation_range(entry.family)), 6)
+        truncation = round(number_in("truncation", truncation, *ui_hints(entry.family).truncation_range), 6)
         mix_level = level_of("mix level", 0 if mix_level is None else mix_level, entry.levels, allow_off=True)
         if mix_level:
             mix_seed = whole_number("mix seed", mix_seed, 0, SEED_MAX)
