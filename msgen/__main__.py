@@ -123,6 +123,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace, world) -> None:
+    from . import familyflags
     from .data import load_image_set
     from .train import Trainer, TrainOptions
     from .zoo import resolve_model
@@ -143,9 +144,11 @@ def _train(args: argparse.Namespace, world) -> None:
     if base is not None:
         from .checkpoint import read_model_dir
 
-        resolution = read_model_dir(base)[0].resolution
+        base_config = read_model_dir(base)[0]
+        resolution, family = base_config.resolution, base_config.family
     else:
-        resolution = args.resolution
+        resolution, family = args.resolution, args.family
+    family_opts = familyflags.chosen(args, family)  # the family's own options; a flag of another family is refused
     config = None
     if args.family:
         from .checkpoint import expected_tensors
@@ -167,10 +170,9 @@ def _train(args: argparse.Namespace, world) -> None:
         n = data.images.shape[0]
     if n < 16:
         say(f"warning: only {n} images; the generator will likely memorise them", file=sys.stderr)
-    augment = () if args.augment == "none" else tuple(a for a in args.augment.split(",") if a)
-    opts = TrainOptions(steps=args.steps, batch_size=args.batch, lr=args.lr, augment=augment, loss=args.loss,
-                        r1_gamma=args.r1, r2_gamma=args.r2, ema_half_life_images=args.ema_half_life, sample_every=args.sample_every,
-                        checkpoint_every=args.checkpoint_every, seed=args.seed, device=args.device)
+    opts = TrainOptions(steps=args.steps, batch_size=args.batch, lr=args.lr, ema_half_life_images=args.ema_half_life,
+                        sample_every=args.sample_every, checkpoint_every=args.checkpoint_every, seed=args.seed,
+                        device=args.device, family=family_opts)
     meta = {"command": "python -m msgen " + shlex.join(sys.argv[1:]), "title": args.title or Path(args.out).name}
     for key in ("dataset", "dataset_short", "license", "data_license", "description"):
         if getattr(args, key, None):
@@ -269,7 +271,9 @@ def _colour(text: str) -> tuple[int, int, int]:
 
 
 def parser() -> argparse.ArgumentParser:
+    from . import familyflags
     from .defaults import FINETUNE
+    from .models import families
 
     p = _Parser(prog="python -m msgen", description="multi-scale image generation studio")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
@@ -292,18 +296,13 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--data", required=True, help="folder, zip or image file")
     t.add_argument("--model", default=None,
                    help=f"model to fine-tune (default: {FINETUNE.base}, the page's default, unless --family)")
-    t.add_argument("--family", default=None, help="family to train from scratch")
+    t.add_argument("--family", default=None, choices=sorted(families()), help="family to train from scratch")
     t.add_argument("--resolution", type=int, default=32)
     t.add_argument("--config", default=None, help="JSON of config overrides for --family, e.g. '{\"channel_max\": 256}'")
     t.add_argument("--out", required=True, help="run folder (resumes if it holds a checkpoint)")
     t.add_argument("--steps", type=int, default=FINETUNE.steps)
     t.add_argument("--batch", type=int, default=FINETUNE.batch_size)
     t.add_argument("--lr", type=float, default=FINETUNE.lr)
-    t.add_argument("--loss", default="ns", choices=("ns", "hinge", "rpgan"),
-                   help="ns: non-saturating; rpgan: R3GAN's relativistic pairing (use with --r2)")
-    t.add_argument("--r1", type=float, default=1.0, help="R1 penalty weight on real pictures")
-    t.add_argument("--r2", type=float, default=0.0, help="R2 penalty weight on generated pictures (R3GAN: equal to --r1)")
-    t.add_argument("--augment", default=",".join(FINETUNE.augment), help="comma list, or 'none'")
     t.add_argument("--ema-half-life", type=int, default=5000, help="EMA half-life in images")
     t.add_argument("--sample-every", type=int, default=FINETUNE.sample_every)
     t.add_argument("--checkpoint-every", type=int, default=FINETUNE.checkpoint_every)
@@ -321,6 +320,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--license", default=None)
     t.add_argument("--data-license", default=None)
     t.add_argument("--description", default=None)
+    familyflags.add_flags(t)  # every family's own training options, from its options dataclass
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", formatter_class=_Help, help="per-level SWD, KID and FID-EffLite0 of a model against an image set")

@@ -338,14 +338,15 @@ def read_model_dir(path: str | os.PathLike, *, prefixes: tuple[str, ...] = ("gen
     return config, meta, tensors
 
 
-def _split(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+def split_tensors(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The tensors named ``prefix...`` (e.g. "generator."), with the prefix taken off: one module's state."""
     return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
 def _load_strict(module: torch.nn.Module, tensors: dict[str, torch.Tensor], prefix: str,
                  path: str | os.PathLike) -> torch.nn.Module:
     try:
-        module.load_state_dict(_split(tensors, prefix), strict=True)
+        module.load_state_dict(split_tensors(tensors, prefix), strict=True)
     except RuntimeError as exc:  # the header check makes this unreachable; keep the tensor names if not
         detail = " ".join(line.strip() for line in str(exc).splitlines()[1:3])
         raise CheckpointError(f"{path}: weights do not match config.json: {detail[:300]}") from None
@@ -359,14 +360,6 @@ def load_generator(path: str | os.PathLike, *, device: str | torch.device = "cpu
     gen.meta = model.meta
     gen.source = str(path)
     return gen
-
-
-def load_discriminator_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    return _split(read_model_dir(path, prefixes=("discriminator.",))[2], "discriminator.")
-
-
-def build_pair(config: Any) -> tuple[torch.nn.Module, torch.nn.Module | None]:
-    return build_generator(config), build_discriminator(config)
 
 
 # --- Hub ---------------------------------------------------------------------------------------

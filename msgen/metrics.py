@@ -234,9 +234,9 @@ def _efflite0(device: str) -> EffLite0Features:
 
 
 def _default_device(device: str | torch.device | None) -> str:
-    if device is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return str(torch.device(device))
+    from .device import pick_device
+
+    return str(pick_device("auto" if device is None else device))
 
 
 @torch.inference_mode()

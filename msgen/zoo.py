@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from . import checkpoint as ckpt
+from .device import pick_device
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 _ROOT = PACKAGE_DIR.parent
@@ -116,18 +117,12 @@ def resolve_model(name_or_path: str | os.PathLike, *, runs_dir: str | Path | Non
         raise ckpt.CheckpointError(f"{exc} (listed models: {known})") from None
 
 
-def best_device() -> torch.device:
-    from .train import pick_device
-
-    return pick_device("auto")
-
-
 class ModelCache:
     """Bounded LRU of generators resident on one device. Thread-safe; loads happen once."""
 
     def __init__(self, max_models: int = 4, device: str | torch.device | None = None):
         self.max_models = max_models
-        self.device = torch.device(device) if device is not None else best_device()
+        self.device = torch.device(device) if device is not None else pick_device()
         self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
         self._models: OrderedDict[tuple, torch.nn.Module] = OrderedDict()
         self._lock = threading.Lock()

@@ -1,7 +1,8 @@
 """Decompose tab: take a picture apart by granularity with a hierarchical VAE, and put it back
 together differently.
 
-Upload an image (or click an example) and pick an ``hvae`` model: the page shows the picture as
+Upload an image (or click an example) and pick a model that can encode pictures (a family whose
+registry record says ``encodes``, e.g. the hierarchical VAE): the page shows the picture as
 the model sees it, its reconstruction at every level, and each level's latent group (the
 posterior mean as PCA colours beside a map of where that level spends its information, with
 the nats it spends). Then re-sample around a chosen level with a seed and a temperature:
@@ -28,23 +29,37 @@ import torch
 from PIL import Image
 
 from .. import render
+from ..models import families, families_that, ui_hints
 from ..zoo import WEIGHTS_DIR
 from . import common, validate
 
-FAMILY = "hvae"
+CAPABILITY = "encodes"  # what a model's family must be able to do for this tab (Family.encodes)
 EXAMPLES_DIR = WEIGHTS_DIR / "examples"  # Noto emoji and Fashion-MNIST test images (weights/examples/make_examples.py)
 MODES = {"Keep coarse, vary detail": "detail", "Keep detail, vary layout": "layout"}
 TILE = 128  # pixels per level tile: small levels enlarged with nearest neighbour so they stay crisp
 DEFAULT_TEMPERATURE = 0.8  # VAE samples look cleaner a little below temperature 1
 DEFAULT_COUNT = 8
 MAX_COUNT = 16
-TRAIN_HINT = (
-    "**No hierarchical VAE (`hvae`) model is available yet**, and only that family has the encoder "
-    "Decompose needs. Train one in the **Train** tab (*Start from* → *new hvae from scratch*), or on "
-    "the command line:\n\n"
-    "```\npython -m msgen train --family hvae --resolution 32 --data my_images/ --out runs/my-hvae "
-    "--steps 3000 --batch 32 --lr 1e-3\n```\n\nthen press *Refresh models*."
-)
+
+
+def encoding_families() -> str:
+    """The families that can encode a picture, for messages (computed from the registry)."""
+    return ", ".join(families_that(CAPABILITY)) or "none is installed"
+
+
+def train_hint() -> str:
+    """What the tab says while no model that can encode pictures is available."""
+    names = families_that(CAPABILITY)
+    first = names[0] if names else "FAMILY"
+    return (
+        f"**No model that can encode pictures (e.g. {encoding_families()}) is available yet**, and Decompose "
+        f"needs one. Train one in the **Train** tab (*Start from* → *new {first} from scratch*), or on "
+        "the command line:\n\n"
+        f"```\npython -m msgen train --family {first} --resolution 32 --data my_images/ --out runs/my-{first} "
+        "--steps 3000 --batch 32 --lr 1e-3\n```\n\nthen press *Refresh models*."
+    )
+
+
 INTRO = (
     "Take a picture apart by granularity with a **hierarchical VAE**: every level from 4x4 up holds its own "
     "latent group, and the coarse ones decide the layout. Upload an image (or click an example), see its "
@@ -54,12 +69,18 @@ INTRO = (
 
 
 # --- models -------------------------------------------------------------------------------------
-def hvae_models(ctx: common.AppContext, owner: str | None) -> list:
-    return [e for e in ctx.models(owner) if e.family == FAMILY]
+def can_encode(family: str) -> bool:
+    fam = families().get(family)
+    return bool(fam is not None and getattr(fam, CAPABILITY))
+
+
+def encoding_models(ctx: common.AppContext, owner: str | None) -> list:
+    """The visitor's models whose family can encode a picture."""
+    return [e for e in ctx.models(owner) if can_encode(e.family)]
 
 
 def model_choices(ctx: common.AppContext, owner: str | None) -> list[tuple[str, str]]:
-    return [(e.label, e.name) for e in hvae_models(ctx, owner)]
+    return [(e.label, e.name) for e in encoding_models(ctx, owner)]
 
 
 def level_choices(levels: tuple[int, ...]) -> list[tuple[str, int]]:
@@ -73,15 +94,16 @@ def default_level(levels: tuple[int, ...]) -> int:
 
 def load_model(ctx: common.AppContext, name: str | None, owner: str | None) -> torch.nn.Module:
     if not name:
-        raise gr.Error("Pick an hvae model first." if hvae_models(ctx, owner) else "No hvae model is available; "
-                       "train one in the Train tab (new hvae from scratch).")
+        raise gr.Error("Pick a model that can encode pictures first." if encoding_models(ctx, owner) else
+                       f"No model that can encode pictures (e.g. {encoding_families()}) is available; train one in "
+                       "the Train tab (new ... from scratch).")
     try:
         entry = ctx.find(str(name), owner)
     except ValueError as exc:
         raise gr.Error(str(exc)) from None
-    if entry.family != FAMILY:
-        raise gr.Error(f"{entry.name} is a {entry.family} model, which has no encoder; Decompose needs an "
-                       f"{FAMILY} (hierarchical VAE) model: pick one from the list")
+    if not can_encode(entry.family):
+        raise gr.Error(f"{entry.name} is a {entry.family} model, which has no encoder; Decompose needs a model "
+                       f"that can encode pictures (e.g. {encoding_families()}): pick one from the list")
     return ctx.cache.get(entry.path)
 
 
@@ -181,7 +203,8 @@ def resample(ctx: common.AppContext, model: str | None, image: Any, fit: str = "
         level = validate.whole(level, "split level", 1, 4096, default=default_level(g.levels))
         seed = validate.seed(seed, default=0)
         count = validate.whole(count, "variants", 1, MAX_COUNT, default=DEFAULT_COUNT)
-        temperature = validate.real(temperature, "temperature", 0.0, 2.0, default=DEFAULT_TEMPERATURE)
+        lo, hi = ui_hints(g.config.family).truncation_range  # what its forward accepts
+        temperature = validate.real(temperature, "temperature", lo, hi, default=DEFAULT_TEMPERATURE)
     except ValueError as exc:
         raise gr.Error(str(exc)) from None
     if level not in g.levels[1:]:
@@ -225,7 +248,7 @@ def build(ctx: common.AppContext) -> None:
     start = examples[0][0] if examples and first else None
     opening = _opening(ctx, first, start, levels)
     gr.Markdown(INTRO)
-    notice = gr.Markdown(TRAIN_HINT, visible=not choices, elem_id="decompose-notice")
+    notice = gr.Markdown(train_hint(), visible=not choices, elem_id="decompose-notice")
     with gr.Column(visible=bool(choices), elem_id="decompose-main") as main:
         with gr.Row():
             with gr.Column(scale=1, min_width=260):

@@ -36,11 +36,11 @@ from PIL import Image
 
 import msgen
 from .. import render
+from ..models import slerp  # noqa: F401  (the walk's interpolation; tests use it from here)
 from ..zoo import ModelEntry
 from .cpu_runner import OneThreadRunner
 from .generate_requests import (  # noqa: F401  (re-exported: the tab and the tests use them from here)
     SEED_MAX,
-    TRUNCATION_RANGE,
     Request,
     fail,
     level_of,
@@ -302,16 +302,6 @@ def _picker(res: Rendered, level: int, channel: int) -> tuple[dict, dict]:
 
 def _channel_uri(res: Rendered, level: int, channel: int, normalize: Any) -> str:
     return render.data_uri(render.channel_view(res.features[level], channel, normalize=bool(normalize)))
-
-
-def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
-    """Spherical interpolation: Gaussian latents keep their typical norm along the path."""
-    an, bn = a / a.norm(dim=-1, keepdim=True), b / b.norm(dim=-1, keepdim=True)
-    omega = torch.acos((an * bn).sum(-1, keepdim=True).clamp(-1 + 1e-7, 1 - 1e-7))
-    so = torch.sin(omega)
-    if float(so.abs().min()) < 1e-6:
-        return torch.lerp(a, b, t)
-    return (torch.sin((1 - t) * omega) / so) * a + (torch.sin(t * omega) / so) * b
 
 
 def random_seed() -> int:

@@ -207,16 +207,16 @@ def resume_spec(run_dir: Path, *, owner_key: str, until: int | None, resolve_bas
 
 
 def _restart_spec(run_dir: Path, info: dict, *, owner_key: str, until: int | None, resolve_base) -> JobSpec:
-    from ..train import TrainOptions
+    from ..train import options_from_dict
 
     if info.get("status") not in ("queued", "failed") or not (run_dir / "data").is_dir():
         raise ValueError(f"{run_dir.name} has no checkpoint to resume from")
     try:
         opts = dict(info["options"])
-        opts["betas"], opts["augment"] = tuple(opts["betas"]), tuple(opts["augment"])
         if until:
             opts["steps"] = int(until)
-        options = TrainOptions(**opts)
+        config = info.get("config") or {}
+        options = options_from_dict(opts, info.get("family") or config.get("family"), config)
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{run_dir.name}: its run.json cannot be read ({exc})") from None
     meta = dict(info.get("meta") or {})
