@@ -7,8 +7,8 @@ latent-walk GIF and a grid of seeds. Requests are checked first (``generate_requ
 one raises ``gr.Error`` with a message naming the field and its range.
 
 Speed: one live update is one response. ``page`` returns the image, every card, the statistics,
-the summary and the channel view together, every picture inline as a WebP ``data:`` URI
-(``render.data_uri``): no file is written, hashed, moved into Gradio's cache or fetched per
+the summary and the channel view together, every picture inline as a BMP ``data:`` URI
+(``render.data_uri``, ``generate_rendered``): no file is written, hashed, moved into Gradio's cache or fetched per
 picture, and ``gradio_client`` has nothing to download. Generators come from the shared
 device-resident ``ModelCache``; rendered results sit in a bounded LRU keyed by every input (and
 the weights' mtime), so going back to a slider position is a dictionary lookup. Generator runs
@@ -25,7 +25,6 @@ import random
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ from .. import render
 from ..models import slerp  # noqa: F401  (the walk's interpolation; tests use it from here)
 from ..zoo import ModelEntry
 from .cpu_runner import OneThreadRunner
+from .generate_rendered import STATS_HEADERS, Rendered, render_generation  # noqa: F401  (re-exported)
 from .generate_requests import (  # noqa: F401  (re-exported: the tab and the tests use them from here)
     SEED_MAX,
     Request,
@@ -61,49 +61,9 @@ except ImportError:  # anywhere else: run as is
 GRID_RANGE = (1, 64)  # seeds in one grid: one batched generator call
 WALK_FRAMES = (2, 60)
 WALK_MIN_SIZE = 256  # GIF frames are enlarged (nearest) so a download looks like the page
-STATS_HEADERS = ["level", "channels", "size", "mean", "std", "share <= 0"]
 RESULTS_MAX_BYTES = 256 * 2**20  # the LRU keeps feature maps (~1 MB a result at 64 px): bound it in bytes too
 FILES_KEEP = 4096  # grid and walk files kept on disk (newest first); a swept one is simply made again
 SWEEP_EVERY = 128  # files written between two sweeps of the picture folder
-
-
-@dataclass
-class Rendered:
-    """One generate call, ready for the page: pictures as data URIs at native size, stats, raw maps."""
-
-    image: str  # the picture at the requested scale, a WebP data URI
-    levels: list[dict]  # one card per level, coarse to fine: level, channels, caption, image (data URI)
-    stats: list[list]  # one row per level, as STATS_HEADERS
-    features: dict[int, torch.Tensor]  # level -> C x H x W float32 on the CPU, for the channel picker
-    top_channels: dict[int, list[int]]
-    ms: float  # time to compute it, shown on the page
-
-    @property
-    def table(self) -> dict:
-        """The statistics as the page's table (and the API) carries them: headers and rows."""
-        return {"headers": STATS_HEADERS, "data": self.stats}
-
-    @property
-    def nbytes(self) -> int:
-        pictures = len(self.image) + sum(len(card["image"]) for card in self.levels)
-        return pictures + sum(f.numel() * f.element_size() for f in self.features.values())
-
-
-def render_generation(out: msgen.Generation) -> Rendered:
-    """The page's pictures of one generation: ``msgen.render.level_views``, as the CLI writes them."""
-    fmaps = {lvl: f[0] for lvl, f in sorted((out.features or {}).items())}
-    with render.one_blas_thread():
-        views = render.level_views(out.images, out.features or {})
-        cards = [{"level": v.level, "channels": v.channels, "caption": f"{v.level}x{v.level}: {v.channels} channels",
-                  "image": render.data_uri(v.card)} for v in views]
-        image = render.data_uri(render.to_uint8(out.images[out.scale][0]))
-    stats = []
-    for v in views:
-        h, w = fmaps[v.level].shape[-2:]
-        stats.append([v.level, v.channels, f"{h}x{w}", round(v.stats.mean, 4), round(v.stats.std, 4),
-                      round(v.stats.zero_share, 4)])
-    tops = {v.level: v.top for v in views}
-    return Rendered(image=image, levels=cards, stats=stats, features=fmaps, top_channels=tops, ms=0.0)
 
 
 class GenerateHandlers:
@@ -189,7 +149,7 @@ class GenerateHandlers:
 
     def generate(self, model, scale, seed, truncation=1.0, mix_seed=None, mix_level=0, owner=None):
         """-> image, one card per level (picture, PCA view, top channels), the statistics table, a
-        summary: the ``/generate`` API. Pictures are WebP data URIs, cards dicts with their level,
+        summary: the ``/generate`` API. Pictures are BMP data URIs, cards dicts with their level,
         channel count and caption, the table ``{"headers", "data"}``."""
         req = self.request(model, scale, seed, truncation, mix_seed, mix_level, owner)
         res, hit = self.rendered(req)

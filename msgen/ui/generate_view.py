@@ -1,7 +1,7 @@
 """Generate tab's result views: ``gr.HTML`` components that paint a live update's payload.
 
 Each view's value is plain data from ``GenerateHandlers`` (the same values the ``/generate``
-API returns): the image and the channel view are WebP ``data:`` URIs, the cards a list of
+API returns): the image and the channel view are BMP ``data:`` URIs, the cards a list of
 ``{"level", "channels", "caption", "image"}``, the statistics ``{"headers", "data"}``. The
 browser turns them into HTML with the component's template, so a slider move is one response
 and no picture is fetched on its own; Gradio patches the page's existing elements in place (an
@@ -52,9 +52,13 @@ element.addEventListener('click', (e) => {
   const img = element.querySelector('img');
   if (!button || !img) return;
   if (button.dataset.act === 'fullscreen') { img.requestFullscreen && img.requestFullscreen(); return; }
+  const canvas = document.createElement('canvas');  // the inline picture is a BMP: download a PNG
+  canvas.width = img.naturalWidth;
+  canvas.height = img.naturalHeight;
+  canvas.getContext('2d').drawImage(img, 0, 0);
   const a = document.createElement('a');
-  a.href = img.src;
-  a.download = 'msgen.webp';
+  a.href = canvas.toDataURL('image/png');
+  a.download = 'msgen.png';
   a.click();
 });
 """
