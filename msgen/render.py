@@ -17,7 +17,7 @@ Gradio-free: tensors in, H x W x 3 uint8 arrays or encoded bytes out.
   converts and centres each map once and shares it between the PCA view, the channel tiles,
   the top channels and the statistics (whose spread comes from the centred sum of squares), in
   small single-threaded numpy calls (a 64x64 model's five cards in ~3 ms on our CPU).
-* Encoding: PNG for files, BMP for the page's inline ``data:`` URIs (no compression: encoding
+* Encoding: PNG for files, lossless WebP for the page's inline ``data:`` URIs (encoding
   is a memory copy), lossless WebP for the files it serves (named by their hash), and the
   looping GIF of a latent walk.
 """
@@ -52,11 +52,12 @@ TOP_K = 8  # most active channels kept per level (the page's channel picker star
 CARD_CHANNELS = 7  # a level card is 3 x 3 tiles: picture, PCA view, 7 most active channels
 # Lossless WebP at its fastest effort: exact pixels, 4x quicker than PNG on a 194 px card.
 WEBP = dict(format="webp", lossless=True, quality=0, method=0)
-# The page's inline pictures are BMP: no compression at all, 40x quicker to encode than the
-# fastest lossless WebP (0.05 against 2 ms for a 194 px card) and free to decode; the response
-# is ~2.4x larger, which a local or LAN connection carries in well under a millisecond.
-DATA_URI_FORMAT = "bmp"
-DATA_URI_PREFIX = "data:image/bmp;base64,"
+# The page's inline pictures are lossless WebP. BMP was measured too: 40x quicker to encode
+# (0.05 against 2 ms for a 194 px card) but ~2.4x larger responses, and no faster in the browser
+# (emoji64: 1.88x / 1.79x the trivial app with BMP, 1.87x with WebP, one quiet window). A
+# public Space's visitors pay for bytes on every slider move, so WebP stays.
+DATA_URI_FORMAT = "webp"
+DATA_URI_PREFIX = "data:image/webp;base64,"
 
 
 @functools.cache
@@ -305,11 +306,8 @@ def webp_bytes(picture: Image.Image | np.ndarray) -> bytes:
 
 
 def data_uri(picture: Image.Image | np.ndarray) -> str:
-    """``picture`` as a BMP ``data:`` URI: exact pixels inline in a response, encoded in a
-    memory copy (a live update's pictures cost ~0.1 ms to encode, not ~3 ms of WebP)."""
-    buf = io.BytesIO()
-    _pil(picture).save(buf, format=DATA_URI_FORMAT)
-    return DATA_URI_PREFIX + base64.b64encode(buf.getvalue()).decode("ascii")
+    """``picture`` as a lossless WebP ``data:`` URI: exact pixels inline in a response."""
+    return DATA_URI_PREFIX + base64.b64encode(webp_bytes(picture)).decode("ascii")
 
 
 def from_data_uri(uri: str) -> Image.Image:

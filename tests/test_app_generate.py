@@ -48,7 +48,7 @@ def test_images_are_non_blank_at_the_right_sizes(client, model, scale):
     img = pixels(image)
     assert img.shape == (scale, scale, 3) and img.std() > 1
     levels = [lvl for lvl in (4, 8, 16, 32) if lvl <= scale]
-    assert image.startswith("data:image/bmp;base64,")
+    assert image.startswith("data:image/webp;base64,")
     assert [c["caption"].split(":")[0] for c in cards] == [f"{lvl}x{lvl}" for lvl in levels]
     assert [c["level"] for c in cards] == levels
     for card, lvl in zip(cards, levels):

@@ -30,7 +30,7 @@ def all_rendered(page, n_levels: int) -> bool:
     pictures = [cards.nth(i) for i in range(cards.count())] + [main, channel]
     return (cards.count() == n_levels and main.count() == 1 and channel.count() == 1
             and all(p.evaluate(LOADED) for p in pictures)
-            and all(p.get_attribute("src").startswith("data:image/bmp;base64,") for p in pictures))
+            and all(p.get_attribute("src").startswith("data:image/webp;base64,") for p in pictures))
 
 
 def test_move_the_seed_and_every_level_renders(app_server, browser, artifacts_dir):

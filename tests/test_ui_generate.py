@@ -85,7 +85,7 @@ def expected(weights, name: str, seed: int, scale: int, **kw) -> np.ndarray:
 
 def test_generate_outputs_every_level(h):
     image, cards, stats, info = h.generate("tiny32", 32, 3)
-    assert image.startswith("data:image/bmp;base64,")
+    assert image.startswith("data:image/webp;base64,")
     assert size(image) == (32, 32) and pixels(image).std() > 0
     assert [c["caption"] for c in cards] == ["4x4: 32 channels", "8x8: 32 channels", "16x16: 16 channels",
                                              "32x32: 8 channels"]
@@ -245,7 +245,7 @@ def test_bad_requests_are_refused_clearly(h, kwargs, message):
 
 def test_channel_view_and_normalisation(h):
     img = h.channel("tiny32", 32, 4, 1.0, 1, 0, 16, 3, True)
-    assert img.startswith("data:image/bmp;base64,") and size(img) == (16, 16) and pixels(img).std() > 0
+    assert img.startswith("data:image/webp;base64,") and size(img) == (16, 16) and pixels(img).std() > 0
     own, level_range = pixels(img), pixels(h.channel("tiny32", 32, 4, 1.0, 1, 0, 16, 3, False))
     assert not np.array_equal(own, level_range)
     with pytest.raises(gr.Error, match="channel must be a whole number from 0 to 15"):
