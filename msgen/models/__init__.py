@@ -21,6 +21,7 @@ values out of bounds are one ``ValueError`` naming the field and its limit, befo
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
 import operator
 from dataclasses import dataclass, field
@@ -183,11 +184,12 @@ def _load_builtin() -> None:
         _LOADED = True
         from . import msggan  # noqa: F401
 
-        try:
-            from . import hvae  # noqa: F401
-        except ImportError as exc:  # pragma: no cover - only while a family file is missing
-            if "hvae" not in str(exc):
-                raise
+        for name in ("hvae", "var"):
+            try:
+                importlib.import_module(f".{name}", __name__)
+            except ImportError as exc:  # pragma: no cover - only while a family file is missing
+                if name not in str(exc):
+                    raise
 
 
 FamilyHook = Callable[[nn.Module], dict[int, nn.Module]]

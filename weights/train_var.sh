@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The exact command that trained the shipped next-scale autoregressive model (fashion32-var), on the
+# same Debian-built Fashion-MNIST set as weights/train_gan.sh and weights/train_hvae.sh:
+#   python -m msgen data fashion --out "$DATA/fashion" --limit 20000
+# One run trains both stages (VARRecipe): the tokenizer for the first 35% of the steps, then the
+# transformer. It ran niced on one thread of our shared 2-core CPU machine; rerunning the same
+# command resumes from the run's last checkpoint.
+set -euo pipefail
+DATA=${DATA:-data}
+RUNS=${RUNS:-runs}
+STEPS=${STEPS:-1600}
+python -m msgen train --family var --data "$DATA/fashion" --out "$RUNS/fashion32-var" --resolution 32 --background black \
+  --steps "$STEPS" --batch 24 --lr 1e-3 --augment none --ema-half-life 2000 --sample-every 200 \
+  --checkpoint-every 100 --max-files 25000 --threads 1 --seed 0 --title "fashion32-var: Fashion-MNIST" \
+  --dataset "Fashion-MNIST training images (Debian dataset-fashion-mnist), 28x28 padded to 32x32" \
+  --dataset-short "Fashion-MNIST" --license mit --data-license "MIT"
