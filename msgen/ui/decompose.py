@@ -1,10 +1,11 @@
 """Decompose tab: take a picture apart by granularity with a hierarchical VAE, and put it back
 together differently.
 
-Upload an image (or click an example) and pick an ``hvae`` model: the page shows the picture as
-the model sees it, its reconstruction at every level, and each level's latent group (the
-posterior mean as PCA colours beside a map of where that level spends its information, with
-the nats it spends). Then re-sample around a chosen level with a seed and a temperature:
+Upload an image (or click an example) and pick a model whose family encodes (``hvae``, or
+``var`` whose levels are token scales): the page shows the picture as the model sees it, its
+reconstruction at every level, and each level's latent group (the posterior mean, or the scale's
+codes, as PCA colours beside a map of where that level spends its information, with the nats it
+spends). Then re-sample around a chosen level with a seed and a temperature:
 "keep coarse, vary detail" keeps the levels below it and draws the finer ones afresh; "keep
 detail, vary layout" keeps the fine levels' latents and draws the coarse ones afresh.
 
@@ -31,7 +32,6 @@ from PIL import Image
 from ..zoo import WEIGHTS_DIR
 from . import common, validate
 
-FAMILY = "hvae"
 EXAMPLES_DIR = WEIGHTS_DIR / "examples"  # Noto emoji and Fashion-MNIST test images (weights/examples/make_examples.py)
 MODES = {"Keep coarse, vary detail": "detail", "Keep detail, vary layout": "layout"}
 TILE = 128  # pixels per level tile: small levels enlarged with nearest neighbour so they stay crisp
@@ -39,8 +39,8 @@ DEFAULT_TEMPERATURE = 0.8  # VAE samples look cleaner a little below temperature
 DEFAULT_COUNT = 8
 MAX_COUNT = 16
 TRAIN_HINT = (
-    "**No hierarchical VAE (`hvae`) model is available yet**, and only that family has the encoder "
-    "Decompose needs. Train one in the **Train** tab (*Start from* → *new hvae from scratch*), or on "
+    "**No model that can encode a picture (`hvae` or `var`) is available yet**, and only those families "
+    "have the encoder Decompose needs. Train one in the **Train** tab (*Start from* → *new hvae from scratch*), or on "
     "the command line:\n\n"
     "```\npython -m msgen train --family hvae --resolution 32 --data my_images/ --out runs/my-hvae "
     "--steps 3000 --batch 32 --lr 1e-3\n```\n\nthen press *Refresh models*."
@@ -54,8 +54,21 @@ INTRO = (
 
 
 # --- models -------------------------------------------------------------------------------------
+def encodes(family: str) -> bool:
+    """Whether ``family``'s generator has encode / reconstruct / resample (hvae, var): a capability,
+    not a name, so a new family that encodes is offered here without an edit."""
+    from ..models import get_family
+
+    try:
+        fam = get_family(family)
+    except ValueError:
+        return False
+    return bool(getattr(fam, "encodes", False) or hasattr(fam.generator_cls, "encode"))
+
+
 def hvae_models(ctx: common.AppContext, owner: str | None) -> list:
-    return [e for e in ctx.models(owner) if e.family == FAMILY]
+    """The models Decompose can take (named for the first family that could)."""
+    return [e for e in ctx.models(owner) if encodes(e.family)]
 
 
 def model_choices(ctx: common.AppContext, owner: str | None) -> list[tuple[str, str]]:
@@ -73,15 +86,15 @@ def default_level(levels: tuple[int, ...]) -> int:
 
 def load_model(ctx: common.AppContext, name: str | None, owner: str | None) -> torch.nn.Module:
     if not name:
-        raise gr.Error("Pick an hvae model first." if hvae_models(ctx, owner) else "No hvae model is available; "
-                       "train one in the Train tab (new hvae from scratch).")
+        raise gr.Error("Pick an hvae model (or a var model) first." if hvae_models(ctx, owner) else "No hvae or var model is "
+                       "available; train one in the Train tab (new hvae or var from scratch).")
     try:
         entry = ctx.find(str(name), owner)
     except ValueError as exc:
         raise gr.Error(str(exc)) from None
-    if entry.family != FAMILY:
+    if not encodes(entry.family):
         raise gr.Error(f"{entry.name} is a {entry.family} model, which has no encoder; Decompose needs an "
-                       f"{FAMILY} (hierarchical VAE) model: pick one from the list")
+                       f"hvae (hierarchical VAE) or var (next-scale) model: pick one from the list")
     return ctx.cache.get(entry.path)
 
 
@@ -266,7 +279,7 @@ def build(ctx: common.AppContext) -> None:
     with gr.Column(visible=bool(choices), elem_id="decompose-main") as main:
         with gr.Row():
             with gr.Column(scale=1, min_width=260):
-                model = gr.Dropdown(choices, value=first, label="Hierarchical VAE model", elem_id="decompose-model")
+                model = gr.Dropdown(choices, value=first, label="Model (hvae or var)", elem_id="decompose-model")
                 # The page opens on an example already taken apart, so the first look shows what the tab does.
                 image = gr.Image(start, type="filepath",
                                  label="Image to decompose", sources=["upload", "clipboard"], height=240,
