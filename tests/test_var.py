@@ -338,3 +338,29 @@ def test_decompose_handlers_take_a_var_model(ctx):
         assert [c for _img, c in out][1:] == ["seed 5", "seed 6", "seed 7"] and out[0][1].startswith("reconstruction")
         same = decompose.resample(ctx, "tinyvar16", str(IMAGES[1]), "crop", mode, 8, 5, 0.8, 3)
         assert [a.tobytes() for a, _ in out] == [b.tobytes() for b, _ in same]
+
+
+# --- the shipped model -----------------------------------------------------------------------------
+def test_shipped_var_tokenizes_its_own_data_scale_by_scale(tmp_path):
+    from pathlib import Path
+
+    from msgen.data import load_image_set
+    from msgen.datasets import build_dataset
+    from tests.conftest import need_dataset
+
+    folder = Path(__file__).resolve().parent.parent / "weights" / "fashion32-var"
+    if not (folder / "model.safetensors").is_file():
+        pytest.skip("fashion32-var is not shipped")
+    need_dataset("fashion")
+    g = msgen.load(folder)
+    build_dataset("fashion", tmp_path, limit=24, seed=7)
+    x = load_image_set(tmp_path, 32).images
+    err = reconstruction_error(g, x)
+    full = [err[f"mse_full_{l}"] for l in g.levels]
+    assert all(a > b for a, b in zip(full, full[1:])), err  # every scale removes error
+    assert err["psnr_db"] > 18, err
+    with torch.no_grad():
+        enc = g.encode(x[:2])
+        varied = g.resample(x[:2], keep_below=16, seed=3, count=2)
+    assert all(torch.equal(varied.extras["tokens"][l], enc.tokens[l].repeat_interleave(2, 0)) for l in (4, 8, 12))
+    assert all(enc.kl_nats()[l].mean() > 0.5 for l in g.levels[:2])  # the coarse scales carry the layout

@@ -1,5 +1,5 @@
 """Next-scale autoregressive family ("var"): a multi-scale residual VQ tokenizer and a transformer
-that predicts each scale's whole token map from the coarser ones. (~560 lines: one family, its
+that predicts each scale's whole token map from the coarser ones. (~700 lines: one family, its
 tokenizer, predictor, Decompose API and two-stage recipe belong together, as hvae.py's do.)
 
 Follows Tian et al., "Visual Autoregressive Modeling: Scalable Image Generation via Next-Scale
@@ -73,7 +73,7 @@ class VARConfig:
     scales: str = "1,2,3,4,6,8"  # token-map sides, coarsest first, strictly increasing; the last is the latent grid
     vocab_size: int = bounded(128, 2, 16384)  # one codebook shared by every scale; small vocabularies learn fast
     code_dim: int = bounded(32, 1, 512)  # channels of a code (VAR's Cvae)
-    channels: int = bounded(64, 4, 1024)  # tokenizer width at the latent grid, halved per finer octave (floor 16)
+    channel_max: int = bounded(64, 4, 2048)  # tokenizer width at the latent grid (its widest), halved per finer octave
     phi_ratio: float = bounded(0.5, 0.0, 1.0)  # share of phi_k's conv in the refined residual (VAR's quant_resi)
     width: int = bounded(128, 8, 4096)  # transformer width
     depth: int = bounded(4, 1, 64)  # transformer blocks
@@ -129,7 +129,7 @@ class ResBlock(nn.Module):
 def _widths(config: VARConfig) -> list[int]:
     """Channels from the finest octave (the image) to the latent grid: cheap where pixels are many."""
     octaves = int(math.log2(config.downsample))
-    return [max(16, config.channels >> (octaves - i)) for i in range(octaves + 1)]
+    return [max(16, config.channel_max >> (octaves - i)) for i in range(octaves + 1)]
 
 
 class Encoder(nn.Module):
@@ -672,7 +672,7 @@ class VARRecipe:
         return ce, {"loss": ce.item(), "ce": ce.item(), "acc": acc}
 
 
-TINY_CONFIG = dict(resolution=16, downsample=4, scales="1,2,4", vocab_size=16, code_dim=8, channels=16,
+TINY_CONFIG = dict(resolution=16, downsample=4, scales="1,2,4", vocab_size=16, code_dim=8, channel_max=16,
                    width=32, depth=2, heads=2, mlp_ratio=2)  # tests: a model that trains in seconds
 CAPABILITIES = {"encodes": True}  # encode / reconstruct / resample: the Decompose tab takes it
 TRUNCATION_LABEL = "Temperature (0: each token the most likely code, 1: as trained)"
