@@ -593,7 +593,9 @@ class VARRecipe:
     def __init__(self, generator: VARGenerator, discriminator: Any = None, options: Any = None,
                  var_options: VARTrainOptions | None = None):
         self.G, self.opt = generator, options
-        self.vopt = var_options or getattr(options, "family_options", None) or VARTrainOptions()
+        # After the families merge the loop's options carry the family's own (``options.for_family``).
+        own = getattr(options, "for_family", None)
+        self.vopt = var_options or (own("var").family if own is not None else None) or VARTrainOptions()
         self.lr = options.lr if options is not None else 2e-4
         steps = getattr(options, "steps", 1000)
         self.split = round(self.vopt.tokenizer_share * steps)
