@@ -31,12 +31,14 @@ INTRO = (
 
 def default_runs_dir(persistent: Path = Path("/data")) -> Path:
     """``$MSGEN_RUNS``, else the Space's persistent storage (``/data``, when it exists and is
-    writable: runs then survive restarts), else ``./runs``."""
+    writable: runs then survive restarts), else the CLI's default (``./runs`` in a source checkout)."""
     if os.environ.get("MSGEN_RUNS"):
         return Path(os.environ["MSGEN_RUNS"])
     if persistent.is_dir() and os.access(persistent, os.W_OK):
         return persistent / "msgen-runs"
-    return Path("runs")
+    from msgen.zoo import default_runs_dir as cli_default
+
+    return cli_default()
 
 
 def build_app(

@@ -36,14 +36,13 @@ def models_to_measure() -> list[tuple[str, object]]:
     import torch
 
     import msgen
-    from msgen.models import FAMILIES, build_generator, get_family, make_config
+    from msgen.models import build_generator, families, make_config
 
     shipped = [e for e in msgen.list_models() if e.source == "shipped"]
     if shipped:
         return [(e.name, msgen.load(e.path)) for e in shipped]
-    get_family("msggan")
     out = []
-    for fam in sorted(FAMILIES):
+    for fam in families():
         for res in (32, 64):
             torch.manual_seed(0)
             out.append((f"{fam}-{res} (random init)", build_generator(make_config(fam, resolution=res)).eval()))

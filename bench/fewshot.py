@@ -72,12 +72,15 @@ def default_base():
 
 
 def page_options(variant: str, steps: int | None):
+    from msgen.models.msggan import GANOptions
     from msgen.train import TrainOptions
     from msgen.ui import train as tab
 
     opts = dict(steps=steps or tab.DEFAULT_STEPS, batch_size=tab.DEFAULT_BATCH, lr=tab.DEFAULT_LR,
                 sample_every=tab.DEFAULT_PREVIEW_EVERY, checkpoint_every=tab.CHECKPOINT_EVERY)
-    return TrainOptions(**(opts | VARIANTS[variant]))
+    change = VARIANTS[variant]
+    loop = {k: v for k, v in change.items() if k in opts}  # e.g. lr; the rest are the GAN's own options
+    return TrainOptions(**(opts | loop), family=GANOptions(**{k: v for k, v in change.items() if k not in loop}))
 
 
 def fine_tune(data: Path, run_dir: Path, base: Path, options, threads: int | None = None) -> dict:

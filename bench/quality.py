@@ -46,7 +46,7 @@ from pathlib import Path
 import _common  # noqa: F401  (puts the repo on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
-DATASETS = {"sprites": 32, "emoji": 64, "fashion": 32}  # name -> resolution the models use
+DATASETS = {"sprites": 32, "emoji": 64, "fashion": 32, "broad": 32}  # name -> resolution the models use
 
 
 def log(msg: str) -> None:
@@ -68,7 +68,7 @@ def load_real(name: str, data_root: Path, n: int, seed: int) -> RealSet:
     import torch
 
     from msgen.data import LIMITS, load_image_set
-    from msgen.metrics import efflite0_features, fid_kid, swd
+    from msgen.metrics import diversity, efflite0_features, fid_kid, swd
 
     big = dataclasses.replace(LIMITS, max_files=25000, max_zip_entries=30000, max_total_bytes=2**31)
     images = load_image_set(data_root / name, DATASETS[name], limits=big).images
@@ -79,7 +79,7 @@ def load_real(name: str, data_root: Path, n: int, seed: int) -> RealSet:
     idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[: 2 * half]
     a, b = images[idx[:half]], images[idx[half:]]
     fa, fb = efflite0_features(a), efflite0_features(b)
-    floor = {"swd": swd(a, b, seed=seed)} | fid_kid(fa, fb, seed=seed) | {"n_real": half, "n_fake": half}
+    floor = {"swd": swd(a, b, seed=seed)} | fid_kid(fa, fb, seed=seed) | diversity(a, b) | {"n_real": half, "n_fake": half}
     return RealSet(name, images, a, fa, floor, half)
 
 
@@ -116,6 +116,44 @@ def recon_error(g, images) -> dict:
 
     r = reconstruction_error(g, images)
     return r | {"mse": r[f"mse_{max(g.levels)}"]}
+
+
+def variant_figures(g, name: str, seed: int) -> dict:
+    """Decompose's "keep coarse, vary detail" at every split level, on the model's example pictures
+    (weights/examples/<data set>_*.png, the Decompose tab's examples): msgen.metrics.variant_fidelity."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from msgen.metrics import variant_fidelity
+
+    res = max(g.levels)
+    files = sorted((ROOT / "weights" / "examples").glob(f"{name}_*.png"))
+    pics = []
+    for f in files:
+        with Image.open(f) as im:
+            rgb = np.array(im.convert("RGB").resize((res, res), Image.Resampling.LANCZOS))
+        pics.append(torch.from_numpy(rgb).permute(2, 0, 1).float() / 127.5 - 1)
+    if len(pics) < 2:
+        return {}
+    out = {}
+    for level in g.levels[1:]:
+        rows = variant_fidelity(g, torch.stack(pics), level, seed=seed)
+        out[level] = {"pictures": [f.stem for f in files], "rows": rows,
+                      "closer_to_original": sum(r["to_original"] > r["to_other"] for r in rows),
+                      "sharp_enough": sum(r["sharpness"] >= 0.5 for r in rows)}
+    return out
+
+
+def variant_table(rows: dict[str, dict]) -> str:
+    lines = ["| model | split | picture | cosine to original | best cosine to another example | among variants "
+             "| sharpness / reconstruction's |", "|---|---|---|---|---|---|---|"]
+    for name, levels in rows.items():
+        for level, v in levels.items():
+            for pic, r in zip(v["pictures"], v["rows"]):
+                lines.append(f"| {name} | {level}x{level} | {pic} | {r['to_original']:.2f} | {r['to_other']:.2f} "
+                             f"| {r['among_variants']:.2f} | {r['sharpness']:.2f} |")
+    return "\n".join(lines)
 
 
 # --- tables ---------------------------------------------------------------------------------
@@ -162,7 +200,8 @@ def verdict(dataset: str, lw: dict, ms: dict, shipped: dict[str, dict]) -> list[
 
 
 # --- cards ----------------------------------------------------------------------------------
-def card_metrics(result: dict, floor: dict, recon: dict | None, command: str, data_desc: str, sha: str) -> dict:
+def card_metrics(result: dict, floor: dict, recon: dict | None, command: str, data_desc: str, sha: str,
+                 variants: dict | None = None) -> dict:
     levels = sorted((k for k in result["swd"] if isinstance(k, int)), reverse=True)
     m = {
         "swd_x1e3": {f"{lv}px": round(result["swd"][lv], 3) for lv in levels} | {"mean": round(result["swd"]["mean"], 3)},
@@ -173,9 +212,17 @@ def card_metrics(result: dict, floor: dict, recon: dict | None, command: str, da
                                "fid_efflite0": round(floor["fid_efflite0"], 3),
                                "kid_efflite0_x1e3": round(floor["kid_efflite0"] * 1e3, 3)},
     }
+    for key in ("precision", "recall", "density", "coverage", "near_duplicates"):
+        if key in result:
+            m[key] = round(result[key], 3)
+            m["real_vs_real_floor"][key] = round(floor[key], 3)
     if recon:
         m["reconstruction"] = {"mse": round(recon["mse"], 5), "psnr_db": round(recon["psnr_db"], 2),
                                "images": recon["images"], "n": recon["n"]}
+    if variants:
+        m["decompose_variants"] = {f"{level}px": {"closer_to_original": v["closer_to_original"],
+                                                  "sharp_enough": v["sharp_enough"], "of": len(v["rows"])}
+                                   for level, v in variants.items()}
     m |= {"n_real": result["n_real"], "n_fake": result["n_fake"], "eval_data": data_desc,
           "feature_space": "EfficientNet-Lite0 (FID-EffLite0 is not comparable with Inception FID)",
           "eval_command": command, "model_sha256": sha}
@@ -274,7 +321,7 @@ def run_baseline(real: RealSet, args, shipped_rows: dict[str, dict], shipped_met
 # --- main -----------------------------------------------------------------------------------
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--n", type=int, default=300, help="fakes and reals per score (capped at half the data set)")
+    p.add_argument("--n", type=int, default=1000, help="fakes and reals per score (capped at half the data set)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--data", default=str(ROOT / "data"), help="folder holding sprites/, emoji/, fashion/")
@@ -303,7 +350,7 @@ def main() -> None:
         real = load_real(name, Path(args.data), args.n, args.seed)
         log(f"{name}: {len(real.images)} images, scoring with n = {real.n}; floor SWD {real.floor['swd']['mean']:.2f}, "
             f"FID {real.floor['fid_efflite0']:.2f}")
-        rows, recon, metas = {}, {}, {}
+        rows, recon, metas, variants = {}, {}, {}, {}
         for e in (e for e in shipped if e.name.startswith(name)):
             try:
                 g = msgen.load(e.path)
@@ -316,16 +363,21 @@ def main() -> None:
             if hasattr(g, "reconstruct"):
                 images, desc = heldout(real, real.n, args.seed)
                 recon[e.name] = recon_error(g, images) | {"images": desc, "n": len(images)}
+            if hasattr(g, "resample"):
+                variants[e.name] = variant_figures(g, name, args.seed)
             log(f"{name}: {e.name}: SWD {rows[e.name]['swd']['mean']:.2f}, FID {rows[e.name]['fid_efflite0']:.2f}"
                 + (f", recon MSE {recon[e.name]['mse']:.4f}" if e.name in recon else ""))
             if args.write_cards:
                 data_desc = f"data/{name} ({len(real.images)} images, python -m msgen data {name})"
                 sha = hashlib.sha256((Path(e.path) / "model.safetensors").read_bytes()).hexdigest()[:16]
-                write_card(e.path, card_metrics(rows[e.name], real.floor, recon.get(e.name), command, data_desc, sha))
+                write_card(e.path, card_metrics(rows[e.name], real.floor, recon.get(e.name), command, data_desc, sha,
+                                                variants.get(e.name)))
         table = format_quality(name, real, rows, recon, args.seed)
+        if any(variants.values()):
+            table += "\n" + variant_table({k: v for k, v in variants.items() if v}) + "\n"
         print(table, flush=True)
         out["datasets"][name] = {"n": real.n, "num_images": len(real.images), "floor": real.floor, "models": rows,
-                                 "reconstruction": recon, "quality_table": table}
+                                 "reconstruction": recon, "decompose_variants": variants, "quality_table": table}
         if not args.no_baseline:
             brows, v = run_baseline(real, args, rows, metas, Path(args.grids) if args.grids else None)
             all_baseline += brows

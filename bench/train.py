@@ -21,15 +21,14 @@ def main() -> None:
     args = p.parse_args()
     import torch
 
-    from msgen.models import FAMILIES, get_family, make_config
+    from msgen.models import families, make_config
     from msgen.train import Trainer, TrainOptions
 
     torch.set_num_threads(args.threads)
-    get_family("msggan")
     print(f"{args.device}, {args.threads} threads, batch {args.batch}, {args.steps} timed steps after 3 warm-up")
     print("| family | px | images/s | ms/step |")
     print("| --- | --- | --- | --- |")
-    for fam in sorted(FAMILIES):
+    for fam in families():
         for res in (32, 64):
             data = torch.rand(64, 3, res, res) * 2 - 1
             with tempfile.TemporaryDirectory() as tmp:

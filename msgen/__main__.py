@@ -64,52 +64,45 @@ def _upscale(text: str) -> int:
     return value
 
 
-def _save_png(tensor, path: Path, *, upscale: int = 1) -> None:
-    from PIL import Image
-
+def _save_png(picture, path: Path, *, upscale: int = 1) -> None:
+    """An H x W x 3 uint8 picture (``msgen.render``) as a PNG, enlarged ``upscale`` times (nearest)."""
+    from . import render
     from .checkpoint import atomic_write_bytes
-    import io
 
-    arr = ((tensor.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
-    img = Image.fromarray(arr)
-    if max(img.size) * upscale > MAX_PNG_SIDE:
-        raise ValueError(f"--upscale {upscale} would make a {img.width * upscale}x{img.height * upscale} picture; "
+    height, width = picture.shape[:2]
+    if max(height, width) * upscale > MAX_PNG_SIDE:
+        raise ValueError(f"--upscale {upscale} would make a {width * upscale}x{height * upscale} picture; "
                          f"its side may be at most {MAX_PNG_SIDE} px")
-    if upscale > 1:
-        img = img.resize((img.width * upscale, img.height * upscale), Image.NEAREST)
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, render.png_bytes(render.upscale(picture, upscale)))
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
-    import torchvision.utils as vutils
-
     import msgen
-    from . import features as feat
+    from . import render
 
     g = msgen.load(args.model)
     out = msgen.generate(g, seed=args.seed, scale=args.scale, truncation=args.truncation,
                          mix_seed=args.mix_seed, mix_level=args.mix_level, n=args.n, features=bool(args.features))
-    final = out.images[out.scale]
-    image = final[0] if args.n == 1 else vutils.make_grid(final, nrow=min(args.n, 8), padding=1, pad_value=1.0)
+    final = render.to_uint8(out.images[out.scale])
+    image = final[0] if args.n == 1 else render.grid(final, cols=min(args.n, 8), gap=1, fill=255, border=True)
     _save_png(image, Path(args.out), upscale=args.upscale)
     print(f"wrote {args.out} ({out.scale}x{out.scale}, seed {args.seed})")
     if args.features:
+        # The Generate page's pictures of the first image (msgen.render.level_views), pixel for pixel.
         fdir = Path(args.features)
-        stats = []
         for level, img in out.images.items():
-            _save_png(img[0], fdir / f"image_{level}.png")
-        for level, fmap in out.features.items():
-            f0 = fmap[0]
-            _save_png(feat.pca_rgb(f0) * 2 - 1, fdir / f"features_{level}_pca.png")
-            top = feat.top_channels(f0, 8)
-            chans = [feat.channel_image(f0, c).expand(3, -1, -1) for c in top]
-            grid = vutils.make_grid(chans, nrow=len(chans), padding=1, pad_value=1.0)
-            _save_png(grid * 2 - 1, fdir / f"features_{level}_top.png")
-            stats.append(vars(feat.level_stats(level, f0)) | {"top_channels": top})
+            _save_png(render.to_uint8(img[0]), fdir / f"image_{level}.png")
+        stats = []
+        with render.one_blas_thread():
+            for view in render.level_views(out.images, out.features):
+                f0 = out.features[view.level][0]
+                _save_png(view.card, fdir / f"features_{view.level}_card.png")
+                _save_png(render.pca_rgb(f0), fdir / f"features_{view.level}_pca.png")
+                _save_png(render.grid(render.colorize_channels(f0, view.top), cols=len(view.top)),
+                          fdir / f"features_{view.level}_top.png")
+                stats.append(vars(view.stats) | {"top_channels": view.top})
         (fdir / "stats.json").write_text(json.dumps(stats, indent=1))
-        print(f"wrote per-level images, feature maps and stats to {fdir}")
+        print(f"wrote per-level images, cards, feature maps and stats to {fdir}")
 
 
 def torch_threads(n: int) -> None:
@@ -130,6 +123,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace, world) -> None:
+    from . import familyflags
     from .data import load_image_set
     from .train import Trainer, TrainOptions
     from .zoo import resolve_model
@@ -150,9 +144,11 @@ def _train(args: argparse.Namespace, world) -> None:
     if base is not None:
         from .checkpoint import read_model_dir
 
-        resolution = read_model_dir(base)[0].resolution
+        base_config = read_model_dir(base)[0]
+        resolution, family = base_config.resolution, base_config.family
     else:
-        resolution = args.resolution
+        resolution, family = args.resolution, args.family
+    family_opts = familyflags.chosen(args, family)  # the family's own options; a flag of another family is refused
     config = None
     if args.family:
         from .checkpoint import expected_tensors
@@ -174,10 +170,9 @@ def _train(args: argparse.Namespace, world) -> None:
         n = data.images.shape[0]
     if n < 16:
         say(f"warning: only {n} images; the generator will likely memorise them", file=sys.stderr)
-    augment = () if args.augment == "none" else tuple(a for a in args.augment.split(",") if a)
-    opts = TrainOptions(steps=args.steps, batch_size=args.batch, lr=args.lr, augment=augment, loss=args.loss,
-                        r1_gamma=args.r1, r2_gamma=args.r2, ema_half_life_images=args.ema_half_life, sample_every=args.sample_every,
-                        checkpoint_every=args.checkpoint_every, seed=args.seed, device=args.device)
+    opts = TrainOptions(steps=args.steps, batch_size=args.batch, lr=args.lr, ema_half_life_images=args.ema_half_life,
+                        sample_every=args.sample_every, checkpoint_every=args.checkpoint_every, seed=args.seed,
+                        device=args.device, family=family_opts)
     meta = {"command": "python -m msgen " + shlex.join(sys.argv[1:]), "title": args.title or Path(args.out).name}
     for key in ("dataset", "dataset_short", "license", "data_license", "description"):
         if getattr(args, key, None):
@@ -276,7 +271,9 @@ def _colour(text: str) -> tuple[int, int, int]:
 
 
 def parser() -> argparse.ArgumentParser:
+    from . import familyflags
     from .defaults import FINETUNE
+    from .models import families
 
     p = _Parser(prog="python -m msgen", description="multi-scale image generation studio")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
@@ -299,18 +296,13 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--data", required=True, help="folder, zip or image file")
     t.add_argument("--model", default=None,
                    help=f"model to fine-tune (default: {FINETUNE.base}, the page's default, unless --family)")
-    t.add_argument("--family", default=None, help="family to train from scratch")
+    t.add_argument("--family", default=None, choices=sorted(families()), help="family to train from scratch")
     t.add_argument("--resolution", type=int, default=32)
     t.add_argument("--config", default=None, help="JSON of config overrides for --family, e.g. '{\"channel_max\": 256}'")
     t.add_argument("--out", required=True, help="run folder (resumes if it holds a checkpoint)")
     t.add_argument("--steps", type=int, default=FINETUNE.steps)
     t.add_argument("--batch", type=int, default=FINETUNE.batch_size)
     t.add_argument("--lr", type=float, default=FINETUNE.lr)
-    t.add_argument("--loss", default="ns", choices=("ns", "hinge", "rpgan"),
-                   help="ns: non-saturating; rpgan: R3GAN's relativistic pairing (use with --r2)")
-    t.add_argument("--r1", type=float, default=1.0, help="R1 penalty weight on real pictures")
-    t.add_argument("--r2", type=float, default=0.0, help="R2 penalty weight on generated pictures (R3GAN: equal to --r1)")
-    t.add_argument("--augment", default=",".join(FINETUNE.augment), help="comma list, or 'none'")
     t.add_argument("--ema-half-life", type=int, default=5000, help="EMA half-life in images")
     t.add_argument("--sample-every", type=int, default=FINETUNE.sample_every)
     t.add_argument("--checkpoint-every", type=int, default=FINETUNE.checkpoint_every)
@@ -328,6 +320,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--license", default=None)
     t.add_argument("--data-license", default=None)
     t.add_argument("--description", default=None)
+    familyflags.add_flags(t)  # every family's own training options, from its options dataclass
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", formatter_class=_Help, help="per-level SWD, KID and FID-EffLite0 of a model against an image set")
@@ -348,7 +341,8 @@ def parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_data)
 
     m = sub.add_parser("models", formatter_class=_Help, help="list shipped models and runs")
-    m.add_argument("--runs", default=None, help="runs folder (default: ./runs or $MSGEN_RUNS)")
+    m.add_argument("--runs", default=None, help="runs folder (default: $MSGEN_RUNS, else ./runs in a source "
+                   "checkout, else ~/.local/share/msgen/runs)")
     m.set_defaults(func=cmd_models)
 
     h = sub.add_parser("push", formatter_class=_Help, help="push an exported model to the Hugging Face Hub")

@@ -1,7 +1,9 @@
 """Exported models and training state on disk, and the Hub.
 
-An exported model is a folder, the same locally and on the Hugging Face Hub
-(``huggingface_hub.PyTorchModelHubMixin`` / diffusers ``save_pretrained`` layout):
+Over 300 lines: the one owner of model folders (writing, the checks of a stranger's, Hub fetch and push).
+
+An exported model is a folder, the same locally and on the Hugging Face Hub. ``MsgenModel`` is a
+``huggingface_hub.ModelHubMixin`` (``save_pretrained``, ``push_to_hub``, ``from_pretrained``):
 
 * ``config.json``      the family's frozen config, plus a ``"msgen"`` block of metadata
                        (title, data set, licence, training command, steps, metrics ...);
@@ -11,7 +13,8 @@ An exported model is a folder, the same locally and on the Hugging Face Hub
 
 Training state (optimisers, step, EMA, RNG) lives apart, in ``<run>/state/``, so an exported
 model never carries it. Everything is written to a temporary name and moved into place with
-``os.replace``: a killed process leaves the previous version, never half a file. Pickle-based
+``os.replace``: a killed process leaves the previous version, never half a file (the mixin's
+``save_pretrained`` writes into a temporary folder that is then swapped in). Pickle-based
 files (``.pt``, ``.pth``, ``.pkl``, ``.bin``, ``.ckpt``) are refused, never loaded.
 
 A model folder may come from a stranger (any Hub repo id), so ``read_model_dir`` trusts nothing
@@ -19,13 +22,15 @@ before it is checked, in this order: ``config.json`` is read bounded and strict 
 every config field against the bounds its family declares, the model's parameter count (built on
 the ``meta`` device, which allocates nothing) against ``MAX_PARAMETERS``, then every tensor's name,
 dtype and shape in the safetensors header against that model; only then is data loaded, and
-NaN or infinite weights are refused.
+NaN or infinite weights are refused. The mixin's own ``from_pretrained`` is replaced, not extended:
+it ``json.load``s config.json (unbounded, unchecked) and downloads unpinned, unsized files before
+any subclass hook runs, so every load here is ``resolve`` (sizes checked, revision pinned) then
+``read_model_dir``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import re
@@ -35,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from huggingface_hub import ModelCard, ModelHubMixin
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -92,6 +98,102 @@ def atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: 
 
 
 # --- export / import ---------------------------------------------------------------------------
+class MsgenModel(torch.nn.Module, ModelHubMixin):
+    """An exported model: the generator (``generator.*``), optionally its discriminator
+    (``discriminator.*``, kept for fine-tuning), the ``"msgen"`` metadata block, and the card.
+
+    From ``ModelHubMixin``: ``save_pretrained`` (config.json from ``_hub_mixin_config``, README.md
+    from ``generate_model_card``), ``push_to_hub`` (create_repo, save_pretrained into a temporary
+    folder, upload_folder). msgen on top: the atomic folder swap (``save_pretrained``), float32
+    safetensors and ``samples.png`` (``_save_pretrained``), its own card (``msgen.card``, which
+    carries library_name, pipeline_tag and tags) and checked loading (``from_pretrained``).
+    """
+
+    def __init__(self, generator: torch.nn.Module, discriminator: torch.nn.Module | None = None,
+                 meta: dict[str, Any] | None = None, *, card: str | None = None, samples: Path | None = None):
+        super().__init__()
+        self.generator = generator
+        self.discriminator = discriminator
+        self.meta = dict(meta or {})
+        self.card = card  # README.md text to write as is; None: generated from config + meta
+        self.samples = samples  # a samples.png to carry into the folder
+        self.source: str | None = None
+        self._hub_mixin_config = dataclasses.asdict(generator.config) | {"msgen": self.meta}
+
+    @property
+    def config(self) -> Any:
+        return self.generator.config
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> Path:  # type: ignore[override]
+        """The mixin's ``save_pretrained``, into a folder assembled under a temporary name beside
+        ``save_directory`` and swapped in, so a reader sees either the old model or the new one."""
+        out_dir = Path(save_directory)
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.new-"))
+        try:
+            super().save_pretrained(tmp, **kwargs)
+            old = None
+            if out_dir.exists():
+                old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
+                os.replace(out_dir, old)
+            os.replace(tmp, out_dir)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return out_dir
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        save_file({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()},
+                  str(save_directory / "model.safetensors"), metadata={"format": "pt", "library": "msgen"})
+        if self.card is not None:  # the mixin writes README.md only where none exists
+            (save_directory / "README.md").write_text(self.card, encoding="utf-8")
+        if self.samples is not None and Path(self.samples).is_file():
+            shutil.copy2(self.samples, save_directory / "samples.png")
+
+    def generate_model_card(self, *args: Any, **kwargs: Any) -> ModelCard:
+        from .card import build_card  # late import: the card module formats metrics tables
+
+        return build_card(self.config, self.meta)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *, force_download: bool = False,
+                        token: str | bool | None = None, cache_dir: str | os.PathLike | None = None,
+                        local_files_only: bool = False, revision: str | None = None,
+                        map_location: str | torch.device = "cpu", discriminator: bool = True) -> "MsgenModel":
+        """A local folder, a run folder or a Hub repo id, every part checked before it is used
+        (never the mixin's ``from_pretrained``, which reads config.json before any check)."""
+        return cls._from_pretrained(model_id=str(pretrained_model_name_or_path), revision=revision,
+                                    cache_dir=cache_dir, force_download=force_download,
+                                    local_files_only=local_files_only, token=token, map_location=map_location,
+                                    discriminator=discriminator)
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, revision: str | None, cache_dir: str | os.PathLike | None,
+                         force_download: bool, local_files_only: bool, token: str | bool | None,
+                         map_location: str | torch.device = "cpu", discriminator: bool = True) -> "MsgenModel":
+        folder = resolve(model_id, revision=revision, cache_dir=cache_dir, force_download=force_download,
+                         local_files_only=local_files_only, token=token)
+        return cls.from_folder(folder, map_location=map_location, discriminator=discriminator)
+
+    @classmethod
+    def from_folder(cls, path: str | os.PathLike, *, map_location: str | torch.device = "cpu",
+                    discriminator: bool = True) -> "MsgenModel":
+        """A local model folder through ``read_model_dir``'s checks, in eval mode, no gradients."""
+        prefixes = ("generator.", "discriminator.") if discriminator else ("generator.",)
+        config, meta, tensors = read_model_dir(path, prefixes=prefixes)
+        folder = _model_folder(Path(path))
+        gen = _load_strict(build_generator(config), tensors, "generator.", path)
+        disc = None
+        if discriminator and any(k.startswith("discriminator.") for k in tensors):
+            disc = _load_strict(build_discriminator(config), tensors, "discriminator.", path)
+        model = cls(gen, disc, meta, samples=folder / "samples.png" if (folder / "samples.png").is_file() else None)
+        model.source = str(path)
+        return model.eval().requires_grad_(False).to(map_location)
+
+
 def save_model(
     out_dir: str | os.PathLike,
     generator: torch.nn.Module,
@@ -100,42 +202,12 @@ def save_model(
     meta: dict[str, Any] | None = None,
     card: str | None = None,
 ) -> Path:
-    """Export ``generator`` (and optionally its discriminator) as a model folder, atomically.
-
-    The folder is assembled under a temporary name beside ``out_dir`` and swapped in, so a
-    reader sees either the old model or the new one.
-    """
-    from .card import model_card  # late import: the card module formats metrics tables
-
+    """Export ``generator`` (and optionally its discriminator) as a model folder, atomically
+    (``MsgenModel.save_pretrained``); a ``samples.png`` already in ``out_dir`` is kept."""
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    config = generator.config
-    meta = dict(meta or {})
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.new-"))
-    try:
-        tensors = {f"generator.{k}": v for k, v in generator.state_dict().items()}
-        if discriminator is not None:
-            tensors.update({f"discriminator.{k}": v for k, v in discriminator.state_dict().items()})
-        save_file({k: v.detach().contiguous().cpu().float() if v.is_floating_point() else v.detach().contiguous().cpu()
-                   for k, v in tensors.items()}, str(tmp / "model.safetensors"), metadata={"format": "pt", "library": "msgen"})
-        cfg = dataclasses.asdict(config) | {"msgen": meta}
-        (tmp / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=False) + "\n")
-        (tmp / "README.md").write_text(card if card is not None else model_card(config, meta))
-        for extra in ("samples.png",):
-            src = out_dir / extra
-            if src.is_file() and not (tmp / extra).exists():
-                shutil.copy2(src, tmp / extra)
-        old = None
-        if out_dir.exists():
-            old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-            os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
+    samples = out_dir / "samples.png"
+    model = MsgenModel(generator, discriminator, meta, card=card, samples=samples if samples.is_file() else None)
+    return model.save_pretrained(out_dir)
 
 
 def _refuse_pickles(path: Path) -> None:
@@ -266,35 +338,34 @@ def read_model_dir(path: str | os.PathLike, *, prefixes: tuple[str, ...] = ("gen
     return config, meta, tensors
 
 
-def _split(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+def split_tensors(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The tensors named ``prefix...`` (e.g. "generator."), with the prefix taken off: one module's state."""
     return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def _load_strict(module: torch.nn.Module, tensors: dict[str, torch.Tensor], prefix: str,
+                 path: str | os.PathLike) -> torch.nn.Module:
+    try:
+        module.load_state_dict(split_tensors(tensors, prefix), strict=True)
+    except RuntimeError as exc:  # the header check makes this unreachable; keep the tensor names if not
+        detail = " ".join(line.strip() for line in str(exc).splitlines()[1:3])
+        raise CheckpointError(f"{path}: weights do not match config.json: {detail[:300]}") from None
+    return module
 
 
 def load_generator(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> torch.nn.Module:
     """The exported generator of a local model folder, in eval mode, with ``meta`` and ``source``."""
-    config, meta, tensors = read_model_dir(path, prefixes=("generator.",))
-    gen = build_generator(config)
-    state = _split(tensors, "generator.")
-    try:
-        gen.load_state_dict(state, strict=True)
-    except RuntimeError as exc:  # the header check makes this unreachable; keep the tensor names if not
-        detail = " ".join(line.strip() for line in str(exc).splitlines()[1:3])
-        raise CheckpointError(f"{path}: weights do not match config.json: {detail[:300]}") from None
-    gen.meta = meta
+    model = MsgenModel.from_folder(path, map_location=device, discriminator=False)
+    gen = model.generator
+    gen.meta = model.meta
     gen.source = str(path)
-    return gen.eval().requires_grad_(False).to(device)
-
-
-def load_discriminator_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    return _split(read_model_dir(path, prefixes=("discriminator.",))[2], "discriminator.")
-
-
-def build_pair(config: Any) -> tuple[torch.nn.Module, torch.nn.Module | None]:
-    return build_generator(config), build_discriminator(config)
+    return gen
 
 
 # --- Hub ---------------------------------------------------------------------------------------
-def resolve(path_or_repo_id: str | os.PathLike) -> Path:
+def resolve(path_or_repo_id: str | os.PathLike, *, revision: str | None = None, token: str | bool | None = None,
+            cache_dir: str | os.PathLike | None = None, force_download: bool = False,
+            local_files_only: bool = False) -> Path:
     """A local folder for a path or a Hub repo id (downloaded, or from the local cache offline)."""
     text = str(path_or_repo_id)
     path = Path(text).expanduser()
@@ -307,22 +378,24 @@ def resolve(path_or_repo_id: str | os.PathLike) -> Path:
         _refuse_pickles(Path(text))
     if not REPO_ID.match(text):
         raise CheckpointError(f"no model folder at {text!r}, and it is not a Hub repo id (owner/name)")
-    return _snapshot(text)
+    return _snapshot(text, revision=revision, token=token, cache_dir=cache_dir, force_download=force_download,
+                     local_files_only=local_files_only)
 
 
-def _checked_revision(repo_id: str) -> str | None:
-    """The repo's current commit, once the files we would download there are known to fit their
-    limits (so a 50 GB model.safetensors never reaches this disk). The download is pinned to that
-    commit, so a push in between cannot swap the files. None when the Hub cannot be asked: then
-    snapshot_download serves the local cache, and read_model_dir checks sizes there."""
+def _checked_revision(repo_id: str, revision: str | None = None, token: str | bool | None = None) -> str | None:
+    """The commit of ``revision`` (default: the repo's current one), once the files we would
+    download there are known to fit their limits (so a 50 GB model.safetensors never reaches this
+    disk). The download is pinned to that commit, so a push in between cannot swap the files. None
+    when the Hub cannot be asked: then snapshot_download serves the local cache, and
+    read_model_dir checks sizes there."""
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import RepositoryNotFoundError
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
-    api = HfApi()
+    api = HfApi(token=token)
     try:
-        sha = api.model_info(repo_id, expand=["sha"], timeout=10).sha
+        sha = api.model_info(repo_id, revision=revision, expand=["sha"], timeout=10).sha
         infos = api.get_paths_info(repo_id, list(HUB_FILE_LIMITS), revision=sha)
-    except RepositoryNotFoundError:
+    except (RepositoryNotFoundError, RevisionNotFoundError):
         raise
     except Exception:  # unreachable, rate-limited ...: the cache (or snapshot_download's error) decides
         return None
@@ -334,21 +407,28 @@ def _checked_revision(repo_id: str) -> str | None:
     return sha
 
 
-def _snapshot(repo_id: str) -> Path:
+def _snapshot(repo_id: str, *, revision: str | None = None, token: str | bool | None = None,
+              cache_dir: str | os.PathLike | None = None, force_download: bool = False,
+              local_files_only: bool = False) -> Path:
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+    from huggingface_hub.errors import (HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError,
+                                        RevisionNotFoundError)
 
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    offline = local_files_only or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
     try:
-        revision = None if offline else _checked_revision(repo_id)
-        # Only the three files of an exported model: a repo that also holds pickles never
-        # gets them onto this disk.
-        folder = snapshot_download(repo_id, revision=revision, allow_patterns=list(HUB_FILE_LIMITS), etag_timeout=10)
+        checked = None if offline else _checked_revision(repo_id, revision, token)
+        # Only the files of an exported model: a repo that also holds pickles never gets them
+        # onto this disk.
+        folder = snapshot_download(repo_id, revision=checked or revision, allow_patterns=list(HUB_FILE_LIMITS),
+                                   etag_timeout=10, token=token, cache_dir=cache_dir, force_download=force_download,
+                                   local_files_only=local_files_only)
     except LocalEntryNotFoundError:
         how = "HF_HUB_OFFLINE is set" if offline else "the Hub could not be reached"
         raise CheckpointError(f"Hub model {repo_id!r} is not in the local cache and {how}") from None
     except RepositoryNotFoundError:
         raise CheckpointError(f"Hub repo {repo_id!r} does not exist or is private (pass a token)") from None
+    except RevisionNotFoundError:
+        raise CheckpointError(f"Hub repo {repo_id!r} has no revision {revision!r}") from None
     except (HfHubHTTPError, OSError, ValueError) as exc:
         raise CheckpointError(f"could not fetch Hub model {repo_id!r}: {str(exc).splitlines()[0]}") from None
     return Path(folder)
@@ -356,26 +436,25 @@ def _snapshot(repo_id: str) -> Path:
 
 def push_to_hub(model_dir: str | os.PathLike, repo_id: str, *, token: str | None, private: bool = True,
                 use_server_login: bool = True) -> str:
-    """Upload an exported model folder (only its model files) to ``repo_id``; returns the repo URL."""
-    from huggingface_hub import HfApi
-
+    """Upload an exported model folder (its model files and samples.png) to ``repo_id`` with
+    ``MsgenModel.push_to_hub``; returns the repo URL. The folder is loaded through every check
+    first (nothing that would not load is published) and never written to."""
     model_dir = Path(model_dir)
-    read_model_dir(model_dir)  # refuse to publish anything that would not load
+    model = MsgenModel.from_folder(model_dir)
     if not REPO_ID.match(repo_id or ""):
         raise CheckpointError(f"{repo_id!r} is not a Hub repo id of the form owner/name")
     if not token and not use_server_login:
         raise CheckpointError("a Hugging Face token is needed to push")
-    # token=False: never fall back to HF_TOKEN or a cached login unless the caller allows it.
-    api = HfApi(token=token or (None if use_server_login else False))
+    folder = _model_folder(model_dir)
+    try:  # the card as it is on disk, if readable; else rebuilt from config + meta
+        model.card = untrusted.read_regular_file(folder / "README.md", HUB_FILE_LIMITS["README.md"]).decode("utf-8")
+    except (untrusted.UntrustedFileError, UnicodeDecodeError):
+        model.card = None
     try:
-        url = api.create_repo(repo_id, private=private, exist_ok=True)
-        api.upload_folder(
-            folder_path=str(model_dir),
-            repo_id=repo_id,
-            allow_patterns=list(MODEL_FILES) + ["samples.png"],
-            commit_message="Upload msgen model",
-        )
+        # token None: HfApi falls back to HF_TOKEN or a cached login, allowed only with use_server_login.
+        commit = model.push_to_hub(repo_id, token=token or None, private=private, commit_message="Upload msgen model",
+                                   allow_patterns=list(MODEL_FILES) + ["samples.png"])
     except Exception as exc:  # network, auth and HTTP errors all become one clear line
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CheckpointError(f"push to the Hub failed ({type(exc).__name__}): {first}") from None
-    return str(url)
+    return str(getattr(commit, "repo_url", None) or f"https://huggingface.co/{repo_id}")

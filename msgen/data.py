@@ -206,8 +206,11 @@ def load_image(path_or_bytes, resolution: int, *, fit: str = "crop", background=
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] floats (any shape) to uint8 0..255, rounding to nearest; out-of-range values clamp."""
-    return ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    """[-1, 1] floats (any shape) to a uint8 0..255 tensor of that shape, by ``msgen.render``'s
+    one rounding rule (nearest, halves up); out-of-range values clamp."""
+    from .render import to_bytes
+
+    return torch.from_numpy(to_bytes(images))
 
 
 # --- small helpers -----------------------------------------------------------------------

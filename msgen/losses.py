@@ -1,5 +1,7 @@
-"""Few-shot GAN objectives beyond the non-saturating and hinge losses: small pure callables.
+"""GAN objectives: small pure callables (EDM ``loss.py`` style) that family recipes combine.
 
+* ``d_loss`` / ``g_loss``: the non-saturating logistic (StyleGAN) and hinge losses, and the
+  paired one below, picked by name.
 * ``rp_d_loss`` / ``rp_g_loss``: the relativistic pairing GAN loss (RpGAN, Jolicoeur-Martineau
   2019) that R3GAN (Huang et al. 2025, "The GAN is dead; long live the GAN!") pairs with both
   zero-centred gradient penalties, R1 on real and R2 on fake pictures (``gradient_penalty``
@@ -78,3 +80,17 @@ def mode_seeking_loss(images: torch.Tensor, latents: torch.Tensor, eps: float = 
     d_img = (images[:half] - images[half : 2 * half]).abs().flatten(1).mean(1)
     d_z = (latents[:half] - latents[half : 2 * half]).abs().flatten(1).mean(1)
     return (1.0 / (d_img / d_z + eps)).mean()
+
+
+def d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, kind: str) -> torch.Tensor:
+    """The discriminator's loss: ``kind`` "ns" (non-saturating logistic), "hinge" or "rpgan" (paired)."""
+    if kind == "rpgan":
+        return rp_d_loss(real_logits, fake_logits)
+    if kind == "hinge":
+        return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+    return F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
+
+
+def g_loss(fake_logits: torch.Tensor, kind: str) -> torch.Tensor:
+    """The generator's unpaired loss: hinge, else non-saturating (``rp_g_loss`` is the paired one)."""
+    return -fake_logits.mean() if kind == "hinge" else F.softplus(-fake_logits).mean()

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = ["swd", "efflite0_features", "fid_kid", "diversity_features", "prdc", "near_duplicate_share", "diversity",
-           "diversity_floor", "sample_images", "evaluate", "real_vs_real", "format_table"]
+           "diversity_floor", "laplacian_energy", "variant_fidelity", "sample_images", "evaluate", "real_vs_real", "format_table"]
 
 # ----------------------------------------------------------------------------------------------
 # Sliced Wasserstein distance on a Laplacian pyramid (ProGAN appendix D)
@@ -234,9 +234,9 @@ def _efflite0(device: str) -> EffLite0Features:
 
 
 def _default_device(device: str | torch.device | None) -> str:
-    if device is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return str(torch.device(device))
+    from .device import pick_device
+
+    return str(pick_device("auto" if device is None else device))
 
 
 @torch.inference_mode()
@@ -368,6 +368,53 @@ def diversity_floor(real: Tensor, *, seed: int = 0, k: int = PRDC_K, batch_size:
     a, b = real[idx[: len(idx) // 2]].float(), real[idx[len(idx) // 2 :]].float()
     out = diversity(a, b, k=k, batch_size=batch_size, device=device)
     return out | {"near_duplicates": near_duplicate_share(real.float())}
+
+
+# ----------------------------------------------------------------------------------------------
+# Decompose: do "keep coarse, vary detail" variants keep the picture?
+
+
+def laplacian_energy(images: Tensor) -> Tensor:
+    """Per-image sharpness: mean squared response of the 3x3 Laplacian (N x 3 x H x W in [-1, 1])."""
+    kernel = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).to(images)
+    x = images.float().reshape(-1, 1, *images.shape[-2:])
+    response = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel.view(1, 1, 3, 3))
+    return response.pow(2).reshape(len(images), -1).mean(1)
+
+
+@torch.inference_mode()
+def variant_fidelity(model: nn.Module, pictures: Tensor, level: int, *, seed: int = 0, temperature: float = 0.8,
+                     count: int = 8, batch_size: int = 64, device: str | torch.device | None = None) -> list[dict]:
+    """For each of ``pictures`` (N x 3 x r x r in [-1, 1], N >= 2), ``count`` variants that keep the
+    levels below ``level`` and re-sample the rest (``model.resample(keep_below=level)``, as the
+    Decompose tab does), measured in Lite0 features (``diversity_features``, cosine similarity):
+
+    * ``to_original``: mean similarity of the variants to their own picture;
+    * ``to_other``: the highest mean similarity of the variants to any *other* of ``pictures``;
+    * ``among_variants``: mean pairwise similarity of the variants (1: all the same);
+    * ``sharpness``: the variants' mean ``laplacian_energy`` over the reconstruction's.
+
+    The rule a model should meet: ``to_original > to_other`` and ``sharpness >= 0.5``.
+    """
+    if len(pictures) < 2:
+        raise ValueError("variant_fidelity needs at least two pictures: one to vary, others to compare with")
+    dev = next(iter(model.parameters()), torch.empty(0)).device
+    x = pictures.to(dev).float()
+    variants = model.resample(x, keep_below=level, seed=seed, temperature=temperature, count=count).finest.float().cpu()
+    recon = model.reconstruct(x).finest.float().cpu()
+    f_pics = F.normalize(diversity_features(pictures.float(), batch_size=batch_size, device=device), dim=1)
+    f_vars = F.normalize(diversity_features(variants, batch_size=batch_size, device=device), dim=1)
+    out = []
+    for i in range(len(pictures)):
+        fv = f_vars[i * count : (i + 1) * count]
+        sims = (fv @ f_pics.T).mean(0)  # mean similarity of picture i's variants to every picture
+        pair = fv @ fv.T
+        among = float((pair.sum() - pair.diagonal().sum()) / max(1, count * (count - 1)))
+        sharp = laplacian_energy(variants[i * count : (i + 1) * count]).mean() / laplacian_energy(recon[i : i + 1]).clamp_min(1e-12)
+        others = torch.cat([sims[:i], sims[i + 1 :]])
+        out.append({"to_original": float(sims[i]), "to_other": float(others.max()), "among_variants": among,
+                    "sharpness": float(sharp)})
+    return out
 
 
 # ----------------------------------------------------------------------------------------------

@@ -5,9 +5,10 @@ it is accepted: ``run.json``'s config must build a model (unknown fields refused
 the exported model's; the exported weights must load strictly into it; every tensor of
 ``state/state.safetensors`` must be one the Trainer writes for that model (module weights and
 buffers, EMA, optimiser moments of the right parameter's shape, the two random streams),
-read from the header alone; the options must pass ``TrainOptions``' own checks; every data
-PNG must decode through ``msgen.data`` at the training resolution. Free text the run carries
-(its ``meta``) is cut down to short strings and numbers and written back.
+read from the header alone; the options must pass ``TrainOptions``' and the family options' own
+checks (an older run's flat options translated); every data PNG must decode through
+``msgen.data`` at the training resolution. Free text the run carries (its ``meta``) is cut down
+to short strings and numbers and written back.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def check_run(run_dir: Path, *, max_steps: int = 10_000_000) -> None:
     _load_strict(G, tensors, "generator.", "model/model.safetensors")
     if D is not None and any(k.startswith("discriminator.") for k in tensors):
         _load_strict(D, tensors, "discriminator.", "model/model.safetensors")
-    step, options = _check_state_json(run_dir, info, max_steps)
+    step, options = _check_state_json(run_dir, info, config, max_steps)
     _check_state_tensors(run_dir, G, D, options, step)
     _check_data(run_dir, config.resolution)
     if (run_dir / "quality.json").is_file():
@@ -84,22 +85,18 @@ def _load_strict(module: torch.nn.Module, tensors: dict[str, torch.Tensor], pref
         raise _fail(f"{where}: the weights do not match the run's config ({_brief(exc)})") from None
 
 
-def _check_state_json(run_dir: Path, info: dict[str, Any], max_steps: int):
-    from .train import TrainOptions
+def _check_state_json(run_dir: Path, info: dict[str, Any], config: Any, max_steps: int):
+    from .train import options_from_dict
 
     state = _json(run_dir / "state" / "state.json", "state/state.json")
     step = state.get("step")
     if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= max_steps:
         raise _fail(f"state/state.json: step must be a whole number from 0 to {max_steps:,}")
-    if state.get("tensors_step", step) != step:
-        raise _fail("state/state.json and state/state.safetensors are from different steps")
     steps = info.get("steps")
     if not isinstance(steps, int) or not 1 <= steps <= max_steps:
         raise _fail(f"run.json: steps must be a whole number from 1 to {max_steps:,}")
-    opts = state.get("options")
-    try:
-        opts = dict(opts) | {"betas": tuple(opts["betas"]), "augment": tuple(opts["augment"])}
-        options = TrainOptions(**opts)
+    try:  # the family's options checked by its own dataclass; an older run's flat form translated
+        options = options_from_dict(state.get("options"), config.family, info.get("config"))
     except (TypeError, ValueError, KeyError) as exc:
         raise _fail(f"state/state.json: the training options are not valid ({_brief(exc)})") from None
     if not isinstance(state.get("optimizers"), dict):

@@ -1,5 +1,7 @@
 """Training: from scratch or fine-tuning an exported model, with EMA, previews, stop and resume.
 
+(About 450 lines: the loop's options, the loop and the state it checkpoints and resumes belong together.)
+
 A ``Trainer`` owns one run folder::
 
     <run>/model/   the exported model (config.json, model.safetensors, README.md, samples.png)
@@ -7,8 +9,9 @@ A ``Trainer`` owns one run folder::
                    + state.json (step, options, optimiser hyper-parameters); never exported
     <run>/run.json what the run is (family, base, data, options) and how it ended
 
-The family-specific part is a *recipe* (``GANRecipe`` here; other families name theirs in the
-registry): it owns the modules and optimisers and does one optimisation step. The loop around
+The family-specific part is a *recipe* (the family's ``recipe_cls``, in its own file under
+``msgen/models/``, with its own options dataclass in ``TrainOptions.family``): it owns the
+modules and optimisers and does one optimisation step. The loop around
 it -- data sampling, EMA, previews from fixed seeds, callbacks, tqdm, stop flag, atomic
 checkpoints, resume -- is shared (lucidrains' ``Trainer`` shape, EDM's small ``loss.py``
 callables). All randomness comes from explicit ``torch.Generator`` objects whose states are
@@ -21,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import importlib
 import json
 import platform
 import threading
@@ -31,14 +33,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
-from . import losses as objectives
-from .augment import POLICIES, diff_augment
-from .distributed import SINGLE, World, rows
-from .models import MultiScaleOutput, build_discriminator, build_generator, get_family, make_config
+from .device import pick_device
+from .distributed import SINGLE, World
+from .models import MultiScaleOutput, build_discriminator, build_generator, families, get_family, make_config
 
 PREVIEW_SEED = 20_201_031  # fixed: previews of one run are comparable step to step
 PREVIEW_COUNT = 16
@@ -47,40 +47,86 @@ SAMPLES_WIDTH = 512  # samples.png is enlarged to about this width, as the page 
 
 @dataclass(frozen=True)
 class TrainOptions:
+    """The loop's options; the family's own (e.g. ``GANOptions``, ``HVAEOptions``) are in ``family``."""
+
     steps: int = 1000  # optimisation steps of this run in total (a resume continues towards it)
     batch_size: int = 16  # small batches suit 20-200 image sets and a 2-core CPU
     lr: float = 2e-4  # Adam, as in StyleGAN2 / FastGAN
-    betas: tuple[float, float] = (0.0, 0.99)  # beta1 = 0 stabilises GAN training
-    augment: tuple[str, ...] = POLICIES  # DiffAugment policies; few-shot sets need all three
-    loss: str = "ns"  # "ns" (non-saturating logistic), "hinge" or "rpgan" (R3GAN's paired loss, msgen.losses)
-    r1_gamma: float = 1.0  # R1 penalty weight on real images (lazy, every r1_every steps)
-    r1_every: int = 4
-    r2_gamma: float = 0.0  # R2 penalty on fake images, on R1's schedule; R3GAN sets it equal to r1_gamma
-    cdc_weight: float = 0.0  # fine-tuning only: Ojha et al.'s cross-domain correspondence to the base (msgen.losses)
-    ms_weight: float = 0.0  # Mao et al.'s mode-seeking regulariser on the finest pictures (msgen.losses) ...
-    ms_size: int = 0  # ... area-averaged to this side first (0: full resolution)
-    mixing_prob: float = 0.5  # style-mixing regularisation so that per-level mixing is meaningful
     ema_half_life_images: int = 5_000  # EMA of G; ramped up early in a run (StyleGAN2-ADA)
     ema_rampup: float = 0.1
     sample_every: int = 50  # steps between preview grids sent to callbacks
     checkpoint_every: int = 200  # steps between atomic checkpoints (state + exported model)
     seed: int = 0
     device: str = "auto"  # "auto" picks CUDA, then MPS, then CPU
+    family: Any = None  # the family's options dataclass instance; None: its defaults (set by the Trainer)
 
     def __post_init__(self) -> None:
         checks = [
             (1 <= self.steps <= 10_000_000, "steps must be between 1 and 10,000,000"),
             (1 <= self.batch_size <= 1024, "batch size must be between 1 and 1024"),
             (0 < self.lr <= 0.1, "learning rate must be in (0, 0.1]"),
-            (self.loss in ("ns", "hinge", "rpgan"), "loss must be 'ns', 'hinge' or 'rpgan'"),
-            (min(self.r1_gamma, self.r2_gamma, self.cdc_weight, self.ms_weight) >= 0, "penalty weights must be >= 0"),
             (self.sample_every >= 1 and self.checkpoint_every >= 1, "intervals must be at least 1"),
             (0 <= self.seed < 2**32, "seed must be in [0, 2**32)"),
-            (all(p in POLICIES for p in self.augment), f"augmentations must be among {', '.join(POLICIES)}"),
+            (self.family is None or dataclasses.is_dataclass(self.family), "family must be a family's options"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+
+    def for_family(self, name: str) -> TrainOptions:
+        """These options with ``family`` filled in for family ``name`` (its defaults when None);
+        options of another family are refused."""
+        cls = get_family(name).options_cls
+        if self.family is None:
+            return dataclasses.replace(self, family=cls())
+        if not isinstance(self.family, cls):
+            raise ValueError(f"these training options are {type(self.family).__name__}, "
+                             f"but a {name} model trains with {cls.__name__}")
+        return self
+
+
+LOOP_FIELDS = tuple(f.name for f in dataclasses.fields(TrainOptions) if f.name != "family")
+
+
+def family_options(name: str, data: dict[str, Any]) -> Any:
+    """Family ``name``'s options from a JSON dict (lists become tuples); unknown keys refused."""
+    cls = get_family(name).options_cls
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(str(k)[:64] for k in set(data) - set(fields))
+    if unknown:
+        raise ValueError(f"{name} training options have no {', '.join(unknown[:10])}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+def options_from_dict(data: dict[str, Any], family: str, config: dict[str, Any] | None = None) -> TrainOptions:
+    """``TrainOptions`` for a run of ``family`` from its JSON form (``dataclasses.asdict``), or from
+    the flat form older versions wrote: the loop's keys, the GAN's beside them (ignored for a
+    family without them: they never applied), and a family's options that were config fields then
+    (taken from the run's ``config`` dict, ``Family.legacy_config_keys``)."""
+    if not isinstance(data, dict):
+        raise ValueError("training options must be a JSON object")
+    data = dict(data)
+    loop = {k: data.pop(k) for k in LOOP_FIELDS if k in data}
+    fam = get_family(family)
+    if isinstance(data.get("family"), dict) or (data.get("family") is None and "family" in data):
+        own = data.pop("family") or {}
+        if data:
+            raise ValueError(f"training options have no {', '.join(sorted(str(k)[:64] for k in data)[:10])}")
+    else:  # the old flat form
+        known = {f.name for f in dataclasses.fields(fam.options_cls)}
+        others = {f.name for other in families().values() for f in dataclasses.fields(other.options_cls)}
+        unknown = sorted(str(k)[:64] for k in set(data) - others)
+        if unknown:
+            raise ValueError(f"training options have no {', '.join(unknown[:10])}")
+        own = {k: v for k, v in data.items() if k in known}
+        legacy = {k: v for k, v in (config or {}).items() if k in fam.legacy_config_keys}
+        own = legacy | own
+    return TrainOptions(**loop, family=family_options(family, own))
+
+
+def options_to_dict(options: TrainOptions) -> dict[str, Any]:
+    """The JSON form ``options_from_dict`` reads: the loop's fields and ``family``'s as a dict."""
+    return dataclasses.asdict(options)
 
 
 @dataclass
@@ -100,147 +146,10 @@ class Progress:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def pick_device(name: str = "auto") -> torch.device:
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-# --- losses: small pure callables ------------------------------------------------------------
-def d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, kind: str) -> torch.Tensor:
-    if kind == "rpgan":
-        return objectives.rp_d_loss(real_logits, fake_logits)
-    if kind == "hinge":
-        return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
-    return F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
-
-
-def g_loss(fake_logits: torch.Tensor, kind: str) -> torch.Tensor:
-    return -fake_logits.mean() if kind == "hinge" else F.softplus(-fake_logits).mean()
-
-
-def r1_penalty(real_logits: torch.Tensor, real_images: dict[int, torch.Tensor]) -> torch.Tensor:
-    grads = torch.autograd.grad(real_logits.sum(), list(real_images.values()), create_graph=True)
-    return sum(g.pow(2).flatten(1).sum(1) for g in grads).mean()
-
-
-# --- recipes -----------------------------------------------------------------------------------
-class GANRecipe:
-    """One step of multi-scale GAN training: D on real vs fake pyramids, then G; R1 and mixing.
-
-    Options that default to off add R2 on fakes, the paired (R3GAN) loss and, when fine-tuning,
-    the cross-domain correspondence to a frozen copy of the base taken here, before any step.
-    """
-
-    def __init__(self, generator: torch.nn.Module, discriminator: torch.nn.Module, options: TrainOptions):
-        self.G, self.D, self.opt = generator, discriminator, options
-        self.source = copy.deepcopy(generator).eval().requires_grad_(False) if options.cdc_weight > 0 else None
-        self.modules = {"generator": generator, "discriminator": discriminator}
-        self.optimizers = {
-            "generator": torch.optim.Adam(generator.parameters(), lr=options.lr, betas=options.betas),
-            "discriminator": torch.optim.Adam(discriminator.parameters(), lr=options.lr, betas=options.betas),
-        }
-        self.shard = None  # set by msgen.distributed: this rank's rows of the global batch
-
-    def _latents(self, n: int, gen: torch.Generator, device: torch.device) -> tuple[torch.Tensor, Any]:
-        latents = lambda k: torch.randn(k, self.G.config.latent_dim, generator=gen)  # noqa: E731
-        z = rows(latents, n, self.shard).to(device)
-        mix = None
-        if torch.rand((), generator=gen).item() < self.opt.mixing_prob:
-            levels = self.G.levels
-            switch = levels[int(torch.randint(1, len(levels), (), generator=gen))]
-            mix = (rows(latents, n, self.shard).to(device), switch)
-        return z, mix
-
-    def step(self, real: torch.Tensor, step: int, gen: torch.Generator) -> dict[str, float]:
-        G, D, opt = self.G, self.D, self.opt
-        n, dev = real.shape[0], real.device
-        aug = lambda images: diff_augment(images, opt.augment, gen, self.shard) if opt.augment else images  # noqa: E731
-        # Discriminator.
-        z, mix = self._latents(n, gen, dev)
-        with torch.no_grad():
-            fake = G(z, mix=mix).images
-        real_pyr = D.real_pyramid(real)
-        real_logits = D(aug(real_pyr))
-        fake_logits = D(aug(fake))
-        loss_d = d_loss(real_logits, fake_logits, opt.loss)
-        total_d = loss_d
-        losses = {"d": loss_d.item()}
-        if opt.r1_gamma > 0 and step % opt.r1_every == 0:
-            # R1 on the un-augmented pyramid, in its own pass: grid_sample (translation) has no
-            # double backward on CUDA, and the penalty's job, smoothing D around the data, is the same.
-            clean = {k: v.detach().requires_grad_(True) for k, v in real_pyr.items()}
-            r1 = r1_penalty(D(clean), clean)
-            total_d = total_d + 0.5 * opt.r1_gamma * opt.r1_every * r1
-            losses["r1"] = r1.item()
-        if opt.r2_gamma > 0 and step % opt.r1_every == 0:
-            clean = {k: v.detach().requires_grad_(True) for k, v in fake.items()}
-            r2 = r1_penalty(D(clean), clean)
-            total_d = total_d + 0.5 * opt.r2_gamma * opt.r1_every * r2
-            losses["r2"] = r2.item()
-        self.optimizers["discriminator"].zero_grad(set_to_none=True)
-        total_d.backward()
-        self.optimizers["discriminator"].step()
-        # Generator.
-        z, mix = self._latents(n, gen, dev)
-        D.requires_grad_(False)
-        if self.source is None:
-            fake_g = G(z, mix=mix).images
-        else:
-            fake_g, feats = _with_features(G, z, mix)
-            with torch.no_grad():
-                _, feats_src = _with_features(self.source, z, mix)
-        fake_logits_g = D(aug(fake_g))
-        if opt.loss == "rpgan":
-            with torch.no_grad():
-                real_logits_g = D(aug(real_pyr))
-            loss_g = objectives.rp_g_loss(fake_logits_g, real_logits_g)
-        else:
-            loss_g = g_loss(fake_logits_g, opt.loss)
-        if self.source is not None:
-            cdc = objectives.correspondence_loss(list(feats.values()), list(feats_src.values()))
-            losses_cdc = cdc.item()
-            loss_g = loss_g + opt.cdc_weight * cdc
-        if opt.ms_weight > 0:
-            ms = objectives.mode_seeking_loss(fake_g[max(fake_g)], z, size=opt.ms_size or None)
-            losses_ms = ms.item()
-            loss_g = loss_g + opt.ms_weight * ms
-        D.requires_grad_(True)
-        self.optimizers["generator"].zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.optimizers["generator"].step()
-        losses["g"] = loss_g.item()
-        if self.source is not None:
-            losses["cdc"] = losses_cdc
-        if opt.ms_weight > 0:
-            losses["ms"] = losses_ms
-        losses["d_real"] = real_logits.mean().item()
-        losses["d_fake"] = fake_logits.mean().item()
-        return losses
-
-
-def _with_features(G: torch.nn.Module, z: torch.Tensor, mix) -> tuple[dict, dict[int, torch.Tensor]]:
-    """G's pictures and every level's feature map, with gradients (hooks removed afterwards)."""
-    feats: dict[int, torch.Tensor] = {}
-    handles = [m.register_forward_hook(lambda _m, _i, out, lvl=lvl: feats.__setitem__(lvl, out))
-               for lvl, m in G.granularity_modules().items()]
-    try:
-        return G(z, mix=mix).images, feats
-    finally:
-        for h in handles:
-            h.remove()
-
-
 def make_recipe(generator: torch.nn.Module, discriminator: torch.nn.Module | None, options: TrainOptions):
-    family = get_family(generator.config.family)
-    path = getattr(family, "recipe", None) or "msgen.train:GANRecipe"
-    module, name = path.split(":")
-    return getattr(importlib.import_module(module), name)(generator, discriminator, options)
+    """The generator's family's recipe, with ``options.family`` filled in for that family."""
+    name = generator.config.family
+    return get_family(name).recipe_cls(generator, discriminator, options.for_family(name))
 
 
 # --- optimiser state <-> safetensors -----------------------------------------------------------
@@ -291,7 +200,6 @@ class Trainer:
         if images.ndim != 4 or images.shape[1] != 3 or images.shape[0] == 0:
             raise ValueError("training needs at least one image (N x 3 x r x r)")
         self.run_dir = Path(run_dir)
-        self.options = options
         self.callbacks = tuple(callbacks)
         self.stop = stop
         self.meta = dict(meta or {})
@@ -299,12 +207,14 @@ class Trainer:
         self.progress_bar = progress_bar and world.is_main
         self.device = world.device(pick_device(options.device))
         self.base = str(base) if base is not None else None
+        self.options = options  # the seed of the initial weights; ``family`` is filled in below
         self.G, self.D = self._build(config, family, resolution, base)
+        self.options = options = self._family_options(options, base)
         if images.shape[-1] != self.G.config.resolution:
             raise ValueError(f"images are {images.shape[-1]}px but the model is {self.G.config.resolution}px")
         self.images = images.float()
         self.G.to(self.device).train()
-        if self.D is not None:  # likelihood families (hvae) train without one
+        if self.D is not None:  # likelihood families train without one
             self.D.to(self.device).train()
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.recipe = make_recipe(self.G, self.D, options)
@@ -319,9 +229,9 @@ class Trainer:
             path = ckpt.resolve(base)
             cfg, _meta, tensors = ckpt.read_model_dir(path)
             G = build_generator(cfg)
-            G.load_state_dict({k[10:]: v for k, v in tensors.items() if k.startswith("generator.")})
+            G.load_state_dict(ckpt.split_tensors(tensors, "generator."))
             D = build_discriminator(cfg)
-            d_state = {k[14:]: v for k, v in tensors.items() if k.startswith("discriminator.")}
+            d_state = ckpt.split_tensors(tensors, "discriminator.")
             if D is not None and d_state:
                 D.load_state_dict(d_state)  # a pretrained D makes few-shot fine-tuning far steadier
             return G, D
@@ -331,6 +241,19 @@ class Trainer:
             config = make_config(family, **({"resolution": resolution} if resolution else {}))
         torch.manual_seed(self.options.seed)  # initial weights follow the run's seed
         return build_generator(config), build_discriminator(config)
+
+    def _family_options(self, options: TrainOptions, base: str | Path | None) -> TrainOptions:
+        """``options`` with the model's family's options filled in. Unset, they are the family's
+        defaults, except that a base exported when they were config fields keeps its own values."""
+        name = self.G.config.family
+        if options.family is None and base is not None:
+            legacy = get_family(name).legacy_config_keys
+            if legacy:
+                raw = json.loads((ckpt.resolve(base) / "config.json").read_text())  # read_model_dir checked it
+                kept = {k: raw[k] for k in legacy if k in raw}
+                if kept:
+                    return dataclasses.replace(options, family=family_options(name, kept))
+        return options.for_family(name)
 
     # --- state ----------------------------------------------------------------------------
     @property
@@ -356,18 +279,25 @@ class Trainer:
         tensors["rng.data"] = _gen_state(self.data_gen)
         tensors["rng.step"] = _gen_state(self.step_gen)
         ckpt.atomic_save_tensors(self.state_dir / "state.safetensors", tensors, metadata={"step": str(self.step)})
-        # state.json is written last and names the step: a crash between the two writes leaves a
-        # newer safetensors beside an older json, which resume detects through the step stamp.
-        tensors_step = self.step
-        ckpt.atomic_write_text(self.state_dir / "state.json", json.dumps(info | {"tensors_step": tensors_step}, indent=1))
+        # state.json is written last: a crash between the two writes leaves a newer safetensors
+        # beside an older json, which load_state refuses through the safetensors' step stamp.
+        ckpt.atomic_write_text(self.state_dir / "state.json", json.dumps(info, indent=1))
 
     def load_state(self) -> bool:
         path = self.state_dir / "state.safetensors"
         if not path.is_file() or not (self.state_dir / "state.json").is_file():
             return False
+        from safetensors import safe_open
         from safetensors.torch import load_file
 
         info = json.loads((self.state_dir / "state.json").read_text())
+        with safe_open(str(path), framework="pt") as f:
+            stamp = (f.metadata() or {}).get("step")
+        if stamp is not None and stamp != str(info["step"]):
+            raise ckpt.CheckpointError(
+                f"{self.state_dir}: state.safetensors is from step {stamp} but state.json from step {info['step']} "
+                "(the process was killed between the two writes); the exported model in "
+                f"{self.model_dir} is intact: fine-tune it as a base in a new run")
         tensors = load_file(str(path))
         for name, module in self.recipe.modules.items():
             if module is not None:
@@ -399,12 +329,7 @@ class Trainer:
         self.G_ema.to(self.device)
         if self.D is not None:
             self.D.to(self.device)
-        preview = self.preview()
-        import torchvision.utils as vutils
-
-        grid = vutils.make_grid(preview.finest.float().cpu(), nrow=4, normalize=True, value_range=(-1, 1), padding=1)
-        png = _png_bytes(grid)
-        ckpt.atomic_write_bytes(model_dir / "samples.png", png)
+        ckpt.atomic_write_bytes(model_dir / "samples.png", _samples_png(self.preview().finest))
         return model_dir
 
     @torch.no_grad()
@@ -500,25 +425,21 @@ def _hardware(device: torch.device) -> str:
     return f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
 
 
-def _png_bytes(grid: torch.Tensor) -> bytes:
-    import io
+def _samples_png(images: torch.Tensor) -> bytes:
+    """The preview images (N x 3 x r x r in [-1, 1]) as ``samples.png``: 4 a row, black 1 px lines."""
+    from . import render
 
-    from PIL import Image
-
-    arr = (grid.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    image = Image.fromarray(arr)
-    factor = max(1, SAMPLES_WIDTH // image.width)  # 32 px tiles would give a 133 px thumbnail
-    if factor > 1:  # nearest neighbour: the model's own pixels, just larger
-        image = image.resize((image.width * factor, image.height * factor), Image.NEAREST)
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
+    sheet = render.grid(render.to_uint8(images), cols=min(4, len(images)), gap=1, fill=0, border=True)
+    factor = max(1, SAMPLES_WIDTH // sheet.shape[1])  # 32 px tiles would give a 133 px thumbnail
+    return render.png_bytes(render.upscale(sheet, factor))  # nearest: the model's own pixels, just larger
 
 
 def resume_options(run_dir: str | Path, **changes: Any) -> TrainOptions:
-    """The options a run was started with (from its state), optionally changed (e.g. more steps)."""
-    info = json.loads((Path(run_dir) / "state" / "state.json").read_text())
-    opts = info["options"]
-    opts["betas"] = tuple(opts["betas"])
-    opts["augment"] = tuple(opts["augment"])
-    return TrainOptions(**(opts | changes))
+    """The options a run was started with (from its state), optionally changed (e.g. more steps).
+    Runs written before the family options had their own dataclass are translated."""
+    run_dir = Path(run_dir)
+    info = json.loads((run_dir / "state" / "state.json").read_text())
+    run = json.loads((run_dir / "run.json").read_text())
+    config = run.get("config") or {}
+    options = options_from_dict(info["options"], run.get("family") or config.get("family"), config)
+    return dataclasses.replace(options, **changes)

@@ -1,10 +1,15 @@
 """Which models exist, and the device-resident cache that serves them.
 
 Models come from two places: the shipped ``weights/<name>/`` folders and the user's runs
-(``<runs>/<name>/model/``). ``list_models`` describes them (family, resolution, data set) without
-loading weights; ``ModelCache`` loads each once onto the best device (CUDA, then MPS, then CPU;
-half precision on a GPU) and keeps a bounded LRU of them. A cache key includes the weights'
-modification time, so a model retrained under the same name is reloaded, not served stale.
+(``<runs>/<name>/model/``). In a source checkout (``app.py`` and ``requirements.txt`` beside
+``msgen/``) they are the checkout's ``weights/`` and ``./runs``; an installed package (``pip
+install .``) carries the shipped folders as ``msgen/weights`` and keeps runs in the user's data
+folder (``$XDG_DATA_HOME/msgen/runs``, by default ``~/.local/share/msgen/runs``), never in
+site-packages. ``MSGEN_WEIGHTS`` and ``MSGEN_RUNS`` override both. ``list_models`` describes
+them (family, resolution, data set) without loading weights; ``ModelCache`` loads each once onto
+the best device (CUDA, then MPS, then CPU; half precision on a GPU) and keeps a bounded LRU of
+them. A cache key includes the weights' modification time, so a model retrained under the same
+name is reloaded, not served stale.
 """
 
 from __future__ import annotations
@@ -18,10 +23,27 @@ from pathlib import Path
 import torch
 
 from . import checkpoint as ckpt
+from .device import pick_device
 
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
-WEIGHTS_DIR = Path(os.environ.get("MSGEN_WEIGHTS", PACKAGE_ROOT / "weights"))
-RUNS_DIR = Path(os.environ.get("MSGEN_RUNS", "runs"))
+PACKAGE_DIR = Path(__file__).resolve().parent
+_ROOT = PACKAGE_DIR.parent
+CHECKOUT: Path | None = _ROOT if (_ROOT / "app.py").is_file() and (_ROOT / "requirements.txt").is_file() else None
+
+
+def user_data_dir() -> Path:
+    """Where an installed package keeps what a user makes: ``$XDG_DATA_HOME/msgen``, else ~/.local/share/msgen."""
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "msgen"
+
+
+def default_runs_dir() -> Path:
+    """``$MSGEN_RUNS``; else ``./runs`` in a source checkout; else the user's data folder's ``runs``."""
+    if os.environ.get("MSGEN_RUNS"):
+        return Path(os.environ["MSGEN_RUNS"])
+    return Path("runs") if CHECKOUT is not None else user_data_dir() / "runs"
+
+
+WEIGHTS_DIR = Path(os.environ.get("MSGEN_WEIGHTS") or (CHECKOUT / "weights" if CHECKOUT else PACKAGE_DIR / "weights"))
+RUNS_DIR = default_runs_dir()
 
 
 @dataclass(frozen=True)
@@ -95,18 +117,12 @@ def resolve_model(name_or_path: str | os.PathLike, *, runs_dir: str | Path | Non
         raise ckpt.CheckpointError(f"{exc} (listed models: {known})") from None
 
 
-def best_device() -> torch.device:
-    from .train import pick_device
-
-    return pick_device("auto")
-
-
 class ModelCache:
     """Bounded LRU of generators resident on one device. Thread-safe; loads happen once."""
 
     def __init__(self, max_models: int = 4, device: str | torch.device | None = None):
         self.max_models = max_models
-        self.device = torch.device(device) if device is not None else best_device()
+        self.device = torch.device(device) if device is not None else pick_device()
         self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
         self._models: OrderedDict[tuple, torch.nn.Module] = OrderedDict()
         self._lock = threading.Lock()

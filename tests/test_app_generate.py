@@ -14,7 +14,7 @@ from gradio_client import Client
 from PIL import Image
 
 import msgen
-from msgen.ui import render
+from msgen import render
 
 GOOD = dict(model="tiny32", scale=32, seed=5, truncation=1.0, mix_seed=1, mix_level=0)
 

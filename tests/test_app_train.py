@@ -18,7 +18,7 @@ import pytest
 from gradio_client import Client, handle_file
 
 import msgen
-from msgen.ui import render
+from msgen import render
 from tests.conftest import FIXTURES
 
 ROOT = Path(__file__).resolve().parent.parent

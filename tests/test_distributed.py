@@ -50,7 +50,11 @@ def single(data: Path, out: Path, steps: int) -> Trainer:
     return t
 
 
-def assert_same_state(a_dir: Path, b_dir: Path, atol: float = 1e-5) -> None:
+def assert_same_state(a_dir: Path, b_dir: Path, atol: float = 1e-4) -> None:
+    # Summation order differs between one process and an all-reduce of two, and Adam divides by
+    # the gradients' own scale, so float32 weights drift apart by ~2e-5 over 6 steps; a broken
+    # resume (optimiser state or a random stream lost) moves weights by the step size, 2e-4 a
+    # step, and the random streams below are compared exactly.
     a, b = load_file(str(a_dir / "state" / "state.safetensors")), load_file(str(b_dir / "state" / "state.safetensors"))
     assert a.keys() == b.keys()
     for k in a:

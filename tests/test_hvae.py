@@ -234,7 +234,7 @@ def test_recipe_skips_a_non_finite_update():
     assert all(torch.equal(a, b) for a, b in zip(before, g.parameters()))
     stats = recipe.step(images(2), 1, torch.Generator().manual_seed(0))
     assert stats["skipped"] == 0.0 and math.isfinite(stats["loss"])
-    assert stats["lr"] == pytest.approx(2 * recipe.lr / g.config.lr_warmup_steps)  # linear learning-rate warm-up
+    assert stats["lr"] == pytest.approx(2 * recipe.lr / recipe.hopt.lr_warmup_steps)  # linear learning-rate warm-up
     assert {"loss", "elbo", "nll", "kl", "kl_4", "kl_8", "kl_16", "grad_norm"} <= set(stats)
 
 
@@ -278,10 +278,19 @@ def test_cli_trains_the_family_with_a_config(tmp_path, fixture_images, capsys):
 
     out = tmp_path / "cli"
     rc = main(["train", "--family", "hvae", "--resolution", "16", "--data", str(fixture_images), "--out", str(out),
-               "--steps", "3", "--batch", "2", "--lr", "1e-3", "--config", json.dumps(TINY | {"kl_warmup_steps": 10})])
+               "--steps", "3", "--batch", "2", "--lr", "1e-3", "--config", json.dumps(TINY), "--kl-warmup-steps", "10"])
     assert rc == 0, capsys.readouterr().err
     g = msgen.load(out / "model")
-    assert g.config.kl_warmup_steps == 10 and g.config.z_channels == 4
+    assert g.config.z_channels == 4 and "kl_warmup_steps" not in json.loads((out / "model" / "config.json").read_text())
+    run = json.loads((out / "run.json").read_text())
+    assert run["options"]["family"]["kl_warmup_steps"] == 10  # a training option, kept with the run
+    # A flag of another family is refused by name, and so is a training option given as a config field.
+    assert main(["train", "--family", "hvae", "--data", str(fixture_images), "--out", str(tmp_path / "x"),
+                 "--augment", "none"]) == 2
+    assert "--augment is a training option of msggan models" in capsys.readouterr().err
+    assert main(["train", "--family", "hvae", "--data", str(fixture_images), "--out", str(tmp_path / "y"),
+                 "--config", '{"beta": 2.0}']) == 2
+    assert "training options of hvae now" in capsys.readouterr().err
 
 
 def test_reconstruction_error_report(trained, fixture_batch):
@@ -294,16 +303,19 @@ def test_reconstruction_error_report(trained, fixture_batch):
 
 
 def test_a_config_json_from_before_the_newer_fields_still_loads(tmp_path):
-    """Models exported before z_global / beta / lr_warmup_steps existed load as they were trained."""
+    """Models exported before z_global / beta / lr_warmup_steps existed load as they were trained, and
+    so do those exported while the training options were config fields (the shipped ones)."""
     g = tiny(z_global=0)
     ckpt.save_model(tmp_path / "old", g)
     cfg_path = tmp_path / "old" / "config.json"
     data = json.loads(cfg_path.read_text())
-    for key in ("z_global", "beta", "lr_warmup_steps"):
-        data.pop(key)
+    data.pop("z_global")
     cfg_path.write_text(json.dumps(data))
     h = ckpt.load_generator(tmp_path / "old")
-    assert h.config.z_global == 0 and h.config.beta == 1.0
+    assert h.config.z_global == 0
+    data.update(beta=2.0, kl_warmup_steps=1000, min_sigma=0.25)  # config fields then, training options now
+    cfg_path.write_text(json.dumps(data))
+    assert ckpt.load_generator(tmp_path / "old").config == h.config
     z = g.sample_latents(1, 0)
     with torch.no_grad():
         assert torch.equal(g(z).finest, h(z).finest)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from msgen import losses
+from msgen.models.msggan import GANOptions
 from msgen.train import Trainer, TrainOptions
 from tests.conftest import make_tiny_model
 
@@ -67,8 +68,8 @@ def test_default_options_take_none_of_these_paths(tmp_path):
 
 def test_r3gan_and_correspondence_options_train_and_report(tmp_path):
     base = make_tiny_model(tmp_path / "base", resolution=16)
-    opts = TrainOptions(steps=4, batch_size=4, device="cpu", loss="rpgan", r2_gamma=1.0, cdc_weight=10.0, ms_weight=1.0, ms_size=8,
-                        sample_every=10, checkpoint_every=10)
+    gan = GANOptions(loss="rpgan", r2_gamma=1.0, cdc_weight=10.0, ms_weight=1.0, ms_size=8)
+    opts = TrainOptions(steps=4, batch_size=4, device="cpu", sample_every=10, checkpoint_every=10, family=gan)
     t = Trainer(images=_images(), run_dir=tmp_path / "run", base=base, options=opts)
     before = {k: v.clone() for k, v in t.recipe.source.state_dict().items()}
     seen = []

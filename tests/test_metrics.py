@@ -21,6 +21,7 @@ from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
 from msgen import metrics
+from msgen.models import MultiScaleOutput
 
 N, RES = 64, 32  # sets for Lite0 features, the slow part
 N_SWD = 256  # SWD is cheap; more images steady its coarsest (8x8 low-pass) level
@@ -261,3 +262,38 @@ def test_diversity_figures_and_their_floor():
     floor = metrics.diversity_floor(real, device="cpu")
     assert floor["coverage"] > figures["coverage"] + 0.3 and floor["near_duplicates"] == 0.0  # two halves
     assert metrics.diversity_features(real[:3], device="cpu").shape == (3, metrics.EFFLITE0_DIM)
+
+
+# --- Decompose: variants that keep (or lose) the picture --------------------------------------
+
+
+class _Resampler(nn.Module):
+    """Stand-in for an encoding model: variants are copies of the picture, of the next picture, or blanks."""
+
+    levels = (4, 8)
+
+    def __init__(self, kind: str):
+        super().__init__()
+        self.kind, self.w = kind, nn.Parameter(torch.zeros(1))
+
+    def reconstruct(self, x):
+        return MultiScaleOutput(images={8: x})
+
+    def resample(self, x, *, keep_below, seed, temperature, count):
+        assert keep_below == 8
+        src = {"copy": x, "next": x.roll(-1, 0), "blank": torch.zeros_like(x)}[self.kind]
+        return MultiScaleOutput(images={8: src.repeat_interleave(count, 0)})
+
+
+def test_variant_fidelity_tells_kept_pictures_from_lost_ones(sets):
+    images, _ = sets
+    pics = images["real"][:3]
+    kept = metrics.variant_fidelity(_Resampler("copy"), pics, 8, count=4, device="cpu")
+    assert len(kept) == 3 and all(r["to_original"] > 0.99 > r["to_other"] for r in kept)
+    assert all(r["among_variants"] > 0.99 and abs(r["sharpness"] - 1) < 1e-4 for r in kept)
+    swapped = metrics.variant_fidelity(_Resampler("next"), pics, 8, count=4, device="cpu")
+    assert all(r["to_original"] < r["to_other"] for r in swapped)  # closer to another picture: the rule fails
+    lost = metrics.variant_fidelity(_Resampler("blank"), pics, 8, count=4, device="cpu")
+    assert all(r["sharpness"] < 1e-6 for r in lost)
+    with pytest.raises(ValueError, match="at least two"):
+        metrics.variant_fidelity(_Resampler("copy"), pics[:1], 8, device="cpu")

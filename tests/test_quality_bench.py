@@ -1,5 +1,5 @@
 """Smoke tests for bench/quality.py and its lightweight-gan baseline: card metrics round-trip through a
-copy of a shipped model folder, and one CPU step of a tiny lightweight-gan (skipped if not installed)."""
+copy of a shipped model folder, and one CPU step of a tiny lightweight-gan (skipped without requirements-bench.txt)."""
 
 from __future__ import annotations
 
@@ -45,7 +45,8 @@ def test_write_card_stores_metrics_and_rerenders_card(tmp_path):
     assert g.meta["metrics"]["kid_efflite0_x1e3"] == 4.0
 
 
-@pytest.mark.skipif(importlib.util.find_spec("lightweight_gan") is None, reason="lightweight-gan not installed")
+@pytest.mark.skipif(importlib.util.find_spec("lightweight_gan") is None,
+                    reason="lightweight-gan not installed (a benchmark baseline: pip install -r requirements-bench.txt)")
 def test_lightweight_gan_trains_one_cpu_step_and_samples_in_range():
     import lwgan_baseline
 

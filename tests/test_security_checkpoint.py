@@ -116,10 +116,9 @@ def test_config_json_that_is_a_device_or_fifo_never_hangs(tmp_path):
 def test_every_numeric_field_of_every_family_declares_bounds():
     import dataclasses
 
-    from msgen.models import FAMILIES, get_family
+    from msgen.models import families
 
-    get_family("msggan")  # loads the built-in families
-    for family in FAMILIES.values():
+    for family in families().values():
         for f in dataclasses.fields(family.config_cls):
             if f.type in ("int", "float"):
                 assert "bounds" in f.metadata, f"{family.name}.{f.name} has no bounds"
@@ -176,7 +175,7 @@ def test_generator_only_export_loads_and_matches(tmp_path):
     g = msgen.load(path)
     z = g.sample_latents(2, 5)
     assert torch.equal(g(z).finest, ref(z).finest)
-    assert ckpt.load_discriminator_state(path) == {}
+    assert ckpt.split_tensors(ckpt.read_model_dir(path)[2], "discriminator.") == {}
 
 
 @pytest.mark.parametrize("name", ["model.pt", "weights.pkl", "pytorch_model.bin", "x.ckpt", "y.pth"])
@@ -389,3 +388,62 @@ def test_hub_model_too_big_is_refused_before_download(tmp_path, monkeypatch):
     monkeypatch.setattr(_FakeApi, "sizes", {"config.json": 2000, "model.safetensors": 30_000, "README.md": 2000})
     msgen.load("someone/fine")
     assert calls and calls[0]["revision"] == "a" * 40  # pinned to the commit whose sizes were checked
+
+
+# --- MsgenModel.from_pretrained: the huggingface_hub mixin's entry point runs every check ---------
+HOSTILE_VIA_MIXIN = {
+    "config.json a FIFO": (lambda p: ((p / "config.json").unlink(), os.mkfifo(p / "config.json")), "config.json"),
+    "config.json nested 100k deep": (CONFIG_CASES["nested 100k deep"][0], "nested 100000 deep"),
+    "unknown config field": (CONFIG_CASES["unknown field"][0], "does not know: evil"),
+    "5001-digit int": (CONFIG_CASES["5001-digit int"][0], "5001 characters"),
+    "extra tensor": WEIGHT_CASES["extra tensor"],
+    "header lying about sizes": WEIGHT_CASES["header lying about sizes"],
+    "NaN weight": WEIGHT_CASES["NaN weight"],
+    "only pickles": (lambda p: ((p / "model.safetensors").unlink(), (p / "pytorch_model.bin").write_bytes(b"\x80\x04")),
+                     "pickle"),
+}
+
+
+@pytest.mark.parametrize("where", ["folder", "hub cache"])
+@pytest.mark.parametrize("case", sorted(HOSTILE_VIA_MIXIN))
+def test_hostile_model_is_refused_through_the_mixin_entry_points(tmp_path, monkeypatch, case, where):
+    """The mixin's own from_pretrained would json.load a FIFO (a hang), a 100k-deep config (a
+    RecursionError) or an unknown field straight into the constructor; MsgenModel's never does,
+    whether given a folder or a repo id served from the Hub cache, and _from_pretrained (the mixin's
+    hook) is checked the same way."""
+    import huggingface_hub.constants as c
+
+    make, match = HOSTILE_VIA_MIXIN[case]
+    path = tiny(tmp_path)
+    make(path)
+    target = str(path)
+    if where == "hub cache":
+        repo = tmp_path / "cache" / "models--someone--evil"
+        snap = repo / "snapshots" / ("e" * 40)
+        snap.parent.mkdir(parents=True)
+        os.replace(path, snap)
+        (repo / "refs").mkdir()
+        (repo / "refs" / "main").write_text("e" * 40)
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        monkeypatch.setattr(c, "HF_HUB_OFFLINE", True)
+        monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path / "cache"))
+        target = "someone/evil"
+    with pytest.raises(ckpt.CheckpointError, match=match):
+        ckpt.MsgenModel.from_pretrained(target)
+    with pytest.raises(ckpt.CheckpointError, match=match):
+        ckpt.MsgenModel._from_pretrained(model_id=target, revision=None, cache_dir=None, force_download=False,
+                                         local_files_only=False, token=None)
+
+
+def test_the_mixins_unchecked_config_read_is_never_used(tmp_path, monkeypatch):
+    import huggingface_hub.hub_mixin as hub_mixin
+
+    def unchecked(*a, **k):
+        raise AssertionError("huggingface_hub's json.load of config.json ran")
+
+    monkeypatch.setattr(hub_mixin.json, "load", unchecked)
+    monkeypatch.setattr(hub_mixin, "hf_hub_download", unchecked)
+    path = tiny(tmp_path, seed=2)
+    model = ckpt.MsgenModel.from_pretrained(path)
+    z = model.generator.sample_latents(1, 0)
+    assert torch.equal(model.generator(z).finest, msgen.load(path)(z).finest)

@@ -64,7 +64,7 @@ def test_resample_gallery(ctx, mode):
         (lambda c: decompose.decompose(c, "tinyvae16", None), "Upload an image"),
         (lambda c: decompose.decompose(c, "tiny16", str(IMAGES[0])), "msggan model, which has no encoder"),
         (lambda c: decompose.decompose(c, "nope", str(IMAGES[0])), "unknown model"),
-        (lambda c: decompose.decompose(c, None, str(IMAGES[0])), "Pick an hvae model"),
+        (lambda c: decompose.decompose(c, None, str(IMAGES[0])), "Pick a model that can encode pictures"),
         (lambda c: decompose.resample(c, "tinyvae16", str(IMAGES[0]), "crop", "detail", 6), "split level"),
         (lambda c: decompose.resample(c, "tinyvae16", str(IMAGES[0]), "crop", "sideways", 8), "mode must be"),
         (lambda c: decompose.resample(c, "tinyvae16", str(IMAGES[0]), "crop", "detail", 8, 0, 0.8, 99), "variants"),

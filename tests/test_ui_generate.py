@@ -21,9 +21,10 @@ import torch
 from PIL import Image
 
 import msgen
+from msgen import render
 from msgen.checkpoint import save_model
 from msgen.models.layers import StyleConv
-from msgen.ui import common, render
+from msgen.ui import common
 from msgen.ui import generate as G
 from msgen.ui import generate_handlers as GH
 from tests.conftest import make_tiny_model
@@ -337,39 +338,6 @@ def test_a_vae_starts_at_its_family_temperature_and_the_slider_says_temperature(
     assert G.truncation_of("no-such-family") == (1.0, G.truncation_of("msggan")[1])
 
 
-def test_pictures_from_tensors():
-    x = torch.tensor([-1.0, 0.0, 1.0]).view(1, 3, 1, 1).expand(2, 3, 2, 2)
-    assert render.to_uint8(x).shape == (2, 2, 2, 3) and render.to_uint8(x)[0, 0, 0].tolist() == [0, 128, 255]
-    assert render.enlarge(Image.new("RGB", (16, 16)), 256).size == (256, 256)
-    assert render.enlarge(Image.new("RGB", (300, 300)), 256).size == (300, 300)
-    fmap = torch.randn(12, 8, 8)
-    a = render.pca_rgb(fmap)
-    assert a.shape == (8, 8, 3) and a.dtype == np.uint8 and np.array_equal(a, render.pca_rgb(fmap.clone()))
-    assert {0, 255} <= set(np.unique(a[..., 0]).tolist())  # each component spans the full range
-    assert render.pca_rgb(torch.randn(2, 4, 4)).shape == (4, 4, 3)  # fewer than 3 channels
-    assert render.pca_rgb(torch.zeros(8, 4, 4)).max() == 0  # a dead level stays black, no NaN
-
-
-def test_level_stats_match_the_library_definition():
-    from msgen import features
-
-    fmap = torch.randn(6, 8, 8).clamp_min(-0.5)
-    want = features.level_stats(8, fmap)
-    got = render.level_stats(fmap)
-    assert got == pytest.approx((want.mean, want.std, want.zero_share), abs=1e-5)
-
-
-def test_pca_matches_an_exact_svd():
-    torch.manual_seed(0)
-    for c, r in ((64, 4), (16, 16)):  # both the Gram and the covariance path
-        x = (torch.randn(c, 3) * torch.tensor([5.0, 3.0, 1.5]) @ torch.randn(3, r * r) + 0.05 * torch.randn(c, r * r))
-        got = render.pca_rgb(x.reshape(c, r, r)).reshape(-1, 3).astype(float)
-        vh = torch.linalg.svd((x - x.mean(1, keepdim=True)).double(), full_matrices=False)[2][:3].numpy()
-        for k in range(3):
-            want = [(v - v.min()) / (v.max() - v.min()) * 255 for v in (vh[k], -vh[k])]
-            assert min(np.abs(got[:, k] - w).max() for w in want) <= 1
-
-
 def test_spaces_gpu_wraps_the_device_calls_when_installed(monkeypatch, ctx):
     calls = []
     fake = types.ModuleType("spaces")
@@ -410,14 +378,6 @@ def test_feature_capture_ignores_other_threads_running_the_same_module():
 
     _, feats = features.capture(Tiny(), torch.zeros(1, 2, 4, 4))
     assert torch.equal(feats[4], torch.zeros(1, 2, 4, 4))
-
-
-def test_data_uris_round_trip_and_bad_ones_are_refused():
-    picture = np.arange(5 * 7 * 3, dtype=np.uint8).reshape(5, 7, 3)
-    assert np.array_equal(pixels(render.data_uri(picture)), picture)  # lossless
-    for bad in ("x", "data:text/plain;base64,aGk=", "data:image/webp;base64,!!!", "data:image/webp;base64,aGk="):
-        with pytest.raises(ValueError):
-            render.from_data_uri(bad)
 
 
 def test_one_image_on_the_cpu_runs_on_one_torch_thread_and_leaves_the_default(h):

@@ -1,13 +1,18 @@
-"""Model families and the one small interface they all implement.
+"""Model families: the ``Family`` record, the registry discovered from this package, shared helpers.
 
-Every family lives in its own file and registers a frozen ``Config`` dataclass, a
-``Generator`` and (when it has one) a ``Discriminator`` here. The registry is a plain dict
-(k-diffusion ``models/`` style); an unknown family raises ``ValueError`` naming the known ones.
+A family is one file in this package (``msggan.py``, ``hvae.py``, ...). At import it calls
+``register(Family(...))`` with everything family-specific as classes and values, so shared code
+never names a family: its frozen ``Config`` dataclass, ``Generator`` (and ``Discriminator``, when
+it has one), the training recipe, its own training-options dataclass, a tiny test config, its
+capabilities (``encodes``: it can encode a picture, which Decompose needs) and the hints the UI
+reads (what its truncation control is called, its range and starting value). ``discover`` imports
+every public module here but ``layers`` (thread-safe, once; ``refresh=True`` re-scans); an unknown
+family raises ``ValueError`` naming the known ones (k-diffusion ``models/`` style).
 
-The interface (see DESIGN.md):
+The interface every generator implements (see DESIGN.md):
 
 * ``config``: frozen dataclass, saved as ``config.json``.
-* ``levels``: the granularities the model produces, e.g. ``(4, 8, 16, 32, 64)``.
+* ``levels``: the granularities the model produces, e.g. ``(4, 8, 16, 32, 64)`` (``config.levels``).
 * ``sample_latents(n, seed)``: latents drawn on the CPU with a seeded ``torch.Generator``.
 * ``forward(latents, *, upto=None, truncation=1.0, mix=None) -> MultiScaleOutput``.
 * ``granularity_modules()``: level -> module whose output is that level's feature map.
@@ -16,6 +21,7 @@ Configs come from untrusted ``config.json`` files too (any Hub repo), so every n
 declared with ``bounded(default, lo, hi)`` next to its comment, and each family's ``__post_init__``
 starts with ``check_fields(self)``: wrong types (a dict, a bool, a float in an int field) and
 values out of bounds are one ``ValueError`` naming the field and its limit, before anything is built.
+Training options are declared with ``option(default, help, ...)`` and checked by ``check_options``.
 """
 
 from __future__ import annotations
@@ -24,8 +30,11 @@ import dataclasses
 import importlib
 import math
 import operator
+import pkgutil
+import sys
+import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -44,16 +53,33 @@ class MultiScaleOutput:
 
 
 @dataclass(frozen=True)
+class UIHints:
+    """What the pages show for a family's ``truncation`` argument."""
+
+    truncation_label: str = "Truncation (0: the model's average picture, 1: as trained)"
+    truncation_range: tuple[float, float] = (0.0, 2.0)  # what its forward accepts (check_generate_args)
+    default_truncation: float = 1.0  # where the Generate page starts a model of this family
+
+
+@dataclass(frozen=True)
 class Family:
     name: str
-    config_cls: type
+    config_cls: type  # frozen dataclass, the generator's one constructor argument
     generator_cls: type
+    recipe_cls: type  # recipe_cls(generator, discriminator, options: msgen.train.TrainOptions): one .step()
+    options_cls: type  # the family's own training options (a frozen dataclass of ``option`` fields)
     discriminator_cls: type | None = None
+    tiny_config: dict[str, Any] = field(default_factory=dict)  # config overrides for a fast test model
     description: str = ""
-    recipe: str | None = None  # "module:Class" of its training recipe; None means msgen.train:GANRecipe
-    # What `truncation` means for this family, and the value the Generate page starts a model at.
-    truncation_label: str = "Truncation (0: the model's average picture, 1: as trained)"
-    default_truncation: float = 1.0
+    encodes: bool = False  # the generator has ``encode(images)`` (posterior latents): Decompose can use it
+    ui: UIHints = UIHints()
+    # config.json fields older versions wrote that are training options now: accepted and ignored
+    # when a config is read, and read into ``options_cls`` when an old run is resumed.
+    legacy_config_keys: tuple[str, ...] = ()
+
+    @property
+    def module(self) -> str:
+        return self.generator_cls.__module__
 
 
 FAMILIES: dict[str, Family] = {}
@@ -92,16 +118,79 @@ def check_fields(config: Any) -> None:
             raise ValueError(f"config field {f.name} must be between {bounds[0]} and {bounds[1]}, got {shown}")
 
 
+def option(default: Any, help: str, *, lo: int | float | None = None, hi: int | float | None = None,
+           choices: tuple[str, ...] | None = None, flags: tuple[str, ...] = (), label: str | None = None) -> Any:
+    """A training-options field: its help (the CLI's --help), bounds or choices (``check_options``),
+    extra CLI spellings (``flags``) and, with ``label``, a control in the Train tab."""
+    meta = {"help": help, "bounds": None if lo is None else (lo, hi), "choices": choices, "flags": flags, "label": label}
+    return field(default=default, metadata=meta)
+
+
+def check_options(options: Any) -> None:
+    """Bounds and choices of every ``option`` field of an options dataclass; ValueError naming it."""
+    for f in dataclasses.fields(options):
+        value, bounds, choices = getattr(options, f.name), f.metadata.get("bounds"), f.metadata.get("choices")
+        items = value if isinstance(value, tuple) else (value,)
+        for item in items:
+            if bounds is not None and (isinstance(item, bool) or not isinstance(item, (int, float))
+                                       or not math.isfinite(item) or not bounds[0] <= item <= bounds[1]):
+                raise ValueError(f"{f.name.replace('_', ' ')} must be between {bounds[0]} and {bounds[1]}, got {item!r}")
+            if choices is not None and item not in choices:
+                raise ValueError(f"{f.name.replace('_', ' ')} must be among {', '.join(choices)}, got {item!r}")
+
+
 def register(family: Family) -> Family:
     FAMILIES[family.name] = family
     return family
 
 
 def get_family(name: str) -> Family:
-    _load_builtin()
+    discover()
     if name not in FAMILIES:
         raise ValueError(f"unknown model family {name!r}; known families: {', '.join(sorted(FAMILIES))}")
     return FAMILIES[name]
+
+
+def families() -> dict[str, Family]:
+    """Every registered family, by name (sorted)."""
+    discover()
+    return dict(sorted(FAMILIES.items()))
+
+
+def ui_hints(name: str | None) -> UIHints:
+    """Family ``name``'s UI hints, or the generic ones for a family not installed here."""
+    fam = families().get(name or "")
+    return fam.ui if fam else UIHints()
+
+
+def families_that(capability: str) -> list[str]:
+    """Names of the families with a capability, e.g. ``families_that("encodes")``."""
+    return [name for name, fam in families().items() if getattr(fam, capability)]
+
+
+_LOCK = threading.RLock()  # re-entrant: a family module may ask the registry while it is imported
+_DISCOVERED = False
+NOT_FAMILIES = ("layers",)  # modules here that hold shared blocks, not a family
+
+
+def discover(refresh: bool = False) -> dict[str, Family]:
+    """Import every family module of this package (once; ``refresh`` re-scans, e.g. after a new
+    file appeared or one was removed). Thread-safe: nobody sees the registry half-filled."""
+    global _DISCOVERED
+    if _DISCOVERED and not refresh:
+        return FAMILIES
+    with _LOCK:
+        if _DISCOVERED and not refresh:
+            return FAMILIES
+        importlib.invalidate_caches()
+        names = {f"{__name__}.{m.name}" for m in pkgutil.iter_modules(__path__)
+                 if not m.name.startswith("_") and m.name not in NOT_FAMILIES}
+        for gone in [n for n, fam in FAMILIES.items() if fam.module not in names]:
+            sys.modules.pop(FAMILIES.pop(gone).module, None)
+        for name in sorted(names):
+            importlib.import_module(name)
+        _DISCOVERED = True
+    return FAMILIES
 
 
 def config_from_dict(data: dict) -> Any:
@@ -113,6 +202,8 @@ def config_from_dict(data: dict) -> Any:
     if not isinstance(name, str) or len(name) > 64:
         raise ValueError("config field family must be the name of a model family (a short string)")
     family = get_family(name)
+    for key in family.legacy_config_keys:  # a training option now (``options_from_legacy`` reads it)
+        data.pop(key, None)
     known = {f.name for f in dataclasses.fields(family.config_cls)}
     unknown = sorted(str(k)[:64] for k in set(data) - known)
     if unknown:
@@ -133,6 +224,10 @@ def make_config(family: str, **overrides: Any) -> Any:
     """Config for ``family`` with the named fields changed; levels follow the resolution."""
     fam = get_family(family)
     known = {f.name for f in dataclasses.fields(fam.config_cls)} - {"family"}
+    moved = sorted(set(overrides) & set(fam.legacy_config_keys))
+    if moved:
+        raise ValueError(f"{', '.join(moved)}: training options of {family} now, not config fields "
+                         f"(python -m msgen train --{moved[0].replace('_', '-')} ...)")
     unknown = sorted(str(k)[:64] for k in set(overrides) - known)
     if unknown:
         raise ValueError(f"{family} configs have no field {', '.join(unknown[:10])}; they have {', '.join(sorted(known))}")
@@ -146,8 +241,9 @@ def check_generate_args(model: nn.Module, upto: int | None, truncation: float, m
         upto = levels[-1]
     if upto not in levels:
         raise ValueError(f"scale {upto} is not one of this model's levels {list(levels)}")
-    if not (0.0 <= float(truncation) <= 2.0):
-        raise ValueError(f"truncation must be between 0 and 2, got {truncation}")
+    lo, hi = get_family(model.config.family).ui.truncation_range
+    if not (lo <= float(truncation) <= hi):
+        raise ValueError(f"truncation must be between {lo:g} and {hi:g}, got {truncation}")
     if mix is not None:
         latents_b, switch = mix
         if switch not in levels:
@@ -174,22 +270,12 @@ def seeded_normal(shape: tuple[int, ...], seed: int) -> torch.Tensor:
     return torch.randn(shape, generator=gen)
 
 
-_LOADED = False
-
-
-def _load_builtin() -> None:
-    # Imported lazily so that family files can import this module without a cycle.
-    global _LOADED
-    if not _LOADED:
-        _LOADED = True
-        from . import msggan  # noqa: F401
-
-        for name in ("hvae", "var"):
-            try:
-                importlib.import_module(f".{name}", __name__)
-            except ImportError as exc:  # pragma: no cover - only while a family file is missing
-                if name not in str(exc):
-                    raise
-
-
-FamilyHook = Callable[[nn.Module], dict[int, nn.Module]]
+def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    """Spherical interpolation between latents (a latent walk's frames): Gaussian latents keep
+    their typical norm along the great circle, where a straight line passes near zero."""
+    an, bn = a / a.norm(dim=-1, keepdim=True), b / b.norm(dim=-1, keepdim=True)
+    omega = torch.acos((an * bn).sum(-1, keepdim=True).clamp(-1 + 1e-7, 1 - 1e-7))
+    so = torch.sin(omega)
+    if float(so.abs().min()) < 1e-6:
+        return torch.lerp(a, b, t)
+    return (torch.sin((1 - t) * omega) / so) * a + (torch.sin(t * omega) / so) * b

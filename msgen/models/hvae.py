@@ -1,5 +1,7 @@
 """Hierarchical VAE family ("hvae"): a small NVAE / VDVAE-style ladder with one latent group per level.
 
+(About 500 lines: a family is one file, model, Decompose's encoder, recipe and options together.)
+
 Follows Vahdat & Kautz, "NVAE" (NeurIPS 2020) and Child, "Very Deep VAEs" (ICLR 2021), kept
 small enough to sample a 64px picture on two CPU cores in a few milliseconds:
 
@@ -32,6 +34,7 @@ non-finite gradient norm are skipped and the rest clipped (VDVAE).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +43,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import Family, MultiScaleOutput, bounded, check_fields, check_generate_args, register, seeded_normal
+from . import Family, MultiScaleOutput, UIHints, bounded, check_fields, check_generate_args, check_options, option
+from . import register, seeded_normal
 from .layers import image_pyramid, level_channels
 from ..distributed import rows
 
@@ -58,17 +62,6 @@ class HVAEConfig:
     z_channels_min: int = bounded(1, 1, 256)  # ... halved per finer level down to this: fine levels hold detail, not layout
     z_global: int = bounded(0, 0, 4096)  # size of a global latent vector opening the 4x4 level, for whole-picture traits a
     # factorised 4x4 prior cannot correlate; 0 (off) is also what a config.json without the field means
-    # Training (read by HVAERecipe; stored here so a run's objective travels with its model).
-    kl_warmup_steps: int = bounded(2000, 0, 10**7)  # KL weight ramps 0 -> 1 over this many steps (at most a quarter of a run)
-    beta: float = bounded(1.0, 0.0, 1000.0)  # KL weight after warm-up (beta-VAE): above 1 trades detail for a prior that samples cleanly
-    free_nats: float = bounded(2.0, 0.0, 1000.0)  # per level and image: KL below this is not penalised (free bits)
-    min_sigma: float = bounded(0.25, 0.0, 10.0)  # floor of the decoder's per-pixel std in [-1, 1] units: lower is sharper but
-    # spends more nats on pixel detail, which a small prior then samples as noise
-    aux_weight: float = bounded(1.0, 0.0, 1000.0)  # weight of the coarser levels' likelihood terms (each counted as a full image)
-    lr_warmup_steps: int = bounded(200, 0, 10**7)  # the learning rate ramps up over this many steps: early updates are the ones that blow up
-    grad_clip: float = bounded(200.0, 0.0, 1e9)  # clip the gradient norm (loss in nats per image dimension)
-    skip_threshold: float = bounded(2000.0, 0.0, 1e12)  # skip an update whose gradient norm is above this or not finite
-
     def __post_init__(self) -> None:
         check_fields(self)
         r = self.resolution
@@ -78,9 +71,6 @@ class HVAEConfig:
             raise ValueError("blocks_per_level and z_channels must be >= 1, and 1 <= z_channels_min <= z_channels")
         if self.z_global < 0:
             raise ValueError(f"z_global must be >= 0 (0 turns the global latent off), got {self.z_global}")
-        if min(self.free_nats, self.aux_weight, self.kl_warmup_steps, self.lr_warmup_steps) < 0 or \
-                self.min_sigma <= 0 or self.beta <= 0:
-            raise ValueError("free_nats, aux_weight and the warm-ups must be >= 0, min_sigma and beta > 0")
 
     @property
     def levels(self) -> tuple[int, ...]:
@@ -397,23 +387,50 @@ def free_bits(kl_per_image: torch.Tensor, nats: float) -> torch.Tensor:
     return kl_per_image.mean().clamp_min(nats)
 
 
+@dataclass(frozen=True)
+class HVAEOptions:
+    """The VAE's own training options (``TrainOptions.family``). They used to be fields of
+    ``HVAEConfig``, so older config.json files carry them (``LEGACY_CONFIG_KEYS``)."""
+
+    kl_warmup_steps: int = option(2000, "KL weight ramps 0 -> 1 over this many steps (at most a quarter of a run)",
+                                  lo=0, hi=10**7)
+    beta: float = option(1.0, "KL weight after warm-up (beta-VAE): above 1 trades detail for a prior that samples "
+                         "cleanly", lo=1e-6, hi=1000.0, label="KL weight beta (above 1: cleaner samples, less detail)")
+    free_nats: float = option(2.0, "per level and image: KL below this is not penalised (free bits)", lo=0.0, hi=1000.0)
+    min_sigma: float = option(0.25, "floor of the decoder's per-pixel std in [-1, 1] units: lower is sharper but "
+                              "spends more nats on pixel detail", lo=1e-6, hi=10.0)
+    aux_weight: float = option(1.0, "weight of the coarser levels' likelihood terms (each counted as a full image)",
+                               lo=0.0, hi=1000.0)
+    lr_warmup_steps: int = option(200, "the learning rate ramps up over this many steps", lo=0, hi=10**7)
+    grad_clip: float = option(200.0, "clip the gradient norm (loss in nats per image dimension)", lo=0.0, hi=1e9)
+    skip_threshold: float = option(2000.0, "skip an update whose gradient norm is above this or not finite",
+                                   lo=0.0, hi=1e12)
+
+    def __post_init__(self) -> None:
+        check_options(self)
+
+
+LEGACY_CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(HVAEOptions))
+
+
 class HVAERecipe:
     """One ELBO step: posterior pass with reparameterised noise from the run's generator, KL
     warm-up and free bits per level, likelihood at every level, clipped or skipped update.
 
-    Of the shared ``TrainOptions`` it reads ``lr`` (reached after ``lr_warmup_steps``), ``steps`` (the
-    KL warm-up is at most a quarter of a run) and the seeds; the GAN-only ones (augment, loss, r1, mixing, betas) do not apply:
-    DiffAugment exists to blind a discriminator, and beta1 = 0 suits adversarial games, not a
-    likelihood, so Adam runs with (0.9, 0.99)."""
+    Of the loop's ``TrainOptions`` it reads ``lr`` (reached after ``lr_warmup_steps``), ``steps`` (the
+    KL warm-up is at most a quarter of a run) and the seeds, and its own ``HVAEOptions`` from
+    ``options.family``. No augmentation (DiffAugment exists to blind a discriminator), and beta1 = 0
+    suits adversarial games, not a likelihood, so Adam runs with (0.9, 0.99)."""
 
     def __init__(self, generator: HVAEGenerator, discriminator: Any = None, options: Any = None):
         self.G, self.opt = generator, options
+        self.hopt = options.for_family("hvae").family if options is not None else HVAEOptions()
         self.modules = {"generator": generator}
         self.lr = options.lr if options is not None else 2e-4
         self.optimizers = {"generator": torch.optim.Adam(generator.parameters(), lr=self.lr, betas=(0.9, 0.99))}
 
     def losses(self, real: torch.Tensor, step: int, gen: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
-        G, cfg = self.G, self.G.config
+        G, cfg = self.G, self.hopt
         # Several processes: this rank's rows of the global batch's noise (msgen.distributed).
         draw = lambda k: torch.randn(k, G.latent_dim, generator=gen)  # noqa: E731
         noise = rows(draw, real.shape[0], getattr(self, "shard", None)).to(real.device)
@@ -446,7 +463,7 @@ class HVAERecipe:
 
     def step(self, real: torch.Tensor, step: int, gen: torch.Generator) -> dict[str, float]:
         loss, stats = self.losses(real, step, gen)
-        opt, cfg = self.optimizers["generator"], self.G.config
+        opt, cfg = self.optimizers["generator"], self.hopt
         lr = self.lr * kl_weight(step, cfg.lr_warmup_steps)  # the same linear ramp, for the learning rate
         for group in opt.param_groups:
             group["lr"] = lr
@@ -466,9 +483,15 @@ register(
         config_cls=HVAEConfig,
         generator_cls=HVAEGenerator,
         discriminator_cls=None,
+        recipe_cls=HVAERecipe,
+        options_cls=HVAEOptions,
+        tiny_config=dict(channel_base=64, channel_max=16, z_channels=4, z_channels_min=1, z_global=8),
         description="hierarchical VAE (NVAE/VDVAE-style ladder, a latent group per level; can decompose an image)",
-        recipe="msgen.models.hvae:HVAERecipe",
-        truncation_label="Temperature (0: each level's most likely latent, 1: the prior as trained)",
-        default_truncation=0.7,  # a small VAE's prior samples look cleaner a little below 1
+        encodes=True,
+        ui=UIHints(
+            truncation_label="Temperature (0: each level's most likely latent, 1: the prior as trained)",
+            default_truncation=0.7,  # a small VAE's prior samples look cleaner a little below 1
+        ),
+        legacy_config_keys=LEGACY_CONFIG_KEYS,
     )
 )

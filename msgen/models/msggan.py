@@ -1,6 +1,8 @@
 """Multi-scale GAN family ("msggan"): MSG-GAN (Karnewar & Wang, CVPR 2020) with StyleGAN's
 mapping network and per-level styles.
 
+(About 300 lines: a family is one file, generator, discriminator, recipe and options together.)
+
 Generator: a learned 4x4 constant is refined level by level (4, 8, ... resolution); every level
 has an RGB head, and the image at level L is ``tanh(up(acc[L/2]) + rgb_L(features_L))`` (the
 StyleGAN2 skip form), so each granularity's *contribution* is the residual it adds on top of the
@@ -11,16 +13,27 @@ the running mean ``w_avg`` possible.
 Discriminator: reads every level, as MSG-GAN does: starting at the finest image it downsamples
 and, at each coarser level, concatenates that level's RGB image to its features, so gradients
 reach every generator level directly.
+
+Training (``GANRecipe``, options ``GANOptions``): D on real vs fake pyramids with DiffAugment
+(Zhao et al. 2020) and lazy R1, then G with style-mixing regularisation; off by default, R2 and
+the paired loss of R3GAN, Ojha et al.'s cross-domain correspondence and Mao et al.'s mode seeking
+(the losses in ``msgen.losses``).
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
-from . import Family, MultiScaleOutput, bounded, check_fields, check_generate_args, register, seeded_normal
+from .. import losses as objectives
+from ..augment import POLICIES, diff_augment
+from ..distributed import rows
+from . import Family, MultiScaleOutput, bounded, check_fields, check_generate_args, check_options, option, register
+from . import seeded_normal
 from .layers import (
     DownBlock,
     GranularityBlock,
@@ -147,12 +160,152 @@ class MSGGANDiscriminator(nn.Module):
         return image_pyramid(images, self.levels)
 
 
+@dataclass(frozen=True)
+class GANOptions:
+    """The GAN's own training options (``TrainOptions.family``); the loop's are in msgen.train."""
+
+    betas: tuple[float, float] = option((0.0, 0.99), "Adam betas; beta1 = 0 stabilises GAN training", lo=0.0, hi=0.9999)
+    augment: tuple[str, ...] = option(POLICIES, "DiffAugment policies (comma list, or 'none'); few-shot sets need "
+                                      "all three", choices=POLICIES, label="Augmentation (DiffAugment; keep all "
+                                      "three for small sets)")
+    loss: str = option("ns", "ns: non-saturating; hinge; rpgan: R3GAN's relativistic pairing (use with --r2)",
+                       choices=("ns", "hinge", "rpgan"))
+    r1_gamma: float = option(1.0, "R1 penalty weight on real pictures (lazy, every r1_every steps)", lo=0.0, hi=1e6,
+                             flags=("--r1",))
+    r1_every: int = option(4, "steps between R1 (and R2) penalties", lo=1, hi=10**6)
+    r2_gamma: float = option(0.0, "R2 penalty weight on generated pictures, on R1's schedule (R3GAN: equal to --r1)",
+                             lo=0.0, hi=1e6, flags=("--r2",))
+    cdc_weight: float = option(0.0, "fine-tuning only: Ojha et al.'s cross-domain correspondence to the base",
+                               lo=0.0, hi=1e6)
+    ms_weight: float = option(0.0, "Mao et al.'s mode-seeking regulariser on the finest pictures", lo=0.0, hi=1e6)
+    ms_size: int = option(0, "mode seeking compares pictures area-averaged to this side (0: full resolution)",
+                          lo=0, hi=4096)
+    mixing_prob: float = option(0.5, "style-mixing probability, so that per-level mixing is meaningful", lo=0.0, hi=1.0)
+
+    def __post_init__(self) -> None:
+        if len(self.betas) != 2:
+            raise ValueError("betas must be two numbers, e.g. 0.0,0.99")
+        check_options(self)
+
+
+class GANRecipe:
+    """One step of multi-scale GAN training: D on real vs fake pyramids, then G; R1 and mixing.
+
+    Options that default to off add R2 on fakes, the paired (R3GAN) loss and, when fine-tuning,
+    the cross-domain correspondence to a frozen copy of the base taken here, before any step.
+    """
+
+    def __init__(self, generator: nn.Module, discriminator: nn.Module, options: Any):
+        # ``options``: msgen.train.TrainOptions; the loop's lr, and this family's GANOptions in .family.
+        self.G, self.D = generator, discriminator
+        self.opt = options.for_family("msggan").family  # GANOptions (its defaults when unset)
+        opt = self.opt
+        self.source = copy.deepcopy(generator).eval().requires_grad_(False) if opt.cdc_weight > 0 else None
+        self.modules = {"generator": generator, "discriminator": discriminator}
+        self.optimizers = {
+            "generator": torch.optim.Adam(generator.parameters(), lr=options.lr, betas=opt.betas),
+            "discriminator": torch.optim.Adam(discriminator.parameters(), lr=options.lr, betas=opt.betas),
+        }
+        self.shard = None  # set by msgen.distributed: this rank's rows of the global batch
+
+    def _latents(self, n: int, gen: torch.Generator, device: torch.device) -> tuple[torch.Tensor, Any]:
+        latents = lambda k: torch.randn(k, self.G.config.latent_dim, generator=gen)  # noqa: E731
+        z = rows(latents, n, self.shard).to(device)
+        mix = None
+        if torch.rand((), generator=gen).item() < self.opt.mixing_prob:
+            levels = self.G.levels
+            switch = levels[int(torch.randint(1, len(levels), (), generator=gen))]
+            mix = (rows(latents, n, self.shard).to(device), switch)
+        return z, mix
+
+    def step(self, real: torch.Tensor, step: int, gen: torch.Generator) -> dict[str, float]:
+        G, D, opt = self.G, self.D, self.opt
+        n, dev = real.shape[0], real.device
+        aug = lambda images: diff_augment(images, opt.augment, gen, self.shard) if opt.augment else images  # noqa: E731
+        # Discriminator.
+        z, mix = self._latents(n, gen, dev)
+        with torch.no_grad():
+            fake = G(z, mix=mix).images
+        real_pyr = D.real_pyramid(real)
+        real_logits = D(aug(real_pyr))
+        fake_logits = D(aug(fake))
+        loss_d = objectives.d_loss(real_logits, fake_logits, opt.loss)
+        total_d = loss_d
+        losses = {"d": loss_d.item()}
+        if opt.r1_gamma > 0 and step % opt.r1_every == 0:
+            # R1 on the un-augmented pyramid, in its own pass: grid_sample (translation) has no
+            # double backward on CUDA, and the penalty's job, smoothing D around the data, is the same.
+            clean = {k: v.detach().requires_grad_(True) for k, v in real_pyr.items()}
+            r1 = objectives.gradient_penalty(D(clean), clean)
+            total_d = total_d + 0.5 * opt.r1_gamma * opt.r1_every * r1
+            losses["r1"] = r1.item()
+        if opt.r2_gamma > 0 and step % opt.r1_every == 0:
+            clean = {k: v.detach().requires_grad_(True) for k, v in fake.items()}
+            r2 = objectives.gradient_penalty(D(clean), clean)
+            total_d = total_d + 0.5 * opt.r2_gamma * opt.r1_every * r2
+            losses["r2"] = r2.item()
+        self.optimizers["discriminator"].zero_grad(set_to_none=True)
+        total_d.backward()
+        self.optimizers["discriminator"].step()
+        # Generator.
+        z, mix = self._latents(n, gen, dev)
+        D.requires_grad_(False)
+        if self.source is None:
+            fake_g = G(z, mix=mix).images
+        else:
+            fake_g, feats = _with_features(G, z, mix)
+            with torch.no_grad():
+                _, feats_src = _with_features(self.source, z, mix)
+        fake_logits_g = D(aug(fake_g))
+        if opt.loss == "rpgan":
+            with torch.no_grad():
+                real_logits_g = D(aug(real_pyr))
+            loss_g = objectives.rp_g_loss(fake_logits_g, real_logits_g)
+        else:
+            loss_g = objectives.g_loss(fake_logits_g, opt.loss)
+        if self.source is not None:
+            cdc = objectives.correspondence_loss(list(feats.values()), list(feats_src.values()))
+            losses_cdc = cdc.item()
+            loss_g = loss_g + opt.cdc_weight * cdc
+        if opt.ms_weight > 0:
+            ms = objectives.mode_seeking_loss(fake_g[max(fake_g)], z, size=opt.ms_size or None)
+            losses_ms = ms.item()
+            loss_g = loss_g + opt.ms_weight * ms
+        D.requires_grad_(True)
+        self.optimizers["generator"].zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.optimizers["generator"].step()
+        losses["g"] = loss_g.item()
+        if self.source is not None:
+            losses["cdc"] = losses_cdc
+        if opt.ms_weight > 0:
+            losses["ms"] = losses_ms
+        losses["d_real"] = real_logits.mean().item()
+        losses["d_fake"] = fake_logits.mean().item()
+        return losses
+
+
+def _with_features(G: nn.Module, z: torch.Tensor, mix) -> tuple[dict, dict[int, torch.Tensor]]:
+    """G's pictures and every level's feature map, with gradients (hooks removed afterwards)."""
+    feats: dict[int, torch.Tensor] = {}
+    handles = [m.register_forward_hook(lambda _m, _i, out, lvl=lvl: feats.__setitem__(lvl, out))
+               for lvl, m in G.granularity_modules().items()]
+    try:
+        return G(z, mix=mix).images, feats
+    finally:
+        for h in handles:
+            h.remove()
+
+
 register(
     Family(
         name="msggan",
         config_cls=MSGGANConfig,
         generator_cls=MSGGANGenerator,
         discriminator_cls=MSGGANDiscriminator,
+        recipe_cls=GANRecipe,
+        options_cls=GANOptions,
+        tiny_config=dict(channel_base=256, channel_max=32, d_channel_base=256, d_channel_max=32, latent_dim=32, w_dim=32),
         description="multi-scale GAN (MSG-GAN with StyleGAN mapping and per-level styles)",
     )
 )

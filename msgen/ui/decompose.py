@@ -1,11 +1,11 @@
 """Decompose tab: take a picture apart by granularity with a hierarchical VAE, and put it back
 together differently.
 
-Upload an image (or click an example) and pick a model whose family encodes (``hvae``, or
-``var`` whose levels are token scales): the page shows the picture as the model sees it, its
-reconstruction at every level, and each level's latent group (the posterior mean, or the scale's
-codes, as PCA colours beside a map of where that level spends its information, with the nats it
-spends). Then re-sample around a chosen level with a seed and a temperature:
+Upload an image (or click an example) and pick a model that can encode pictures (a family whose
+registry record says ``encodes``, e.g. the hierarchical VAE): the page shows the picture as
+the model sees it, its reconstruction at every level, and each level's latent group (the
+posterior mean as PCA colours beside a map of where that level spends its information, with
+the nats it spends). Then re-sample around a chosen level with a seed and a temperature:
 "keep coarse, vary detail" keeps the levels below it and draws the finer ones afresh; "keep
 detail, vary layout" keeps the fine levels' latents and draws the coarse ones afresh.
 
@@ -20,7 +20,6 @@ cache and inline ``data:`` images, never a path the caller chose.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
@@ -29,22 +28,38 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .. import render
+from ..models import families, families_that, ui_hints
 from ..zoo import WEIGHTS_DIR
 from . import common, validate
 
+CAPABILITY = "encodes"  # what a model's family must be able to do for this tab (Family.encodes)
 EXAMPLES_DIR = WEIGHTS_DIR / "examples"  # Noto emoji and Fashion-MNIST test images (weights/examples/make_examples.py)
 MODES = {"Keep coarse, vary detail": "detail", "Keep detail, vary layout": "layout"}
 TILE = 128  # pixels per level tile: small levels enlarged with nearest neighbour so they stay crisp
 DEFAULT_TEMPERATURE = 0.8  # VAE samples look cleaner a little below temperature 1
 DEFAULT_COUNT = 8
 MAX_COUNT = 16
-TRAIN_HINT = (
-    "**No model that can encode a picture (`hvae` or `var`) is available yet**, and only those families "
-    "have the encoder Decompose needs. Train one in the **Train** tab (*Start from* → *new hvae from scratch*), or on "
-    "the command line:\n\n"
-    "```\npython -m msgen train --family hvae --resolution 32 --data my_images/ --out runs/my-hvae "
-    "--steps 3000 --batch 32 --lr 1e-3\n```\n\nthen press *Refresh models*."
-)
+
+
+def encoding_families() -> str:
+    """The families that can encode a picture, for messages (computed from the registry)."""
+    return ", ".join(families_that(CAPABILITY)) or "none is installed"
+
+
+def train_hint() -> str:
+    """What the tab says while no model that can encode pictures is available."""
+    names = families_that(CAPABILITY)
+    first = names[0] if names else "FAMILY"
+    return (
+        f"**No model that can encode pictures (e.g. {encoding_families()}) is available yet**, and Decompose "
+        f"needs one. Train one in the **Train** tab (*Start from* → *new {first} from scratch*), or on "
+        "the command line:\n\n"
+        f"```\npython -m msgen train --family {first} --resolution 32 --data my_images/ --out runs/my-{first} "
+        "--steps 3000 --batch 32 --lr 1e-3\n```\n\nthen press *Refresh models*."
+    )
+
+
 INTRO = (
     "Take a picture apart by granularity with a **hierarchical VAE**: every level from 4x4 up holds its own "
     "latent group, and the coarse ones decide the layout. Upload an image (or click an example), see its "
@@ -54,25 +69,18 @@ INTRO = (
 
 
 # --- models -------------------------------------------------------------------------------------
-def encodes(family: str) -> bool:
-    """Whether ``family``'s generator has encode / reconstruct / resample (hvae, var): a capability,
-    not a name, so a new family that encodes is offered here without an edit."""
-    from ..models import get_family
-
-    try:
-        fam = get_family(family)
-    except ValueError:
-        return False
-    return bool(getattr(fam, "encodes", False) or hasattr(fam.generator_cls, "encode"))
+def can_encode(family: str) -> bool:
+    fam = families().get(family)
+    return bool(fam is not None and getattr(fam, CAPABILITY))
 
 
-def hvae_models(ctx: common.AppContext, owner: str | None) -> list:
-    """The models Decompose can take (named for the first family that could)."""
-    return [e for e in ctx.models(owner) if encodes(e.family)]
+def encoding_models(ctx: common.AppContext, owner: str | None) -> list:
+    """The visitor's models whose family can encode a picture."""
+    return [e for e in ctx.models(owner) if can_encode(e.family)]
 
 
 def model_choices(ctx: common.AppContext, owner: str | None) -> list[tuple[str, str]]:
-    return [(e.label, e.name) for e in hvae_models(ctx, owner)]
+    return [(e.label, e.name) for e in encoding_models(ctx, owner)]
 
 
 def level_choices(levels: tuple[int, ...]) -> list[tuple[str, int]]:
@@ -86,15 +94,16 @@ def default_level(levels: tuple[int, ...]) -> int:
 
 def load_model(ctx: common.AppContext, name: str | None, owner: str | None) -> torch.nn.Module:
     if not name:
-        raise gr.Error("Pick an hvae model (or a var model) first." if hvae_models(ctx, owner) else "No hvae or var model is "
-                       "available; train one in the Train tab (new hvae or var from scratch).")
+        raise gr.Error("Pick a model that can encode pictures first." if encoding_models(ctx, owner) else
+                       f"No model that can encode pictures (e.g. {encoding_families()}) is available; train one in "
+                       "the Train tab (new ... from scratch).")
     try:
         entry = ctx.find(str(name), owner)
     except ValueError as exc:
         raise gr.Error(str(exc)) from None
-    if not encodes(entry.family):
-        raise gr.Error(f"{entry.name} is a {entry.family} model, which has no encoder; Decompose needs an "
-                       f"hvae (hierarchical VAE) or var (next-scale) model: pick one from the list")
+    if not can_encode(entry.family):
+        raise gr.Error(f"{entry.name} is a {entry.family} model, which has no encoder; Decompose needs a model "
+                       f"that can encode pictures (e.g. {encoding_families()}): pick one from the list")
     return ctx.cache.get(entry.path)
 
 
@@ -117,9 +126,7 @@ def _image_source(value: Any) -> str | bytes:
     if isinstance(value, np.ndarray):
         value = Image.fromarray(value)
     if isinstance(value, Image.Image):
-        buf = io.BytesIO()
-        value.save(buf, format="PNG")
-        return buf.getvalue()
+        return render.png_bytes(value)
     raise gr.Error(f"Cannot read an image from a {type(value).__name__}.")
 
 
@@ -146,52 +153,17 @@ def load_input(value: Any, resolution: int, fit: str = "crop") -> torch.Tensor:
         raise gr.Error(f"Not a usable image: {exc}") from None
 
 
-# --- pictures -----------------------------------------------------------------------------------
-_RAMP = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], np.float32)
-
-
-def _tile(arr: np.ndarray) -> Image.Image:
-    img = Image.fromarray(arr)
-    factor = max(1, TILE // img.width)
-    return img.resize((img.width * factor, img.height * factor), Image.NEAREST)
-
-
+# --- pictures (msgen.render: the Generate tab's rounding, colour ramp and PCA colours) ----------
 def to_tile(image: torch.Tensor) -> Image.Image:
-    """3 x r x r in [-1, 1] -> an enlarged PIL tile."""
-    x = ((image.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return _tile(x.permute(1, 2, 0).numpy())
+    """3 x r x r in [-1, 1] -> a PIL tile enlarged (nearest) to at least ``TILE`` pixels."""
+    return Image.fromarray(render.enlarge(render.to_uint8(image), TILE))
 
 
-def heat_tile(values: torch.Tensor) -> Image.Image:
-    """H x W non-negative values -> a viridis-like heat map scaled to its own maximum."""
-    v = values.detach().float().cpu()
-    v = (v / v.max().clamp_min(1e-8)).numpy() * (len(_RAMP) - 1)
-    rgb = np.stack([np.interp(v, np.arange(len(_RAMP)), _RAMP[:, c]) for c in range(3)], -1)
-    return _tile(rgb.round().astype(np.uint8))
-
-
-def pca_tile(latent: torch.Tensor) -> Image.Image:
-    """zc x H x W posterior mean -> its three main directions as colours (grey when zc < 3).
-    Exact eigen-decomposition with fixed signs, so one picture always gives one view."""
-    c, h, w = latent.shape
-    x = latent.detach().double().cpu().reshape(c, h * w)
-    x = x - x.mean(1, keepdim=True)
-    if c < 3:
-        proj = x[:1].expand(3, -1)
-    else:
-        vecs = torch.linalg.eigh(x @ x.T)[1][:, -3:].flip(1)
-        signs = vecs[vecs.abs().argmax(0), torch.arange(3)].sign()
-        proj = (vecs * torch.where(signs == 0, 1.0, signs)).T @ x
-    lo, hi = proj.amin(1, keepdim=True), proj.amax(1, keepdim=True)
-    rgb = ((proj - lo) / (hi - lo).clamp_min(1e-12) * 255).round().to(torch.uint8)
-    return _tile(rgb.T.reshape(h, w, 3).numpy())
-
-
-def side_by_side(a: Image.Image, b: Image.Image, gap: int = 4) -> Image.Image:
-    out = Image.new("RGB", (a.width + gap + b.width, max(a.height, b.height)), (255, 255, 255))
-    out.paste(a, (0, 0))
-    out.paste(b, (a.width + gap, 0))
-    return out
+def latent_tile(mu: torch.Tensor, kl: torch.Tensor) -> Image.Image:
+    """A level's posterior mean (zc x H x W) in PCA colours beside its KL per position (H x W)
+    as a heat map scaled to its own maximum, both enlarged like ``to_tile``."""
+    pair = [render.enlarge(render.pca_rgb(mu), TILE), render.enlarge(render.heat(kl), TILE)]
+    return Image.fromarray(render.grid(pair, cols=2, gap=4, fill=255))
 
 
 # --- handlers -----------------------------------------------------------------------------------
@@ -211,7 +183,7 @@ def decompose(ctx: common.AppContext, model: str | None, image: Any, fit: str = 
         recon.append((to_tile(img), f"{lvl}x{lvl}"))
         mu = enc.mu[lvl][0].float().cpu()
         extra = f" + {enc.global_mu.shape[1]}-d global" if lvl == g.levels[0] and enc.global_mu is not None else ""
-        latents.append((side_by_side(pca_tile(mu), heat_tile(enc.kl[lvl][0])),
+        latents.append((latent_tile(mu, enc.kl[lvl][0]),
                         f"{lvl}x{lvl}: {mu.shape[0]} ch{extra}, {nats[lvl]:.1f} nats"))
         rows.append([f"{lvl}x{lvl}", f"{mu.shape[0]}{extra}", round(nats[lvl], 2), round(100 * nats[lvl] / total, 1),
                      round(float((img - target).pow(2).mean()), 5)])
@@ -231,7 +203,8 @@ def resample(ctx: common.AppContext, model: str | None, image: Any, fit: str = "
         level = validate.whole(level, "split level", 1, 4096, default=default_level(g.levels))
         seed = validate.seed(seed, default=0)
         count = validate.whole(count, "variants", 1, MAX_COUNT, default=DEFAULT_COUNT)
-        temperature = validate.real(temperature, "temperature", 0.0, 2.0, default=DEFAULT_TEMPERATURE)
+        lo, hi = ui_hints(g.config.family).truncation_range  # what its forward accepts
+        temperature = validate.real(temperature, "temperature", lo, hi, default=DEFAULT_TEMPERATURE)
     except ValueError as exc:
         raise gr.Error(str(exc)) from None
     if level not in g.levels[1:]:
@@ -275,11 +248,11 @@ def build(ctx: common.AppContext) -> None:
     start = examples[0][0] if examples and first else None
     opening = _opening(ctx, first, start, levels)
     gr.Markdown(INTRO)
-    notice = gr.Markdown(TRAIN_HINT, visible=not choices, elem_id="decompose-notice")
+    notice = gr.Markdown(train_hint(), visible=not choices, elem_id="decompose-notice")
     with gr.Column(visible=bool(choices), elem_id="decompose-main") as main:
         with gr.Row():
             with gr.Column(scale=1, min_width=260):
-                model = gr.Dropdown(choices, value=first, label="Model (hvae or var)", elem_id="decompose-model")
+                model = gr.Dropdown(choices, value=first, label="Hierarchical VAE model", elem_id="decompose-model")
                 # The page opens on an example already taken apart, so the first look shows what the tab does.
                 image = gr.Image(start, type="filepath",
                                  label="Image to decompose", sources=["upload", "clipboard"], height=240,

@@ -1,8 +1,8 @@
 """Generate tab: pick a model and a seed, watch the picture build up level by level.
 
 Layout and event wiring only; the work is in ``generate_handlers`` (checked requests, caches,
-the generator run), ``render`` (tensors -> pictures) and ``generate_view`` (the HTML views that
-paint a result). Sliders update the page as they move, and each control change is one event
+the generator run), ``msgen.render`` (tensors -> pictures) and ``generate_view`` (the HTML views
+that paint a result). Sliders update the page as they move, and each control change is one event
 with one response that carries everything it changes (image, cards, statistics, summary,
 channel view, pictures inline): no ``.then`` chain, no file fetched per picture. Each is
 ``always_last``, so while a slider is dragged only its latest position is computed, and shows
@@ -24,13 +24,12 @@ import re
 import gradio as gr
 from gradio.context import Context
 
-from ..models import FAMILIES, Family
+from ..models import ui_hints
 
 from . import generate_view as view
 from .generate_handlers import (
     GRID_RANGE,
     SEED_MAX,
-    TRUNCATION_RANGE,
     WALK_FRAMES,
     GenerateHandlers,
     model_label,
@@ -72,8 +71,8 @@ def mix_choices(levels) -> list[tuple[str, int]]:
 
 def truncation_of(family: str | None) -> tuple[float, str]:
     """The family's starting truncation and what the slider calls it (temperature for a VAE)."""
-    fam = FAMILIES.get(family or "")
-    return (fam.default_truncation, fam.truncation_label) if fam else (1.0, Family.truncation_label)
+    hints = ui_hints(family)
+    return hints.default_truncation, hints.truncation_label
 
 
 def on_model(h: GenerateHandlers, model, mix_level, owner=None):
@@ -83,9 +82,11 @@ def on_model(h: GenerateHandlers, model, mix_level, owner=None):
     levels = entry.levels
     scale = levels[-1]
     mix_level = mix_level if mix_level in levels[1:] else 0
-    value, label = truncation_of(entry.family)
+    hints = ui_hints(entry.family)
+    lo, hi = hints.truncation_range
     return (gr.update(choices=level_choices(levels), value=scale),
-            gr.update(choices=mix_choices(levels), value=mix_level), gr.update(value=value, label=label))
+            gr.update(choices=mix_choices(levels), value=mix_level),
+            gr.update(value=hints.default_truncation, label=hints.truncation_label, minimum=lo, maximum=hi))
 
 
 def on_model_page(h: GenerateHandlers, model, scale, seed, truncation, mix_seed, mix_level, level, channel,
@@ -112,7 +113,8 @@ def build(ctx) -> GenerateHandlers:
     default = choices[0][1] if choices else None
     entry = h.entry(default, None) if default else None
     levels = entry.levels if entry else (4, 8, 16, 32, 64)
-    start_truncation, truncation_label = truncation_of(entry.family if entry else None)
+    hints = ui_hints(entry.family if entry else None)
+    start_truncation, truncation_label = hints.default_truncation, hints.truncation_label
     first = _first_result(h, default, levels, start_truncation)  # image, cards, stats, info, channel, level, channel
     ch_start = first[5:] if first else ({"value": levels[-1]}, {"value": 0, "maximum": 511, "label": "Channel"})
 
@@ -130,7 +132,7 @@ def build(ctx) -> GenerateHandlers:
                 dice = gr.Button("🎲", scale=1, min_width=48, elem_id="msgen-dice")
             seed = gr.Slider(0, SEED_MAX, value=0, step=1, precision=0, label="Seed (drag to explore)",
                              elem_id="msgen-seed")
-            truncation = gr.Slider(*TRUNCATION_RANGE, value=start_truncation, step=0.05, elem_id="msgen-truncation",
+            truncation = gr.Slider(*hints.truncation_range, value=start_truncation, step=0.05, elem_id="msgen-truncation",
                                    label=truncation_label)
             with gr.Group():
                 with gr.Row(equal_height=True):

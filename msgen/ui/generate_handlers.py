@@ -35,12 +35,12 @@ from gradio.utils import get_upload_folder
 from PIL import Image
 
 import msgen
+from .. import render
+from ..models import slerp  # noqa: F401  (the walk's interpolation; tests use it from here)
 from ..zoo import ModelEntry
-from . import render
 from .cpu_runner import OneThreadRunner
 from .generate_requests import (  # noqa: F401  (re-exported: the tab and the tests use them from here)
     SEED_MAX,
-    TRUNCATION_RANGE,
     Request,
     fail,
     level_of,
@@ -58,8 +58,6 @@ except ImportError:  # anywhere else: run as is
         return fn
 
 
-TOP_K = 8  # most active channels remembered per level (the channel picker starts at the first)
-CARD_CHANNELS = 7  # a level card is 3 x 3 tiles: picture, PCA view, 7 most active channels
 GRID_RANGE = (1, 64)  # seeds in one grid: one batched generator call
 WALK_FRAMES = (2, 60)
 WALK_MIN_SIZE = 256  # GIF frames are enlarged (nearest) so a download looks like the page
@@ -92,18 +90,19 @@ class Rendered:
 
 
 def render_generation(out: msgen.Generation) -> Rendered:
+    """The page's pictures of one generation: ``msgen.render.level_views``, as the CLI writes them."""
     fmaps = {lvl: f[0] for lvl, f in sorted((out.features or {}).items())}
-    cards, stats, tops = [], [], {}
     with render.one_blas_thread():
-        for lvl, f in fmaps.items():
-            c, h, w = f.shape
-            tops[lvl] = render.top_channels(f, TOP_K)
-            card = render.level_card(out.images[lvl][0], f, tops[lvl][:CARD_CHANNELS])
-            cards.append({"level": lvl, "channels": c, "caption": f"{lvl}x{lvl}: {c} channels",
-                          "image": render.data_uri(card)})
-            mean, std, zeros = render.level_stats(f)
-            stats.append([lvl, c, f"{h}x{w}", round(mean, 4), round(std, 4), round(zeros, 4)])
-    image = render.data_uri(render.to_uint8(out.images[out.scale][0]))
+        views = render.level_views(out.images, out.features or {})
+        cards = [{"level": v.level, "channels": v.channels, "caption": f"{v.level}x{v.level}: {v.channels} channels",
+                  "image": render.data_uri(v.card)} for v in views]
+        image = render.data_uri(render.to_uint8(out.images[out.scale][0]))
+    stats = []
+    for v in views:
+        h, w = fmaps[v.level].shape[-2:]
+        stats.append([v.level, v.channels, f"{h}x{w}", round(v.stats.mean, 4), round(v.stats.std, 4),
+                      round(v.stats.zero_share, 4)])
+    tops = {v.level: v.top for v in views}
     return Rendered(image=image, levels=cards, stats=stats, features=fmaps, top_channels=tops, ms=0.0)
 
 
@@ -303,16 +302,6 @@ def _picker(res: Rendered, level: int, channel: int) -> tuple[dict, dict]:
 
 def _channel_uri(res: Rendered, level: int, channel: int, normalize: Any) -> str:
     return render.data_uri(render.channel_view(res.features[level], channel, normalize=bool(normalize)))
-
-
-def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
-    """Spherical interpolation: Gaussian latents keep their typical norm along the path."""
-    an, bn = a / a.norm(dim=-1, keepdim=True), b / b.norm(dim=-1, keepdim=True)
-    omega = torch.acos((an * bn).sum(-1, keepdim=True).clamp(-1 + 1e-7, 1 - 1e-7))
-    so = torch.sin(omega)
-    if float(so.abs().min()) < 1e-6:
-        return torch.lerp(a, b, t)
-    return (torch.sin((1 - t) * omega) / so) * a + (torch.sin(t * omega) / so) * b
 
 
 def random_seed() -> int:

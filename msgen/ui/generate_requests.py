@@ -11,9 +11,9 @@ from typing import Any
 
 import gradio as gr
 
+from ..models import ui_hints
 from ..zoo import ModelEntry
 from .validate import SEED_MAX  # noqa: F401  (the one seed bound; re-exported for the tab)
-TRUNCATION_RANGE = (0.0, 2.0)  # what every family's forward accepts (check_generate_args)
 
 
 def fail(message: str) -> gr.Error:
@@ -72,7 +72,7 @@ class Request:
     def check(cls, entry: ModelEntry, scale, seed, truncation, mix_seed=None, mix_level=0) -> Request:
         scale = level_of("scale", scale, entry.levels)
         seed = whole_number("seed", seed, 0, SEED_MAX)
-        truncation = round(number_in("truncation", truncation, *TRUNCATION_RANGE), 6)
+        truncation = round(number_in("truncation", truncation, *ui_hints(entry.family).truncation_range), 6)
         mix_level = level_of("mix level", 0 if mix_level is None else mix_level, entry.levels, allow_off=True)
         if mix_level:
             mix_seed = whole_number("mix seed", mix_seed, 0, SEED_MAX)

@@ -11,7 +11,6 @@ sees the same images, and no original upload is kept.
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import secrets
@@ -153,18 +152,13 @@ def _json(path: Path) -> dict[str, Any]:
 # --- data snapshot ---------------------------------------------------------------------------
 def write_data(run_dir: Path, images: torch.Tensor, names: list[str]) -> Path:
     """The training set as ``<run>/data/00000_<name>.png`` at the training resolution (lossless)."""
-    from PIL import Image
-
-    from ..data import to_uint8
+    from .. import render
 
     data_dir = run_dir / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
-    arrays = to_uint8(images).permute(0, 2, 3, 1).numpy()
-    for i, (arr, name) in enumerate(zip(arrays, names)):
+    for i, (arr, name) in enumerate(zip(render.to_uint8(images), names)):
         stem = sanitise_name(Path(name).stem)[:40]
-        buf = io.BytesIO()
-        Image.fromarray(arr).save(buf, format="PNG")
-        ckpt.atomic_write_bytes(data_dir / f"{i:05d}_{stem}.png", buf.getvalue())
+        ckpt.atomic_write_bytes(data_dir / f"{i:05d}_{stem}.png", render.png_bytes(arr))
     return data_dir
 
 
@@ -213,16 +207,16 @@ def resume_spec(run_dir: Path, *, owner_key: str, until: int | None, resolve_bas
 
 
 def _restart_spec(run_dir: Path, info: dict, *, owner_key: str, until: int | None, resolve_base) -> JobSpec:
-    from ..train import TrainOptions
+    from ..train import options_from_dict
 
     if info.get("status") not in ("queued", "failed") or not (run_dir / "data").is_dir():
         raise ValueError(f"{run_dir.name} has no checkpoint to resume from")
     try:
         opts = dict(info["options"])
-        opts["betas"], opts["augment"] = tuple(opts["betas"]), tuple(opts["augment"])
         if until:
             opts["steps"] = int(until)
-        options = TrainOptions(**opts)
+        config = info.get("config") or {}
+        options = options_from_dict(opts, info.get("family") or config.get("family"), config)
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{run_dir.name}: its run.json cannot be read ({exc})") from None
     meta = dict(info.get("meta") or {})

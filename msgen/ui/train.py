@@ -1,5 +1,8 @@
 """Train tab: fine-tune a generator (or train a family from scratch) on uploaded images, live.
 
+(About 550 lines: one tab's layout, wiring and handlers; its family options, limits and live view
+are in train_family.py, train_limits.py and train_view.py.)
+
 Layout in ``build(ctx)``; everything else is a plain function of plain values so tests call it
 without a browser. Upload -> ``prepare`` (the accepted images exactly as they will be trained,
 and every rejection with its reason) -> ``start`` (a ``JobSpec`` queued on the ``JobManager``)
@@ -30,10 +33,10 @@ import torch
 from .. import checkpoint as ckpt
 from ..augment import POLICIES
 from ..defaults import FINETUNE
-from ..models import FAMILIES, get_family, make_config
+from ..models import families as registered, get_family, make_config
 from ..train import TrainOptions
 from ..report import read_quality
-from . import common, runs, train_resume, validate
+from . import common, runs, train_family, train_resume, validate
 from .jobs import JobManager, JobSpec
 from .staging import StagedSets, file_key
 from .train_limits import (  # noqa: F401  (the tab's limits; tests and the API read them from here)
@@ -64,8 +67,7 @@ UPLOAD_CONCURRENCY = 2  # uploads decoding at once (each also waits for msgen.da
 
 # --- choices -----------------------------------------------------------------------------------
 def families() -> list[str]:
-    get_family("msggan")  # loads the built-in family modules (msggan, hvae, ...) into FAMILIES
-    return sorted(FAMILIES)
+    return list(registered())  # every family module in msgen/models/, sorted
 
 
 def base_choices(ctx: common.AppContext, owner: str | None) -> list[tuple[str, str]]:
@@ -124,11 +126,10 @@ def _paths(files: Any) -> list[str]:
 def _thumb(image: torch.Tensor) -> Any:
     from PIL import Image
 
-    from ..data import to_uint8
+    from .. import render
 
-    pic = Image.fromarray(to_uint8(image).permute(1, 2, 0).numpy())
-    scale = max(1, 96 // pic.width)
-    return pic.resize((pic.width * scale, pic.height * scale), Image.NEAREST) if scale > 1 else pic
+    pic = render.to_uint8(image)
+    return Image.fromarray(render.upscale(pic, max(1, 96 // pic.shape[1])))
 
 
 def staged_sets(ctx: common.AppContext) -> StagedSets:
@@ -198,19 +199,25 @@ def upload(ctx: common.AppContext, files: Any, base: str | None, resolution: Any
 _int = validate.whole
 
 
-def options_from_form(ctx, steps, batch, lr, augment, preview_every, seed) -> TrainOptions:
+def options_from_form(ctx, steps, batch, lr, augment, preview_every, seed, family: str | None = None,
+                      family_values: dict | None = None) -> TrainOptions:
+    """The run's options from the form; ``family``'s own from ``augment`` (where it has that option)
+    and ``family_values`` (its other controls, ``train_family``)."""
     lr = validate.real(lr, "learning rate", 1e-7, 0.1)
     if augment is not None and not isinstance(augment, (list, tuple)):
         raise ValueError(f"augmentation must be a list of: {', '.join(POLICIES)}")
     chosen = {validate.choice(a, "augmentation", POLICIES) for a in (augment or ())}
+    augment = tuple(p for p in POLICIES if p in chosen)  # POLICIES order, as the CLI's default
+    if family_values is not None and not isinstance(family_values, dict):
+        raise ValueError("family options must be a mapping of option names to values")
     return TrainOptions(
         steps=_int(steps, "steps", 1, MAX_STEPS[ctx.shared]),
         batch_size=_int(batch, "batch size", 1, 256),
         lr=lr,
-        augment=tuple(p for p in POLICIES if p in chosen),  # POLICIES order, as the CLI's default
         sample_every=_int(preview_every, "preview interval", 1, 1_000_000),
         checkpoint_every=CHECKPOINT_EVERY,
         seed=validate.seed(seed),
+        family=train_family.options(family, augment, family_values) if family else None,
     )
 
 
@@ -220,16 +227,18 @@ def cli_command(ctx, base: Base, options: TrainOptions, data_dir: Path, run_dir:
     where = ["--data", str(data_dir), "--out", str(run_dir)] if not ctx.shared else ["--data", "DATA", "--out", "OUT"]
     model = ["--model", base.name] if base.path is not None else ["--family", base.family, "--resolution",
                                                                    str(base.resolution)]
+    own = train_family.flags(options.family) if options.family is not None else []
     words = ["train", *where, *model, "--steps", str(options.steps), "--batch", str(options.batch_size),
-             "--lr", f"{options.lr:g}", "--augment", ",".join(options.augment) or "none",
+             "--lr", f"{options.lr:g}", *own,
              "--sample-every", str(options.sample_every), "--checkpoint-every", str(options.checkpoint_every),
              "--seed", str(options.seed), "--threads", str(threads)]
     return "python -m msgen " + shlex.join(words)
 
 
 def start(ctx, manager: JobManager, files, base, resolution, fit, steps, batch, lr, augment, preview_every, seed,
-          name, owner, client: str = "") -> tuple[str | None, str]:
-    """Queue a new run; returns (job id or None, status markdown). ``client``: the caller's address."""
+          name, owner, client: str = "", family_values: dict | None = None) -> tuple[str | None, str]:
+    """Queue a new run; returns (job id or None, status markdown). ``client``: the caller's address;
+    ``family_values``: the chosen family's own controls ("family.field" -> value, ``train_family``)."""
     try:
         root = ctx.owner_dir(owner)
         if manager.active_count(ctx.owner_key(owner)) >= (1 if ctx.shared else 8):
@@ -237,8 +246,8 @@ def start(ctx, manager: JobManager, files, base, resolution, fit, steps, batch, 
         if ctx.shared and client and manager.client_count(client) >= SHARED_LIMITS.per_client:
             raise ValueError("a run from your address is already training or in line; wait for it to finish")
         check_disk(ctx, root)
-        options = options_from_form(ctx, steps, batch, lr, augment, preview_every, seed)
         target = resolve_base(ctx, base, resolution, owner)
+        options = options_from_form(ctx, steps, batch, lr, augment, preview_every, seed, target.family, family_values)
         check_budget(ctx, options, target.resolution)
         name = validate.text(name, "name", 200)
         ctx.touch(owner)
@@ -420,8 +429,8 @@ def build(ctx: common.AppContext) -> None:
         preview_every = gr.Number(DEFAULT_PREVIEW_EVERY, label="Preview every N steps", precision=0, minimum=1,
                                   elem_id="train-preview-every")
         seed = gr.Number(0, label="Seed", precision=0, minimum=0)
-    augment = gr.CheckboxGroup(list(POLICIES), value=list(POLICIES), label="Augmentation (DiffAugment; keep all three "
-                               "for small sets)")
+    # The chosen family's own options (its options dataclass's labelled fields); the others hidden.
+    family_groups, family_controls, augment = train_family.layout(train_family.family_of(ctx, default_base(ctx), None))
     with gr.Row():
         start_btn = gr.Button("Start training", variant="primary", elem_id="train-start")
         stop_btn = gr.Button("Stop", variant="stop", elem_id="train-stop")
@@ -451,7 +460,8 @@ def build(ctx: common.AppContext) -> None:
         push_msg = gr.Markdown()
         resume_ui = train_resume.layout()  # resumable run zip and Hub push / resume
     timer = gr.Timer(1.0, active=False)
-    job, seen, upload_files = gr.State(None), gr.State(None), gr.State([])
+    job, seen, upload_files, family_values = gr.State(None), gr.State(None), gr.State([]), gr.State({})
+    train_family.wire(family_controls, family_values)
     gen_dropdown = ctx.components.get("model_dropdown")
     lists = [run, base] + ([gen_dropdown] if gen_dropdown is not None else [])
 
@@ -467,9 +477,9 @@ def build(ctx: common.AppContext) -> None:
         return prepare(ctx, files, base, resolution, fit, owner)[:3]
 
     def on_start(files, base, resolution, fit, steps, batch, lr, augment, preview_every, seed, name="", owner=None,
-                 request: gr.Request = None):
+                 family_values=None, request: gr.Request = None):
         job_id, text = start(ctx, manager, files, base, resolution, fit, steps, batch, lr, augment, preview_every,
-                             seed, name, owner, common.client_id(request))
+                             seed, name, owner, common.client_id(request), family_values)
         return (job_id, text, gr.Timer(active=True), None) if job_id else (gr.skip(), text, gr.skip(), gr.skip())
 
     def on_resume(run, until, owner=None, request: gr.Request = None):
@@ -520,7 +530,11 @@ def build(ctx: common.AppContext) -> None:
                     api_name="train_prepare" if i == 0 else None, api_visibility="public" if i == 0 else "private",
                     **decode)
     start_btn.click(on_start, [upload_files, base, resolution, fit, steps, batch, lr, augment, preview_every, seed,
-                               name, owner], [job, status, timer, seen], api_name="train_start", **decode)
+                               name, owner, family_values], [job, status, timer, seen], api_name="train_start",
+                   **decode)
+    base.change(lambda base, owner=None: train_family.visibility(train_family.family_of(ctx, base, owner), family_groups),
+                [base, owner], list(family_groups.values()), api_visibility="private", show_progress="hidden",
+                queue=False)
     stop_btn.click(on_stop, [job, owner], [status], api_name="train_stop_current",
                    concurrency_limit=None)
     timer.tick(on_poll, [job, seen, owner], [status, progress, plot, preview, quality, timer, seen, *lists],

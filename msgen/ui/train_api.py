@@ -22,14 +22,14 @@ stranger's run can be neither followed nor stopped.
 from __future__ import annotations
 
 import base64
-import io
 import time
 from typing import Any
 
 import gradio as gr
 
-from . import common, runs, validate
+from .. import render
 from ..report import read_quality
+from . import common, runs, validate
 from .jobs import JobManager
 
 HISTORY_POINTS = 200  # loss history points per series in a status (the page's plot keeps more)
@@ -132,9 +132,7 @@ def _thin(history: list[tuple[int, str, float]]) -> list[list]:
 
 
 def _png_url(image) -> str:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return "data:image/png;base64," + base64.b64encode(render.png_bytes(image)).decode()
 
 
 def _preview_url(preview) -> str | None:

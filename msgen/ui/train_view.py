@@ -9,8 +9,8 @@ import math
 from typing import Any
 
 import pandas as pd
-import torch
 
+from .. import render
 from .jobs import HISTORY_POINTS, Job, JobManager
 
 PREVIEW_ROWS = 6  # fixed preview seeds shown, one per row
@@ -51,19 +51,13 @@ def loss_frame(history: list[tuple[int, str, float]]) -> pd.DataFrame:
 
 def preview_grid(preview: Any, rows: int = PREVIEW_ROWS) -> Any:
     """Rows = fixed preview seeds; columns = every level, coarse to fine, enlarged to one size."""
-    import torch.nn.functional as F
-    import torchvision.utils as vutils
     from PIL import Image
 
-    from ..data import to_uint8
-
     images = preview.images
-    finest = max(images)
-    size = max(96, finest)
-    cols = [F.interpolate(images[lvl][:rows].float(), size=(size, size), mode="nearest") for lvl in sorted(images)]
-    cells = torch.stack(cols, dim=1).flatten(0, 1)  # row-major: sample i, level j
-    grid = vutils.make_grid(cells, nrow=len(cols), padding=2, pad_value=1.0)
-    return Image.fromarray(to_uint8(grid).permute(1, 2, 0).numpy())
+    size = max(96, max(images))
+    cols = [[render.resize(im, size, size) for im in render.to_uint8(images[lvl][:rows])] for lvl in sorted(images)]
+    cells = [col[i] for i in range(len(cols[0])) for col in cols]  # row-major: sample i, level j
+    return Image.fromarray(render.grid(cells, cols=len(cols), gap=2, fill=255, border=True))
 
 
 def quality_markdown(quality: dict[str, Any]) -> str:
