@@ -5,7 +5,6 @@ contract in one file, as tests/test_hvae.py.)"""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import pytest
@@ -15,12 +14,13 @@ import msgen
 from msgen import checkpoint as ckpt
 from msgen.features import capture
 from msgen.models import build_generator, config_from_dict, get_family, make_config
-from msgen.models.var import TINY_CONFIG, VARGenerator, VARRecipe, VARTrainOptions, inverse_cdf, midpoint_noise, \
+from msgen.models.var import VARGenerator, VAROptions, VARRecipe, inverse_cdf, midpoint_noise, \
     reconstruction_error
 from msgen.train import Trainer, TrainOptions, make_recipe
 from tests.conftest import FIXTURES, make_tiny_model
 
-TINY = {k: v for k, v in TINY_CONFIG.items() if k != "resolution"}
+TINY = get_family("var").tiny_config  # the family record's tiny test config
+TINY_CONFIG = dict(resolution=16, **TINY)
 IMAGES = sorted((FIXTURES / "images").iterdir())
 
 
@@ -50,10 +50,10 @@ def fixture_batch() -> torch.Tensor:
 
 def train(images, run, *, steps: int, stop=None, share: float = 0.5, seed: int = 0) -> Trainer:
     opts = TrainOptions(steps=steps, batch_size=8, lr=3e-3, sample_every=10**6, checkpoint_every=10**6,
-                        ema_half_life_images=50, augment=(), seed=seed)
+                        ema_half_life_images=50, seed=seed,
+                        family=VAROptions(tokenizer_share=share, lr_warmup_steps=10))
     trainer = Trainer(images=images, run_dir=run, config=make_config("var", **TINY_CONFIG), options=opts, stop=stop)
-    trainer.recipe.vopt = dataclasses.replace(trainer.recipe.vopt, tokenizer_share=share, lr_warmup_steps=10)
-    trainer.recipe.split = round(share * steps)
+    assert trainer.recipe.vopt == opts.family and trainer.recipe.split == round(share * steps)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # module fixtures start before the autouse one: one thread here too
     try:
@@ -72,8 +72,8 @@ def trained(fixture_batch) -> VARGenerator:
     try:
         torch.manual_seed(0)
         g = build_generator(make_config("var", **TINY_CONFIG))
-        recipe = VARRecipe(g, None, TrainOptions(steps=280, lr=3e-3),
-                           VARTrainOptions(tokenizer_share=220 / 280, lr_warmup_steps=10))
+        recipe = VARRecipe(g, None, TrainOptions(steps=280, lr=3e-3,
+                                                 family=VAROptions(tokenizer_share=220 / 280, lr_warmup_steps=10)))
         gen = torch.Generator().manual_seed(0)
         for step in range(280):
             recipe.step(fixture_batch, step, gen)
@@ -186,7 +186,7 @@ def test_hostile_configs_are_refused(bad, message):
     with pytest.raises(ValueError, match=message):
         config_from_dict({"family": "var", **TINY_CONFIG, **bad})
     with pytest.raises(ValueError, match="between"):
-        VARTrainOptions(tokenizer_share=2.0)
+        VAROptions(tokenizer_share=2.0)
 
 
 def test_hostile_config_json_is_refused_before_anything_is_built(tmp_path):
@@ -247,7 +247,7 @@ def test_resampling_the_finer_scales_keeps_the_coarse_token_maps(trained, fixtur
 def test_recipe_trains_the_tokenizer_then_the_predictor(fixture_batch, tmp_path):
     seen = []
     trainer = Trainer(images=fixture_batch, run_dir=tmp_path / "r", config=make_config("var", **TINY_CONFIG),
-                      options=TrainOptions(steps=6, batch_size=4, sample_every=3, checkpoint_every=10**6, augment=()),
+                      options=TrainOptions(steps=6, batch_size=4, sample_every=3, checkpoint_every=10**6),
                       callbacks=(lambda p: seen.append(p),))
     assert isinstance(trainer.recipe, VARRecipe) and trainer.recipe.split == 2  # 35% of 6 steps
     trainer.train()
@@ -322,7 +322,7 @@ def test_generate_tab_handlers_take_a_var_model(ctx, tmp_path):
     assert h.generate("tinyvar16", 16, 3, 0.8)[0] == image  # a seed is one picture
     mixed = h.generate("tinyvar16", 16, 3, 1.0, 7, 8)
     assert mixed[0].startswith("data:image/") and mixed[0] != image
-    assert G.truncation_of("var")[1] == get_family("var").truncation_label
+    assert G.truncation_of("var")[1] == get_family("var").ui.truncation_label
     assert h.grid("tinyvar16", 16, 1, 1.0, 4)
 
 

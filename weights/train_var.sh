@@ -8,12 +8,15 @@
 # last checkpoint, and `train 3000` afterwards would continue the transformer alone (once it has
 # been updated it stays the stage, so the tokenizer is not touched again). The card's description
 # and metrics were added at export from the figures in the README (python bench/var.py --recon, msgen eval).
+# (It ran with --augment none, when every family took the GAN's flags; the tokenizer never augments,
+# and its own settings are VAROptions flags now, spelled out below at their defaults: the same run.)
 set -euo pipefail
 DATA=${DATA:-data}
 RUNS=${RUNS:-runs}
 train() {
 python -m msgen train --family var --data "$DATA/fashion" --out "$RUNS/fashion32-var" --resolution 32 --background black \
-  --steps "$1" --batch 24 --lr 1e-3 --augment none --ema-half-life 2000 --sample-every 200 \
+  --steps "$1" --batch 24 --lr 1e-3 --ema-half-life 2000 --sample-every 200 \
+  --tokenizer-share 0.35 --beta 0.25 --aux-weight 0.5 --restart-every 25 --lr-warmup-steps 100 --grad-clip 2.0 \
   --checkpoint-every 100 --max-files 25000 --threads 1 --seed 0 --title "fashion32-var: Fashion-MNIST" \
   --dataset "Fashion-MNIST training images (Debian dataset-fashion-mnist), 28x28 padded to 32x32" \
   --dataset-short "Fashion-MNIST" --license mit --data-license "MIT"

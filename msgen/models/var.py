@@ -58,7 +58,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import Family, MultiScaleOutput, bounded, check_fields, check_generate_args, check_seed, register
+from . import Family, MultiScaleOutput, UIHints, bounded, check_fields, check_generate_args, check_options, check_seed
+from . import option, register
 
 MAX_TOKENS = 4096  # positions over all scales: the attention mask is L x L
 
@@ -553,21 +554,25 @@ def reconstruction_error(model: VARGenerator, images: torch.Tensor, *, batch_siz
     return out
 
 
-# --- the family record's parts: training options, recipe, tiny config, capabilities ----------------
+# --- training: the family's options and its two-stage recipe --------------------------------------
 @dataclass(frozen=True)
-class VARTrainOptions:
-    """This family's training options (the shared TrainOptions give steps, batch, lr and seeds)."""
+class VAROptions:
+    """The VAR family's own training options (``TrainOptions.family``); the loop's (steps, batch,
+    lr, seeds) are in msgen.train."""
 
-    tokenizer_share: float = bounded(0.35, 0.0, 1.0)  # share of the run's steps spent on the tokenizer
-    beta: float = bounded(0.25, 0.0, 10.0)  # commitment weight of the VQ loss (VQ-VAE, VAR)
-    aux_weight: float = bounded(0.5, 0.0, 100.0)  # one random coarser scale's picture vs the pooled image
-    restart_every: int = bounded(25, 0, 10**6)  # tokenizer updates between dead-code restarts (0: never)
-    label_smoothing: float = bounded(0.0, 0.0, 0.5)  # of the predictor's cross-entropy
-    lr_warmup_steps: int = bounded(100, 0, 10**7)  # per stage, the learning rate ramps up over this many updates
-    grad_clip: float = bounded(2.0, 0.0, 1e6)  # gradient-norm clip of either stage (0: off)
+    tokenizer_share: float = option(0.35, "share of the run's steps spent on the tokenizer; the predictor "
+                                    "trains the rest with the tokenizer frozen", lo=0.0, hi=1.0,
+                                    label="Tokenizer share of the steps (the predictor trains the rest)")
+    beta: float = option(0.25, "commitment weight of the VQ loss (VQ-VAE, VAR)", lo=0.0, hi=10.0)
+    aux_weight: float = option(0.5, "weight of one random coarser scale's picture against the area-pooled image",
+                               lo=0.0, hi=100.0)
+    restart_every: int = option(25, "tokenizer updates between dead-code restarts (0: never)", lo=0, hi=10**6)
+    label_smoothing: float = option(0.0, "label smoothing of the predictor's cross-entropy", lo=0.0, hi=0.5)
+    lr_warmup_steps: int = option(100, "per stage, the learning rate ramps up over this many updates", lo=0, hi=10**7)
+    grad_clip: float = option(2.0, "gradient-norm clip of either stage (0: off)", lo=0.0, hi=1e6)
 
     def __post_init__(self) -> None:
-        check_fields(self)
+        check_options(self)
 
 
 def _updates(opt: torch.optim.Optimizer) -> int:
@@ -586,16 +591,14 @@ class VARRecipe:
     returns to the tokenizer under a predictor trained on its codes; the step and both optimisers are
     in the Trainer's checkpoint, so a resumed run takes exactly the path an unbroken one would.
 
-    Of the shared ``TrainOptions`` it reads ``lr``, ``steps`` and the seeds; the GAN-only ones
-    (augment, loss, r1, mixing, betas) do not apply. Codebook init and restarts use the run's step
+    Of the loop's ``TrainOptions`` it reads ``lr``, ``steps`` and the seeds, and its own
+    ``VAROptions`` from ``options.family``. Codebook init and restarts use the run's step
     generator, never the data; multi-process runs are untested for this family."""
 
-    def __init__(self, generator: VARGenerator, discriminator: Any = None, options: Any = None,
-                 var_options: VARTrainOptions | None = None):
+    def __init__(self, generator: VARGenerator, discriminator: Any = None, options: Any = None):
+        # ``options``: msgen.train.TrainOptions; the loop's lr and steps, and this family's VAROptions in .family.
         self.G, self.opt = generator, options
-        # After the families merge the loop's options carry the family's own (``options.for_family``).
-        own = getattr(options, "for_family", None)
-        self.vopt = var_options or (own("var").family if own is not None else None) or VARTrainOptions()
+        self.vopt = options.for_family("var").family if options is not None else VAROptions()
         self.lr = options.lr if options is not None else 2e-4
         steps = getattr(options, "steps", 1000)
         self.split = round(self.vopt.tokenizer_share * steps)
@@ -674,20 +677,23 @@ class VARRecipe:
         return ce, {"loss": ce.item(), "ce": ce.item(), "acc": acc}
 
 
-TINY_CONFIG = dict(resolution=16, downsample=4, scales="1,2,4", vocab_size=16, code_dim=8, channel_max=16,
-                   width=32, depth=2, heads=2, mlp_ratio=2)  # tests: a model that trains in seconds
-CAPABILITIES = {"encodes": True}  # encode / reconstruct / resample: the Decompose tab takes it
-TRUNCATION_LABEL = "Temperature (0: each token the most likely code, 1: as trained)"
-
 register(
     Family(
         name="var",
         config_cls=VARConfig,
         generator_cls=VARGenerator,
         discriminator_cls=None,
+        recipe_cls=VARRecipe,
+        options_cls=VAROptions,
+        # a model that trains in seconds (at resolution 16: a 4x4 latent grid, scales 1, 2, 4)
+        tiny_config=dict(downsample=4, scales="1,2,4", vocab_size=16, code_dim=8, channel_max=16,
+                         width=32, depth=2, heads=2, mlp_ratio=2),
         description="next-scale autoregressive transformer over a multi-scale VQ tokenizer (VAR); can decompose an image",
-        recipe="msgen.models.var:VARRecipe",
-        truncation_label=TRUNCATION_LABEL,
-        default_truncation=1.0,
+        encodes=True,  # encode / reconstruct / resample: the Decompose tab takes it
+        ui=UIHints(
+            truncation_label="Temperature (0: each token the most likely code, 1: as trained)",
+            truncation_range=(0.0, 2.0),
+            default_truncation=1.0,
+        ),
     )
 )
