@@ -2,7 +2,8 @@
 
 Every field of every registered family's options dataclass (``Family.options_cls``) becomes a
 flag, ``--field-name`` plus the extra spellings in its metadata (``--r1`` for ``r1_gamma``), with
-the field's help and default. Flags default to "not given": ``chosen`` builds the options of the
+the field's help and default (a name two families share is one flag, listed under the first family
+and described in the other's group with that family's meaning and default). Flags default to "not given": ``chosen`` builds the options of the
 family a run trains from the flags given, and refuses, by name, a flag of another family.
 """
 
@@ -54,9 +55,12 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     taken: dict[str, str] = {}
     for name, fam in families().items():
         group = parser.add_argument_group(f"{name} training options (only for {name} models)")
+        shared = []
         for f in dataclasses.fields(fam.options_cls):
             dest = PREFIX + f.name
             if dest in taken:  # two families share an option name: one flag serves both
+                shared.append(f"--{f.name.replace('_', '-')} (shared with {taken[dest]}): {f.metadata.get('help', '')} "
+                              f"(default for {name}: {_shown(f.default)})")
                 continue
             taken[dest] = name
             flags = [f"--{f.name.replace('_', '-')}", *f.metadata.get("flags", ())]
@@ -70,6 +74,8 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
             except argparse.ArgumentError:  # the name is a loop flag already: spell it with the family
                 group.add_argument(f"--{name}-{f.name.replace('_', '-')}", dest=dest, type=_parse(str(f.type)),
                                    default=None, metavar=f.name.upper(), help=f"{text} (default: {_shown(f.default)})")
+        if shared:  # listed in this family's group too, with this family's meaning and default
+            group.description = ("also: " + "; ".join(shared)).replace("%", "%%")
 
 
 def given(args: argparse.Namespace) -> dict[str, Any]:

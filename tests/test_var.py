@@ -1,0 +1,367 @@
+"""The next-scale autoregressive family (var): interface, tokenizer, encode / re-sample, both
+training stages through the Trainer with resume, round trips, hostile configs, and the Generate
+and Decompose handlers with a var model, and the shipped model. (~380 lines: the family's whole
+contract in one file, as tests/test_hvae.py.)"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import msgen
+from msgen import checkpoint as ckpt
+from msgen.features import capture
+from msgen.models import build_generator, config_from_dict, get_family, make_config
+from msgen.models.var import VARGenerator, VAROptions, VARRecipe, inverse_cdf, midpoint_noise, \
+    reconstruction_error
+from msgen.train import Trainer, TrainOptions, make_recipe
+from tests.conftest import FIXTURES, make_tiny_model
+
+TINY = get_family("var").tiny_config  # the family record's tiny test config
+TINY_CONFIG = dict(resolution=16, **TINY)
+IMAGES = sorted((FIXTURES / "images").iterdir())
+
+
+def tiny(seed: int = 0, **over) -> VARGenerator:
+    """A random tiny model, its predictor's head perturbed so that sampling is not uniform noise."""
+    torch.manual_seed(seed)
+    g = build_generator(make_config("var", **(TINY_CONFIG | over))).eval()
+    with torch.no_grad():
+        g.predictor.head.weight.normal_(0.0, 1.0)
+    return g
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors gain nothing from a second thread, and lose a lot under load
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def fixture_batch() -> torch.Tensor:
+    from msgen.data import load_image_set
+
+    return load_image_set(FIXTURES / "images", 16).images[:8]
+
+
+def train(images, run, *, steps: int, stop=None, share: float = 0.5, seed: int = 0) -> Trainer:
+    opts = TrainOptions(steps=steps, batch_size=8, lr=3e-3, sample_every=10**6, checkpoint_every=10**6,
+                        ema_half_life_images=50, seed=seed,
+                        family=VAROptions(tokenizer_share=share, lr_warmup_steps=10))
+    trainer = Trainer(images=images, run_dir=run, config=make_config("var", **TINY_CONFIG), options=opts, stop=stop)
+    assert trainer.recipe.vopt == opts.family and trainer.recipe.split == round(share * steps)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # module fixtures start before the autouse one: one thread here too
+    try:
+        trainer.train()
+    finally:
+        torch.set_num_threads(threads)
+    return trainer
+
+
+@pytest.fixture(scope="module")
+def trained(fixture_batch) -> VARGenerator:
+    """Tokenizer (220 updates) then predictor (60) on the eight fixture images as one fixed batch:
+    full-batch steps make the short run steady. Half a minute under load."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # module fixtures start before the autouse one
+    try:
+        torch.manual_seed(0)
+        g = build_generator(make_config("var", **TINY_CONFIG))
+        recipe = VARRecipe(g, None, TrainOptions(steps=280, lr=3e-3,
+                                                 family=VAROptions(tokenizer_share=220 / 280, lr_warmup_steps=10)))
+        gen = torch.Generator().manual_seed(0)
+        for step in range(280):
+            recipe.step(fixture_batch, step, gen)
+    finally:
+        torch.set_num_threads(threads)
+    return g.eval()
+
+
+# --- the shared interface ------------------------------------------------------------------------
+def test_levels_and_latents_come_from_the_config():
+    g = tiny()
+    assert g.levels == (4, 8, 16) and g.latent_dim == 1 + 4 + 16
+    cfg = make_config("var", resolution=32, scales="1,2,3,5,8", **{k: v for k, v in TINY.items() if k != "scales"})
+    assert cfg.levels == (4, 8, 12, 20, 32) and build_generator(cfg).latent_dim == 1 + 4 + 9 + 25 + 64
+    assert make_config("var").levels == (4, 8, 12, 16, 24, 32)  # the default: scales 1,2,3,4,6,8 on an 8x8 grid
+    z = g.sample_latents(3, seed=1)
+    assert z.shape == (3, g.latent_dim) and 0 <= z.min() and z.max() < 1
+    with torch.no_grad():
+        out = g(z)
+    assert sorted(out.images) == [4, 8, 16]
+    for lvl, img in out.images.items():
+        assert img.shape == (3, 3, lvl, lvl) and img.abs().max() <= 1
+    sides = dict(zip(g.levels, g.config.sides))
+    assert {lvl: tuple(t.shape) for lvl, t in out.extras["tokens"].items()} == {l: (3, s, s) for l, s in sides.items()}
+    assert all(r.shape == (3, 8, 4, 4) for r in out.extras["residuals"].values())  # code_dim x grid x grid
+    assert all(t.max() < 16 and t.min() >= 0 for t in out.extras["tokens"].values())
+
+
+def test_a_seed_is_one_picture_and_upto_stops_early():
+    g = tiny()
+    z = g.sample_latents(2, seed=5)
+    assert torch.equal(z, g.sample_latents(2, seed=5)) and not torch.equal(z, g.sample_latents(2, seed=6))
+    with torch.no_grad():
+        a, b = g(z), g(z)
+        assert all(torch.equal(a.images[l], b.images[l]) for l in g.levels)
+        c = g(g.sample_latents(2, seed=6))
+        assert any(not torch.equal(a.extras["tokens"][l], c.extras["tokens"][l]) for l in g.levels)
+        short = g(z, upto=8)
+    assert sorted(short.images) == [4, 8]
+    assert all(torch.equal(short.extras["tokens"][l], a.extras["tokens"][l]) for l in (4, 8))
+    with pytest.raises(ValueError, match="not one of"):
+        g(z, upto=12)
+    with pytest.raises(ValueError, match="latents must be"):
+        g(torch.rand(2, 7))
+
+
+def test_truncation_is_the_sampling_temperature():
+    g = tiny()
+    za, zb = g.sample_latents(2, seed=1), g.sample_latents(2, seed=2)
+    with torch.no_grad():
+        greedy_a, greedy_b = g(za, truncation=0.0), g(zb, truncation=0.0)
+        warm = g(za, truncation=1.5)
+    # T = 0: every position takes its most likely code, whatever the noise.
+    assert all(torch.equal(greedy_a.extras["tokens"][l], greedy_b.extras["tokens"][l]) for l in g.levels)
+    assert any(not torch.equal(warm.extras["tokens"][l], greedy_a.extras["tokens"][l]) for l in g.levels)
+    with pytest.raises(ValueError, match="truncation"):
+        g(za, truncation=2.5)
+    # The sampler itself: u near 0 is the mode, and the codes are drawn in proportion to p.
+    logits = torch.tensor([[0.0, 2.0, 1.0]]).log_softmax(-1)
+    assert inverse_cdf(logits, torch.tensor([0.0]), 1.0).item() == 1
+    draws = inverse_cdf(logits.expand(20000, 3), torch.rand(20000, generator=torch.Generator().manual_seed(0)), 1.0)
+    freq = torch.bincount(draws, minlength=3).float() / 20000
+    torch.testing.assert_close(freq, logits.exp()[0], atol=0.02, rtol=0)
+    u, nll = midpoint_noise(logits.expand(3, 3), torch.tensor([0, 1, 2]))
+    assert torch.equal(inverse_cdf(logits.expand(3, 3), u, 1.0), torch.tensor([0, 1, 2]))
+    torch.testing.assert_close(nll, -logits[0])
+
+
+def test_mix_keeps_the_coarse_token_maps_of_a():
+    g = tiny()
+    za, zb = g.sample_latents(2, seed=3), g.sample_latents(2, seed=4)
+    with torch.no_grad():
+        a, b, mixed = g(za), g(zb), g(za, mix=(zb, 8))
+        all_b = g(za, mix=(zb, 4))
+    assert torch.equal(mixed.extras["tokens"][4], a.extras["tokens"][4])
+    torch.testing.assert_close(mixed.images[4], a.images[4])
+    assert not torch.equal(mixed.extras["tokens"][16], a.extras["tokens"][16])
+    assert all(torch.equal(all_b.extras["tokens"][l], b.extras["tokens"][l]) for l in g.levels)
+    with pytest.raises(ValueError, match="mix level"):
+        g(za, mix=(zb, 5))
+
+
+def test_feature_maps_are_captured_per_scale():
+    g = tiny()
+    with torch.no_grad():
+        out, feats = capture(g, g.sample_latents(2, seed=0))
+    assert sorted(feats) == list(g.levels)
+    assert {l: tuple(f.shape) for l, f in feats.items()} == {4: (2, 32, 1, 1), 8: (2, 32, 2, 2), 16: (2, 32, 4, 4)}
+    assert all(not m._forward_hooks for m in g.granularity_modules().values())  # hooks removed
+    gen = msgen.generate(g, seed=2, features=True)
+    assert sorted(gen.features) == list(g.levels)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"scales": "1,2,99"}, "end at the latent grid"),
+    ({"scales": "2,1,4"}, "strictly increasing"),
+    ({"scales": "1;2;4"}, "comma-separated"),
+    ({"scales": ",".join(["1"] * 40)}, "comma-separated"),
+    ({"scales": 4}, "must be a string"),
+    ({"resolution": 24}, "powers of two"),
+    ({"downsample": 3}, "powers of two"),
+    ({"downsample": 16}, "powers of two"),
+    ({"vocab_size": 10**9}, "between"),
+    ({"vocab_size": True}, "whole number"),
+    ({"width": 30, "heads": 4}, "divide"),
+    ({"phi_ratio": float("nan")}, "finite"),
+    ({"depth": 1.5}, "whole number"),
+])
+def test_hostile_configs_are_refused(bad, message):
+    with pytest.raises(ValueError, match=message):
+        config_from_dict({"family": "var", **TINY_CONFIG, **bad})
+    with pytest.raises(ValueError, match="between"):
+        VAROptions(tokenizer_share=2.0)
+
+
+def test_hostile_config_json_is_refused_before_anything_is_built(tmp_path):
+    out = make_tiny_model(tmp_path / "m", family="var", **TINY)
+    data = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps(data | {"resolution": 256, "downsample": 4, "scales": "1,2,64"}))
+    with pytest.raises(ckpt.CheckpointError, match="scales"):
+        msgen.load(out)
+    (out / "config.json").write_text(json.dumps(data | {"width": 4096, "depth": 64, "mlp_ratio": 16}))
+    with pytest.raises(ckpt.CheckpointError, match="parameters"):
+        msgen.load(out)
+
+
+# --- tokenizer, encode and re-sampling (on a briefly trained model) -------------------------------
+def test_reconstruction_error_falls_with_every_scale(trained, fixture_batch):
+    g = trained
+    err = reconstruction_error(g, fixture_batch)
+    full = [err[f"mse_full_{l}"] for l in g.levels]
+    assert all(a > b for a, b in zip(full, full[1:])), err
+    # ... and the finest scale is a real reconstruction: far better than the images' mean picture.
+    baseline = (fixture_batch - fixture_batch.mean(0, keepdim=True)).pow(2).mean().item()
+    assert full[-1] < 0.5 * baseline, (full, baseline)
+
+
+def test_encode_gives_noise_that_reproduces_the_token_maps(trained, fixture_batch):
+    g = trained
+    with torch.no_grad():
+        enc = g.encode(fixture_batch)
+        again = g(enc.latents)
+        rec = g.reconstruct(fixture_batch)
+    assert all(torch.equal(again.extras["tokens"][l], enc.tokens[l]) for l in g.levels)
+    torch.testing.assert_close(again.finest, rec.finest, atol=1e-5, rtol=0)
+    assert all(enc.kl[l].shape == (8, s, s) and enc.kl[l].min() >= 0 for l, s in zip(g.levels, g.config.sides))
+    assert enc.mu[8].shape == (8, 8, 2, 2) and set(enc.kl_nats()) == set(g.levels)
+    assert sorted(g.reconstruct(fixture_batch, upto=8).images) == [4, 8]
+
+
+def test_resampling_the_finer_scales_keeps_the_coarse_token_maps(trained, fixture_batch):
+    g = trained
+    x = fixture_batch[:2]
+    with torch.no_grad():
+        enc = g.encode(x)
+        detail = g.resample(x, keep_below=16, seed=3, temperature=1.0, count=3)
+        layout = g.resample(x, keep_from=8, seed=3, temperature=1.0, count=3)
+        again = g.resample(x, keep_below=16, seed=3, temperature=1.0, count=3)
+    assert detail.finest.shape == (6, 3, 16, 16)
+    for lvl in (4, 8):  # image-major: x[0]'s three variants, then x[1]'s
+        assert torch.equal(detail.extras["tokens"][lvl], enc.tokens[lvl].repeat_interleave(3, 0))
+        torch.testing.assert_close(detail.images[lvl], enc.images[lvl].repeat_interleave(3, 0), atol=1e-5, rtol=0)
+    assert torch.equal(detail.finest, again.finest)  # a seed is one variant
+    assert (detail.finest[:3] - detail.finest[:1]).abs().amax() > 0.01  # seeds vary the detail
+    assert layout.finest.shape == (6, 3, 16, 16)
+    with pytest.raises(ValueError, match="exactly one"):
+        g.resample(x, keep_below=8, keep_from=8)
+
+
+# --- training --------------------------------------------------------------------------------------
+def test_recipe_trains_the_tokenizer_then_the_predictor(fixture_batch, tmp_path):
+    seen = []
+    trainer = Trainer(images=fixture_batch, run_dir=tmp_path / "r", config=make_config("var", **TINY_CONFIG),
+                      options=TrainOptions(steps=6, batch_size=4, sample_every=3, checkpoint_every=10**6),
+                      callbacks=(lambda p: seen.append(p),))
+    assert isinstance(trainer.recipe, VARRecipe) and trainer.recipe.split == 2  # 35% of 6 steps
+    trainer.train()
+    stages = [p.losses["stage"] for p in seen if not p.done]
+    assert stages == [0, 0, 1, 1, 1, 1]
+    assert "mse" in seen[0].losses and "ce" in seen[-2].losses
+    assert any(p.preview is not None for p in seen)
+    assert (trainer.model_dir / "samples.png").is_file()
+
+
+def test_predictor_stage_leaves_the_tokenizer_alone_and_stays_on_when_extended(fixture_batch, tmp_path):
+    g = build_generator(make_config("var", **TINY_CONFIG))
+    recipe = make_recipe(g, None, TrainOptions(steps=6, batch_size=4))
+    gen = torch.Generator().manual_seed(0)
+    for step in range(2):
+        assert recipe.step(fixture_batch[:4], step, gen)["stage"] == 0
+    frozen = {k: v.clone() for k, v in g.tokenizer.state_dict().items()}
+    assert recipe.step(fixture_batch[:4], 2, gen)["stage"] == 1
+    assert all(torch.equal(v, g.tokenizer.state_dict()[k]) for k, v in frozen.items())
+    recipe.split = 100  # a run resumed towards more steps: the predictor has begun, it stays the stage
+    assert recipe.stage(3) == "transformer"
+
+
+def test_a_resumed_run_matches_an_unbroken_one(fixture_batch, tmp_path):
+    whole = train(fixture_batch, tmp_path / "whole", steps=8)
+    calls = {"n": 0}
+
+    def stop_after_five():
+        calls["n"] += 1
+        return calls["n"] > 5  # checked before each step: 5 done, 4 of the tokenizer and 1 of the predictor
+
+    first = train(fixture_batch, tmp_path / "broken", steps=8, stop=stop_after_five)
+    assert first.step == 5
+    resumed = train(fixture_batch, tmp_path / "broken", steps=8)
+    assert resumed.step == 8
+    a, b = whole.G.state_dict(), resumed.G.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    ea, eb = whole.G_ema.state_dict(), resumed.G_ema.state_dict()
+    assert all(torch.equal(ea[k], eb[k]) for k in ea)
+
+
+def test_save_load_round_trip(trained, tmp_path):
+    out = ckpt.save_model(tmp_path / "m", trained, meta={"title": "t"})
+    g = msgen.load(out)
+    assert isinstance(g, VARGenerator) and g.config == trained.config
+    z = g.sample_latents(3, seed=9)
+    with torch.no_grad():
+        a, b = g(z), trained(z)
+    assert all(torch.equal(a.images[l], b.images[l]) for l in g.levels)
+    assert "var" in (out / "README.md").read_text()
+
+
+# --- the tabs' handlers ----------------------------------------------------------------------------
+@pytest.fixture
+def ctx(tmp_path, trained):
+    from msgen.ui import common
+
+    weights = tmp_path / "weights"
+    ckpt.save_model(weights / "tinyvar16", trained,
+                    meta={"title": "tinyvar16", "dataset": "fixtures (tests)", "dataset_short": "test"})
+    return common.AppContext(runs_dir=tmp_path / "runs", weights_dir=weights)
+
+
+def test_generate_tab_handlers_take_a_var_model(ctx, tmp_path):
+    from msgen.ui import generate as G
+    from msgen.ui import generate_handlers as GH
+
+    h = GH.GenerateHandlers(ctx, files=tmp_path / "files")
+    image, cards, stats, info = h.generate("tinyvar16", 16, 3, 0.8)
+    assert image.startswith("data:image/") and [c["level"] for c in cards] == [4, 8, 16]
+    assert [row[0] for row in stats["data"]] == [4, 8, 16]
+    assert h.generate("tinyvar16", 16, 3, 0.8)[0] == image  # a seed is one picture
+    mixed = h.generate("tinyvar16", 16, 3, 1.0, 7, 8)
+    assert mixed[0].startswith("data:image/") and mixed[0] != image
+    assert G.truncation_of("var")[1] == get_family("var").ui.truncation_label
+    assert h.grid("tinyvar16", 16, 1, 1.0, 4)
+
+
+def test_decompose_handlers_take_a_var_model(ctx):
+    from msgen.ui import decompose
+
+    assert [name for _label, name in decompose.model_choices(ctx, None)] == ["tinyvar16"]
+    recon, latents, rows = decompose.decompose(ctx, "tinyvar16", str(IMAGES[0]))
+    assert [c for _img, c in recon] == ["input (16x16)", "4x4", "8x8", "16x16"]
+    assert [c.split(":")[0] for _img, c in latents] == ["4x4", "8x8", "16x16"] and all("nats" in c for _i, c in latents)
+    assert [r[0] for r in rows] == ["4x4", "8x8", "16x16"] and all(r[2] >= 0 for r in rows)
+    for mode in decompose.MODES:
+        out = decompose.resample(ctx, "tinyvar16", str(IMAGES[1]), "crop", mode, 8, 5, 0.8, 3)
+        assert [c for _img, c in out][1:] == ["seed 5", "seed 6", "seed 7"] and out[0][1].startswith("reconstruction")
+        same = decompose.resample(ctx, "tinyvar16", str(IMAGES[1]), "crop", mode, 8, 5, 0.8, 3)
+        assert [a.tobytes() for a, _ in out] == [b.tobytes() for b, _ in same]
+
+
+# --- the shipped model -----------------------------------------------------------------------------
+def test_shipped_var_tokenizes_its_own_data_scale_by_scale(tmp_path):
+    from pathlib import Path
+
+    from msgen.data import load_image_set
+    from msgen.datasets import build_dataset
+    from tests.conftest import need_dataset
+
+    folder = Path(__file__).resolve().parent.parent / "weights" / "fashion32-var"
+    if not (folder / "model.safetensors").is_file():
+        pytest.skip("fashion32-var is not shipped")
+    need_dataset("fashion")
+    g = msgen.load(folder)
+    build_dataset("fashion", tmp_path, limit=24, seed=7)
+    x = load_image_set(tmp_path, 32).images
+    err = reconstruction_error(g, x)
+    full = [err[f"mse_full_{l}"] for l in g.levels]
+    assert all(a > b for a, b in zip(full, full[1:])), err  # every scale removes error
+    assert err["psnr_db"] > 18, err
+    with torch.no_grad():
+        enc = g.encode(x[:2])
+        varied = g.resample(x[:2], keep_below=16, seed=3, count=2)
+    assert all(torch.equal(varied.extras["tokens"][l], enc.tokens[l].repeat_interleave(2, 0)) for l in (4, 8, 12))
+    assert all(enc.kl_nats()[l].mean() > 0.5 for l in g.levels[:2])  # the coarse scales carry the layout
