@@ -252,7 +252,7 @@ def build(ctx: common.AppContext) -> None:
     with gr.Column(visible=bool(choices), elem_id="decompose-main") as main:
         with gr.Row():
             with gr.Column(scale=1, min_width=260):
-                model = gr.Dropdown(choices, value=first, label="Hierarchical VAE model", elem_id="decompose-model")
+                model = gr.Dropdown(choices, value=first, label="Model (one that can encode a picture)", elem_id="decompose-model")
                 # The page opens on an example already taken apart, so the first look shows what the tab does.
                 image = gr.Image(start, type="filepath",
                                  label="Image to decompose", sources=["upload", "clipboard"], height=240,
