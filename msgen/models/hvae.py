@@ -45,6 +45,7 @@ from torch import nn
 
 from . import Family, MultiScaleOutput, UIHints, bounded, check_fields, check_generate_args, check_options, option
 from . import register, seeded_normal
+from .layers import ResBlock
 from .layers import image_pyramid, level_channels
 from ..distributed import rows
 
@@ -103,20 +104,6 @@ def soft_clamp(x: torch.Tensor, bound: float = 5.0) -> torch.Tensor:
 def gaussian_kl(mu_q, logsig_q, mu_p, logsig_p) -> torch.Tensor:
     """Elementwise KL(N(mu_q, sig_q) || N(mu_p, sig_p)) in nats."""
     return logsig_p - logsig_q + 0.5 * (torch.exp(2 * (logsig_q - logsig_p)) + ((mu_q - mu_p) * torch.exp(-logsig_p)) ** 2) - 0.5
-
-
-class ResBlock(nn.Module):
-    """x + conv(act(conv(act(x)))), the last conv zero-initialised so a fresh block is the identity."""
-
-    def __init__(self, ch: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(ch, ch, 3, padding=1)
-        self.conv2 = nn.Conv2d(ch, ch, 3, padding=1)
-        nn.init.zeros_(self.conv2.weight)
-        nn.init.zeros_(self.conv2.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(F.silu(self.conv1(F.silu(x))))
 
 
 class LevelBlocks(nn.Sequential):

@@ -76,6 +76,20 @@ class GranularityBlock(nn.Module):
         return self.conv2(self.conv1(x, w), w)
 
 
+class ResBlock(nn.Module):
+    """x + conv(silu(conv(silu(x)))), the last conv zero-initialised: a fresh block is the identity."""
+
+    def __init__(self, ch: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(ch, ch, 3, padding=1)
+        self.conv2 = nn.Conv2d(ch, ch, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.silu(self.conv1(F.silu(x))))
+
+
 class DownBlock(nn.Module):
     """Discriminator block: two 3x3 convs then 2x average-pool downsampling."""
 

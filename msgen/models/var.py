@@ -60,6 +60,7 @@ from torch import nn
 
 from . import Family, MultiScaleOutput, UIHints, bounded, check_fields, check_generate_args, check_options, check_seed
 from . import option, register
+from .layers import ResBlock
 
 MAX_TOKENS = 4096  # positions over all scales: the attention mask is L x L
 
@@ -113,20 +114,6 @@ class VARConfig:
 
 
 # --- tokenizer ------------------------------------------------------------------------------------
-class ResBlock(nn.Module):
-    """x + conv(silu(conv(silu(x)))), the last conv zero-initialised: a fresh block is the identity."""
-
-    def __init__(self, ch: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(ch, ch, 3, padding=1)
-        self.conv2 = nn.Conv2d(ch, ch, 3, padding=1)
-        nn.init.zeros_(self.conv2.weight)
-        nn.init.zeros_(self.conv2.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(F.silu(self.conv1(F.silu(x))))
-
-
 def _widths(config: VARConfig) -> list[int]:
     """Channels from the finest octave (the image) to the latent grid: cheap where pixels are many."""
     octaves = int(math.log2(config.downsample))
