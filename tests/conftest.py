@@ -7,6 +7,7 @@ import shutil
 import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -144,3 +145,36 @@ def fixture_images() -> Path:
 def copy_tree(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst
+
+
+def pixels(picture) -> np.ndarray:
+    """The RGB pixels of a picture: a data URI the handlers returned, a file they wrote, or PIL."""
+    from PIL import Image
+
+    from msgen import render
+
+    if isinstance(picture, Image.Image):
+        return np.asarray(picture.convert("RGB"))
+    if str(picture).startswith("data:"):
+        return np.asarray(render.from_data_uri(picture).convert("RGB"))
+    with Image.open(picture) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def hub_cache(cache: Path, repo_id: str, files: Path, commit: str = "1" * 40, *, main: bool = True) -> None:
+    """``files`` laid out in ``cache`` as huggingface_hub lays out a downloaded snapshot of ``repo_id``."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    shutil.copytree(files, repo / "snapshots" / commit)
+    if main:
+        (repo / "refs").mkdir(parents=True, exist_ok=True)
+        (repo / "refs" / "main").write_text(commit)
+
+
+def offline_hub(monkeypatch, cache: Path) -> None:
+    """huggingface_hub offline, reading ``cache``: the real snapshot code without a network."""
+    import huggingface_hub.constants as c
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(c, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))

@@ -15,6 +15,7 @@ from PIL import Image
 
 import msgen
 from msgen import render
+from tests.conftest import pixels
 
 GOOD = dict(model="tiny32", scale=32, seed=5, truncation=1.0, mix_seed=1, mix_level=0)
 
@@ -27,14 +28,6 @@ def client(app_server) -> Client:
 def generate(client: Client, **kw):
     args = GOOD | kw
     return client.predict(*args.values(), api_name="/generate")
-
-
-def pixels(picture) -> np.ndarray:
-    """RGB pixels of a data URI (what /generate and /channel return) or of a downloaded file."""
-    if str(picture).startswith("data:"):
-        return np.asarray(render.from_data_uri(picture).convert("RGB"))
-    with Image.open(picture) as im:
-        return np.asarray(im.convert("RGB"))
 
 
 def expected(weights, name: str, seed: int, scale: int, **kw) -> np.ndarray:

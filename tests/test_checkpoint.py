@@ -12,7 +12,7 @@ import torch
 
 import msgen
 from msgen import checkpoint as ckpt
-from tests.conftest import make_tiny_model
+from tests.conftest import hub_cache, make_tiny_model, offline_hub
 
 
 def test_save_load_round_trip_is_bit_exact(tmp_path):
@@ -101,18 +101,8 @@ def test_hub_repo_id_loads_from_local_cache(tmp_path, monkeypatch):
     """The real huggingface_hub snapshot code path, fed by a cache laid out as the Hub's."""
     src = make_tiny_model(tmp_path / "m", resolution=16, seed=5)
     cache = tmp_path / "cache"
-    repo = cache / "models--someone--tiny"
-    commit = "0" * 40
-    snap = repo / "snapshots" / commit
-    shutil.copytree(src, snap)
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(commit)
-    import huggingface_hub.constants as c
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(c, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(c, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    hub_cache(cache, "someone/tiny", src, "0" * 40)
+    offline_hub(monkeypatch, cache)
     g = msgen.load("someone/tiny")
     ref = msgen.load(src)
     z = g.sample_latents(1, 0)
@@ -134,24 +124,6 @@ def test_push_to_hub_without_network_fails_clearly_and_keeps_model(tmp_path, mon
 
 
 # --- huggingface_hub's ModelHubMixin: the real save / push / from_pretrained code on local folders --
-def _hub_cache(cache: Path, repo_id: str, files: Path, commit: str, *, main: bool = True) -> None:
-    """``files`` laid out in ``cache`` as huggingface_hub lays out a downloaded snapshot."""
-    repo = cache / f"models--{repo_id.replace('/', '--')}"
-    shutil.copytree(files, repo / "snapshots" / commit)
-    if main:
-        (repo / "refs").mkdir(parents=True, exist_ok=True)
-        (repo / "refs" / "main").write_text(commit)
-
-
-def _offline(monkeypatch, cache: Path) -> None:
-    import huggingface_hub.constants as c
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(c, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(c, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-
-
 def test_msgen_model_is_the_hub_mixin_and_round_trips_generator_and_discriminator(tmp_path):
     from huggingface_hub import ModelHubMixin
 
@@ -209,8 +181,8 @@ def test_push_to_hub_goes_through_the_mixin_and_what_it_uploads_loads_by_repo_id
     assert (remote / "samples.png").read_bytes() == before["samples.png"]
     assert {p.name: p.read_bytes() for p in src.iterdir()} == before  # the local folder is untouched
 
-    _hub_cache(tmp_path / "cache", "you/tiny", remote, "1" * 40)
-    _offline(monkeypatch, tmp_path / "cache")
+    hub_cache(tmp_path / "cache", "you/tiny", remote, "1" * 40)
+    offline_hub(monkeypatch, tmp_path / "cache")
     g, ref = msgen.load("you/tiny"), msgen.load(src)
     z = g.sample_latents(2, 3)
     assert torch.equal(g(z).finest, ref(z).finest)
@@ -223,9 +195,9 @@ def test_from_pretrained_revision_picks_that_commit_from_the_cache(tmp_path, mon
     old = make_tiny_model(tmp_path / "old", resolution=16, seed=1)
     new = make_tiny_model(tmp_path / "new", resolution=16, seed=2)
     cache = tmp_path / "cache"
-    _hub_cache(cache, "someone/tiny", new, "b" * 40)
-    _hub_cache(cache, "someone/tiny", old, "a" * 40, main=False)
-    _offline(monkeypatch, cache)
+    hub_cache(cache, "someone/tiny", new, "b" * 40)
+    hub_cache(cache, "someone/tiny", old, "a" * 40, main=False)
+    offline_hub(monkeypatch, cache)
     z = msgen.load(old).sample_latents(1, 0)
     for folder, model in ((old, ckpt.MsgenModel.from_pretrained("someone/tiny", revision="a" * 40)),
                           (new, ckpt.MsgenModel.from_pretrained("someone/tiny"))):

@@ -17,16 +17,8 @@ from msgen import render
 from msgen.__main__ import main
 from msgen.ui import common
 from msgen.ui import generate_handlers as GH
+from tests.conftest import pixels
 
-
-def pixels(picture) -> np.ndarray:
-    """The RGB pixels of a data URI, a file or a PIL image."""
-    if isinstance(picture, Image.Image):
-        return np.asarray(picture.convert("RGB"))
-    if str(picture).startswith("data:"):
-        return np.asarray(render.from_data_uri(picture).convert("RGB"))
-    with Image.open(picture) as im:
-        return np.asarray(im.convert("RGB"))
 
 
 def test_one_rounding_rule_nearest_halves_up_clipped():

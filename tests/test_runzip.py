@@ -18,6 +18,7 @@ from msgen.data import load_image_set
 from msgen.models import config_from_dict, make_config
 from msgen.train import Trainer, TrainOptions, resume_options
 from msgen.ui.runs import write_data
+from tests.conftest import hub_cache, offline_hub
 from tests.test_models import TINY
 
 
@@ -176,25 +177,6 @@ def test_not_a_zip_and_oversized_archives(tmp_path):
         runzip.unpack_zip(junk, tmp_path / "runs", limits=runzip.ArchiveLimits(max_archive_bytes=4))
 
 
-def _hub_cache(cache: Path, repo_id: str, folder: Path) -> None:
-    """Lay ``folder`` out as huggingface_hub's cache of ``repo_id`` (as tests/test_checkpoint.py does)."""
-    owner, name = repo_id.split("/")
-    repo = cache / f"models--{owner}--{name}"
-    commit = "1" * 40
-    shutil.copytree(folder, repo / "snapshots" / commit)
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(commit)
-
-
-def _offline(monkeypatch, cache: Path) -> None:
-    import huggingface_hub.constants as c
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(c, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(c, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-
-
 def test_hub_push_then_resume_from_the_repo(packed, tmp_path, monkeypatch):
     root, straight, _ = packed
     half = root / "half-hub"
@@ -215,8 +197,8 @@ def test_hub_push_then_resume_from_the_repo(packed, tmp_path, monkeypatch):
     assert url.endswith("someone/my-run") and "manifest.json" in pushed["files"] and "data/*" in pushed["delete"]
     assert "state/state.safetensors" in pushed["files"]
     (tmp_path / "pushed" / "extra.bin").write_bytes(b"\x80\x04")  # never listed, never downloaded
-    _hub_cache(tmp_path / "cache", "someone/my-run", tmp_path / "pushed")
-    _offline(monkeypatch, tmp_path / "cache")
+    hub_cache(tmp_path / "cache", "someone/my-run", tmp_path / "pushed")
+    offline_hub(monkeypatch, tmp_path / "cache")
     run = runzip.fetch_run("someone/my-run", tmp_path / "runs")
     assert run.name == "my-run" and not (run / "extra.bin").exists()
     resume(run, 6)
@@ -226,7 +208,7 @@ def test_hub_push_then_resume_from_the_repo(packed, tmp_path, monkeypatch):
 
 def test_hub_errors_are_one_clear_line(packed, tmp_path, monkeypatch):
     root, _, _ = packed
-    _offline(monkeypatch, tmp_path / "cache")
+    offline_hub(monkeypatch, tmp_path / "cache")
     with pytest.raises(runzip.RunArchiveError, match="could not fetch the run 'someone/missing'"):
         runzip.fetch_run("someone/missing", tmp_path / "runs")
     with pytest.raises(runzip.RunArchiveError, match="owner/name"):

@@ -27,7 +27,7 @@ from msgen.models.layers import StyleConv
 from msgen.ui import common
 from msgen.ui import generate as G
 from msgen.ui import generate_handlers as GH
-from tests.conftest import make_tiny_model
+from tests.conftest import make_tiny_model, pixels
 
 
 def make_varied_model(out, *, resolution: int, seed: int):
@@ -61,15 +61,6 @@ def ctx(tmp_path, weights):
 def h(ctx, tmp_path):
     return GH.GenerateHandlers(ctx, files=tmp_path / "files")
 
-
-def pixels(picture) -> np.ndarray:
-    """The RGB pixels of a picture: a data URI the handlers returned, a file they wrote, or PIL."""
-    if isinstance(picture, Image.Image):
-        return np.asarray(picture.convert("RGB"))
-    if str(picture).startswith("data:"):
-        return np.asarray(render.from_data_uri(picture).convert("RGB"))
-    with Image.open(picture) as im:
-        return np.asarray(im.convert("RGB"))
 
 
 def size(picture) -> tuple[int, int]:
