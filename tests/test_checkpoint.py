@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -18,8 +17,6 @@ from tests.conftest import hub_cache, make_tiny_model, offline_hub
 def test_save_load_round_trip_is_bit_exact(tmp_path):
     path = make_tiny_model(tmp_path / "m", resolution=32, seed=3)
     assert sorted(p.name for p in path.iterdir()) == ["README.md", "config.json", "model.safetensors"]
-    from msgen.models import build_generator, make_config
-
     g1 = msgen.load(path)
     g2 = msgen.load(path)
     z = g1.sample_latents(2, 99)

@@ -12,7 +12,6 @@ import sys
 import threading
 import time
 import types
-from pathlib import Path
 
 import gradio as gr
 import numpy as np

@@ -16,8 +16,7 @@ from safetensors.torch import load, load_file
 from msgen.ui import common, runs
 from msgen.ui import train_resume as R
 from msgen.ui.jobs import JobManager
-from tests.conftest import load_app_module
-from tests.test_runzip import _hub_cache, _offline
+from tests.conftest import hub_cache, load_app_module, offline_hub
 from tests.test_ui_train import IMAGES, OWNER_A, OWNER_B, finish, start
 
 
@@ -110,8 +109,8 @@ def test_hub_push_and_resume_from_a_local_hub_layout(shared_ctx, tmp_path, monke
     monkeypatch.setattr(HfApi, "upload_folder",
                         lambda self, *, folder_path, **kw: shutil.copytree(folder_path, tmp_path / "pushed"))
     assert "full state" in R.push_run(ctx, manager, "cats", "someone/cats-run", "hf_fake", True, OWNER_A)
-    _hub_cache(tmp_path / "cache", "someone/cats-run", tmp_path / "pushed")
-    _offline(monkeypatch, tmp_path / "cache")
+    hub_cache(tmp_path / "cache", "someone/cats-run", tmp_path / "pushed")
+    offline_hub(monkeypatch, tmp_path / "cache")
     job_id, text, name = R.resume_hub(ctx, manager, " someone/cats-run ", "", 6, OWNER_B)
     assert job_id and "fetched from someone/cats-run: resuming from step 4, towards step 6" in text
     finish(ctx, job_id, OWNER_B)
