@@ -44,6 +44,9 @@ class Generation:
     truncation: float
     mix_seed: int | None = None
     mix_level: int | None = None
+    # level -> name -> N x 3 x h x w in [-1, 1]: a family's own pictures of each level (its
+    # ``level_pictures``, e.g. token maps), with ``features`` only; empty for families without
+    pictures: dict[int, dict[str, torch.Tensor]] | None = None
 
 
 @torch.inference_mode()
@@ -78,11 +81,15 @@ def generate(
     elif mix_seed is not None and mix_level == gen.levels[0]:
         z = torch.cat([gen.sample_latents(1, (mix_seed + i) % 2**32) for i in range(n)]).to(param.device, param.dtype)
     kwargs = dict(upto=scale, truncation=truncation, mix=mix)
+    pictures = None
     if features:
         out, fmaps = feat.capture(gen, z, **kwargs)
         fmaps = {k: v.float().cpu() for k, v in fmaps.items() if k in out.images}
+        own = getattr(gen, "level_pictures", None)
+        pictures = {lvl: {name: t.float().cpu() for name, t in p.items()}
+                    for lvl, p in (own(out) if own else {}).items() if lvl in out.images}
     else:
         out, fmaps = gen(z, **kwargs), None
     images = {k: v.float().cpu() for k, v in out.images.items()}
     return Generation(images=images, features=fmaps, seed=seed, scale=max(images), truncation=truncation,
-                      mix_seed=mix_seed, mix_level=mix_level)
+                      mix_seed=mix_seed, mix_level=mix_level, pictures=pictures)

@@ -94,13 +94,15 @@ def cmd_generate(args: argparse.Namespace) -> None:
             _save_png(render.to_uint8(img[0]), fdir / f"image_{level}.png")
         stats = []
         with render.one_blas_thread():
-            for view in render.level_views(out.images, out.features):
+            for view in render.level_views(out.images, out.features, pictures=out.pictures):
                 f0 = out.features[view.level][0]
                 _save_png(view.card, fdir / f"features_{view.level}_card.png")
+                for name, pic in (out.pictures or {}).get(view.level, {}).items():  # a family's own, e.g. a token map
+                    _save_png(render.to_uint8(pic[0]), fdir / f"features_{view.level}_{name.replace(' ', '_')}.png")
                 _save_png(render.pca_rgb(f0), fdir / f"features_{view.level}_pca.png")
                 _save_png(render.grid(render.colorize_channels(f0, view.top), cols=len(view.top)),
                           fdir / f"features_{view.level}_top.png")
-                stats.append(vars(view.stats) | {"top_channels": view.top})
+                stats.append(vars(view.stats) | {"top_channels": view.top, "card_tiles": list(view.extra)})
         (fdir / "stats.json").write_text(json.dumps(stats, indent=1))
         print(f"wrote per-level images, cards, feature maps and stats to {fdir}")
 

@@ -29,6 +29,7 @@ import binascii
 import functools
 import hashlib
 import io
+import math
 import os
 import uuid
 from contextlib import AbstractContextManager
@@ -240,24 +241,46 @@ def _stats(level: int, size: int, x: np.ndarray, centred: np.ndarray, mu: np.nda
                       zero_share=np.count_nonzero(x <= 1e-6) / n)
 
 
-def level_card(image: torch.Tensor, fmap: torch.Tensor, channels: list[int], cols: int = 3) -> np.ndarray:
+def level_card(image: torch.Tensor, fmap: torch.Tensor, channels: list[int], cols: int = 3,
+               extra: dict[str, torch.Tensor] | None = None) -> np.ndarray:
     """One level at a glance, ``cols`` tiles wide: the picture at that scale (3 x h x w in
-    [-1, 1]), the feature map in PCA colours, then the listed channels, each scaled to its own
-    range. Tiles are the level's size, enlarged by a whole factor to at least ``MIN_TILE``.
+    [-1, 1]), the feature map in PCA colours, a family's own pictures of the level (``extra``:
+    name -> 3 x h x w in [-1, 1], e.g. a token map), then the listed channels, each scaled to its
+    own range. Tiles are enlarged by whole factors to one size of at least ``MIN_TILE``.
     One picture per level keeps a live update to six pictures, each encoded once."""
     c, h, w = fmap.shape
     x = _numpy(fmap).reshape(c, h * w)
-    return _card(image, x, _pca(x - x.mean(1, keepdims=True), h, w), channels, h, w, cols)
+    return _card(image, x, _pca(x - x.mean(1, keepdims=True), h, w), channels, h, w, cols, extra)
+
+
+def _tile_size(sides: list[int]) -> int:
+    """The card's tile side: a whole multiple of every tile's own side when that stays small
+    (so each is enlarged by a whole factor), at least ``MIN_TILE``."""
+    common = functools.reduce(math.lcm, sides)
+    if common > 4 * max(sides):  # sides without a small common multiple: the largest one decides
+        common = max(sides)
+    return common * max(1, -(-MIN_TILE // common))
 
 
 def _card(image: torch.Tensor, x: np.ndarray, pca: np.ndarray, channels: list[int], h: int, w: int,
-          cols: int = 3) -> np.ndarray:
+          cols: int = 3, extra: dict[str, torch.Tensor] | None = None) -> np.ndarray:
     picture = resize(to_uint8(image), h, w)  # a family whose feature map is not at its image's size
     rows = x[channels]
     ramp = np.take(RAMP, _to_byte(rows, rows.min(1, keepdims=True), rows.max(1, keepdims=True)), axis=0)
-    tiles = [picture, pca, *ramp.reshape(len(channels), h, w, 3)]
-    factor = max(1, -(-MIN_TILE // max(h, w)))
-    return grid([upscale(t, factor) for t in tiles], cols)
+    own = [to_uint8(t) for t in (extra or {}).values()]
+    tiles = [picture, pca, *own, *ramp.reshape(len(channels), h, w, 3)]
+    if not own:  # every tile is h x w: one whole factor
+        factor = max(1, -(-MIN_TILE // max(h, w)))
+        return grid([upscale(t, factor) for t in tiles], cols)
+    side = _tile_size([max(t.shape[:2]) for t in tiles])
+    return grid([_fit(t, side) for t in tiles], cols)
+
+
+def _fit(tile: np.ndarray, side: int) -> np.ndarray:
+    th, tw = tile.shape[:2]
+    if side % th == 0 and side % tw == 0 and side // th == side // tw:
+        return upscale(tile, side // th)
+    return resize(tile, side, side)
 
 
 @dataclass
@@ -269,11 +292,16 @@ class LevelView:
     top: list[int]  # the TOP_K most active channels, strongest first
     card: np.ndarray  # ``level_card``: H x W x 3 uint8
     stats: LevelStats
+    extra: tuple[str, ...] = ()  # the family's own tiles in the card, after the PCA view
+    shown: int = CARD_CHANNELS  # channels in the card
 
 
-def level_views(images: dict[int, torch.Tensor], features: dict[int, torch.Tensor], index: int = 0) -> list[LevelView]:
+def level_views(images: dict[int, torch.Tensor], features: dict[int, torch.Tensor], index: int = 0,
+                pictures: dict[int, dict[str, torch.Tensor]] | None = None) -> list[LevelView]:
     """Sample ``index`` of a generation (level -> N x 3 x r x r images and N x C x H x W feature
-    maps), every level that has a feature map, coarse to fine."""
+    maps), every level that has a feature map, coarse to fine. ``pictures``: a family's own
+    pictures of each level (``level_pictures``), placed after the PCA view in place of as many
+    channels, so every card keeps its 3 x 3 tiles."""
     views = []
     for lvl in sorted(features):
         f = features[lvl][index]
@@ -282,8 +310,11 @@ def level_views(images: dict[int, torch.Tensor], features: dict[int, torch.Tenso
         mu = x.mean(1, keepdims=True)
         centred = x - mu
         top = _top(x, TOP_K)
-        card = _card(images[lvl][index], x, _pca(centred, h, w), top[:CARD_CHANNELS], h, w)
-        views.append(LevelView(level=lvl, channels=c, top=top, card=card, stats=_stats(lvl, w, x, centred, mu[:, 0])))
+        extra = {k: v[index] for k, v in ((pictures or {}).get(lvl) or {}).items()}
+        shown = max(0, CARD_CHANNELS - len(extra))
+        card = _card(images[lvl][index], x, _pca(centred, h, w), top[:shown], h, w, extra=extra)
+        views.append(LevelView(level=lvl, channels=c, top=top, card=card, stats=_stats(lvl, w, x, centred, mu[:, 0]),
+                               extra=tuple(extra), shown=min(shown, len(top))))
     return views
 
 

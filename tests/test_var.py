@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -17,7 +18,8 @@ from msgen.models import build_generator, config_from_dict, get_family, make_con
 from msgen.models.var import VARGenerator, VAROptions, VARRecipe, inverse_cdf, midpoint_noise, \
     reconstruction_error
 from msgen.train import Trainer, TrainOptions, make_recipe
-from tests.conftest import FIXTURES, make_tiny_model
+from msgen import render
+from tests.conftest import FIXTURES, make_tiny_model, pixels
 
 TINY = get_family("var").tiny_config  # the family record's tiny test config
 TINY_CONFIG = dict(resolution=16, **TINY)
@@ -300,6 +302,26 @@ def test_save_load_round_trip(trained, tmp_path):
     assert "var" in (out / "README.md").read_text()
 
 
+def test_level_pictures_are_each_scales_token_map_and_residual(trained):
+    out = msgen.generate(trained, seed=4, n=2, features=True)
+    pics = out.pictures
+    assert sorted(pics) == list(trained.levels) and all(list(p) == ["token map", "residual"] for p in pics.values())
+    raw = trained(trained.sample_latents(1, 4))
+    grid = trained.config.grid
+    for side, lvl in zip(trained.config.sides, trained.levels):
+        tokens, colours = raw.extras["tokens"][lvl][0], pics[lvl]["token map"][0]
+        assert colours.shape == (3, side, side) and pics[lvl]["residual"].shape == (2, 3, grid, grid)
+        assert colours.min() >= -1 and colours.max() <= 1
+        flat, rgb = tokens.flatten(), colours.flatten(1).T
+        for t in flat.unique():  # one palette: a code has one colour, wherever and at whatever scale it is drawn
+            assert torch.allclose(rgb[flat == t], rgb[flat == t][0].expand_as(rgb[flat == t]))
+        assert torch.allclose(pics[lvl]["residual"].abs().amax(dim=(1, 2, 3)), torch.ones(2))  # its own range
+    first = {lvl: p["token map"][0] for lvl, p in pics.items()}
+    again = msgen.generate(trained, seed=4, features=True).pictures
+    assert all(torch.equal(first[lvl], again[lvl]["token map"][0]) for lvl in first)
+    assert msgen.generate(trained, seed=4).pictures is None  # only with the feature maps
+
+
 # --- the tabs' handlers ----------------------------------------------------------------------------
 @pytest.fixture
 def ctx(tmp_path, trained):
@@ -318,6 +340,11 @@ def test_generate_tab_handlers_take_a_var_model(ctx, tmp_path):
     h = GH.GenerateHandlers(ctx, files=tmp_path / "files")
     image, cards, stats, info = h.generate("tinyvar16", 16, 3, 0.8)
     assert image.startswith("data:image/") and [c["level"] for c in cards] == [4, 8, 16]
+    assert all("tiles: picture, PCA, token map, residual, top 5 channels" in c["caption"] for c in cards)
+    out = msgen.generate(msgen.load(ctx.weights_dir / "tinyvar16"), seed=3, truncation=0.8, features=True)
+    card = pixels(cards[-1]["image"])  # 3 x 3 tiles of 16 px, 1 px gaps: the token map is the third
+    token_map = render.upscale(render.to_uint8(out.pictures[16]["token map"][0]), 16 // 4)
+    assert card.shape == (50, 50, 3) and np.array_equal(card[:16, 34:50], token_map)
     assert [row[0] for row in stats["data"]] == [4, 8, 16]
     assert h.generate("tinyvar16", 16, 3, 0.8)[0] == image  # a seed is one picture
     mixed = h.generate("tinyvar16", 16, 3, 1.0, 7, 8)

@@ -17,6 +17,13 @@ The interface every generator implements (see DESIGN.md):
 * ``forward(latents, *, upto=None, truncation=1.0, mix=None) -> MultiScaleOutput``.
 * ``granularity_modules()``: level -> module whose output is that level's feature map.
 
+Optional, found by ``getattr`` (a capability, not a family name):
+
+* ``level_pictures(out) -> {level: {name: N x 3 x h x w in [-1, 1]}}``: pictures of a level that
+  only this family has (e.g. a token map and the residual it added). The Generate page and
+  ``generate --features`` put them in the level's card after the PCA view, in the order given,
+  and the card's caption names them.
+
 Configs come from untrusted ``config.json`` files too (any Hub repo), so every numeric field is
 declared with ``bounded(default, lo, hi)`` next to its comment, and each family's ``__post_init__``
 starts with ``check_fields(self)``: wrong types (a dict, a bool, a float in an int field) and

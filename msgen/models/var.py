@@ -393,6 +393,33 @@ class VARGenerator(nn.Module):
     def granularity_modules(self) -> dict[int, nn.Module]:
         return dict(zip(self.levels, self.predictor.maps))
 
+    @torch.no_grad()
+    def level_pictures(self, out: MultiScaleOutput) -> dict[int, dict[str, torch.Tensor]]:
+        """Each scale's ``token map`` (every token's code in the codebook's three main directions
+        as colours, one palette for the whole model) and the ``residual`` phi_k it added to f_hat
+        (the same directions, scaled to its own largest value): N x 3 x h x w in [-1, 1]."""
+        tokens, residuals = out.extras.get("tokens") or {}, out.extras.get("residuals") or {}
+        if not tokens:
+            return {}
+        book = self.tokenizer.quant.codebook.weight.detach().float().cpu()
+        centred = book - book.mean(0)
+        _, _, vh = torch.linalg.svd(centred, full_matrices=False)
+        axes = vh[:3]
+        axes = axes * torch.where(axes.gather(1, axes.abs().argmax(1, keepdim=True)) < 0, -1.0, 1.0)  # fixed signs
+        if axes.shape[0] < 3:  # a codebook of fewer than three dimensions: the missing colours stay mid-grey
+            axes = torch.cat([axes, torch.zeros(3 - axes.shape[0], axes.shape[1])])
+        coords = centred @ axes.T  # K x 3
+        lo, hi = coords.min(0).values, coords.max(0).values
+        palette = (2 * (coords - lo) / (hi - lo).clamp_min(1e-8) - 1).clamp(-1, 1)
+        pictures = {}
+        for lvl, idx in tokens.items():
+            pic = {"token map": palette[idx.long().cpu()].permute(0, 3, 1, 2).contiguous()}
+            if lvl in residuals:
+                r = torch.einsum("ndhw,cd->nchw", residuals[lvl].detach().float().cpu(), axes)
+                pic["residual"] = (r / r.abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-8)).clamp(-1, 1)
+            pictures[lvl] = pic
+        return pictures
+
     def forward(
         self,
         latents: torch.Tensor,

@@ -39,7 +39,8 @@ CARD_LEGEND = (
     "Each level's card: **top left** the picture at that scale, **top middle** all its channels "
     "projected on their three main directions (PCA -> RGB), **then** its seven most active "
     "channels, strongest first, each scaled to its own range (dark blue low, yellow high). "
-    "Click a card to see it large."
+    "A model that builds its picture from parts (such as token maps) shows them after the PCA view "
+    "in place of as many channels; the card's caption names its tiles. Click a card to see it large."
 )
 LIVE = dict(trigger_mode="always_last", show_progress="hidden", preprocess=False, api_visibility="private")
 RANDOM_SEED_JS = "() => crypto.getRandomValues(new Uint32Array(1))[0]"  # any 32-bit seed, no round trip

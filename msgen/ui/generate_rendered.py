@@ -20,7 +20,7 @@ STATS_HEADERS = ["level", "channels", "size", "mean", "std", "share <= 0"]
 class Rendered:
     """One generate call, ready for the page: pictures as data URIs at native size, stats, raw maps."""
 
-    image: str  # the picture at the requested scale, a BMP data URI
+    image: str  # the picture at the requested scale, a WebP data URI
     levels: list[dict]  # one card per level, coarse to fine: level, channels, caption, image (data URI)
     stats: list[list]  # one row per level, as STATS_HEADERS
     features: dict[int, torch.Tensor]  # level -> C x H x W float32 on the CPU, for the channel picker
@@ -38,13 +38,21 @@ class Rendered:
         return pictures + sum(f.numel() * f.element_size() for f in self.features.values())
 
 
+def caption(view: render.LevelView) -> str:
+    """A card's caption; a card with a family's own tiles names them in order."""
+    text = f"{view.level}x{view.level}: {view.channels} channels"
+    if view.extra:
+        text += f" · tiles: picture, PCA, {', '.join(view.extra)}, top {view.shown} channels"
+    return text
+
+
 def render_generation(out: msgen.Generation) -> Rendered:
     """The page's pictures of one generation: ``msgen.render.level_views``, as the CLI writes them."""
     fmaps = {lvl: f[0] for lvl, f in sorted((out.features or {}).items())}
     with render.one_blas_thread():
-        views = render.level_views(out.images, out.features or {})
-        cards = [{"level": v.level, "channels": v.channels, "caption": f"{v.level}x{v.level}: {v.channels} channels",
-                  "image": render.data_uri(v.card)} for v in views]
+        views = render.level_views(out.images, out.features or {}, pictures=out.pictures)
+        cards = [{"level": v.level, "channels": v.channels, "caption": caption(v), "image": render.data_uri(v.card)}
+                 for v in views]
         image = render.data_uri(render.to_uint8(out.images[out.scale][0]))
     stats = []
     for v in views:
