@@ -110,11 +110,12 @@ def heldout(real: RealSet, n: int, seed: int):
 
 
 def recon_error(g, images) -> dict:
-    """msgen.models.hvae.reconstruction_error: per-level MSE against the area-downsampled image,
-    PSNR of the finest level, KL nats per level."""
-    from msgen.models.hvae import reconstruction_error
+    """The family module's ``reconstruction_error`` (every family that encodes has one): per-level
+    MSE against the area-downsampled image, PSNR of the finest level, and what else the family
+    reports (hvae: KL nats per level; var: the full-size MSE of each scale's decoding)."""
+    import importlib
 
-    r = reconstruction_error(g, images)
+    r = importlib.import_module(type(g).__module__).reconstruction_error(g, images)
     return r | {"mse": r[f"mse_{max(g.levels)}"]}
 
 
