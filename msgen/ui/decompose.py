@@ -50,7 +50,6 @@ INTRO = (
 )
 
 
-
 def build(ctx: common.AppContext) -> None:
     owner = ctx.owner_state()
     choices = model_choices(ctx, None)

@@ -211,6 +211,7 @@ def resample(ctx: common.AppContext, model: str | None, image: Any, fit: str = "
     return gallery
 
 
+# --- the page's opening and lists ------------------------------------------------------------
 def examples() -> list[list[str]]:
     if not EXAMPLES_DIR.is_dir():
         return []
@@ -229,8 +230,6 @@ def opening(ctx: common.AppContext, model: str | None, image: str | None, levels
     except Exception:  # a broken model must not stop the page from opening; a request will say what is wrong
         return None, None, None, None
     return recon, latents, rows, variants
-
-
 
 
 def models_update(ctx: common.AppContext, owner: str | None, model: str | None) -> tuple:
