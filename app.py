@@ -1,7 +1,8 @@
 """msgen web app: Gradio Blocks with the Generate, Decompose and Train tabs.
 
 Thin and declarative (hysts' Spaces ``app.py`` / ``model.py`` split): build the tabs from
-``msgen.ui.*`` and launch. Each tab module holds its layout (``build``) and pure handlers.
+``msgen.ui.*`` and launch. Each tab is a layout-and-wiring module (``build``) over a module of
+plain handlers (``generate_handlers``, ``decompose_handlers``, ``train_handlers``).
 ``python app.py`` serves on 127.0.0.1:7860; ``--host``/``--port`` (or GRADIO_SERVER_NAME /
 GRADIO_SERVER_PORT) change that, ``--shared`` turns on per-visitor privacy (automatic on Spaces).
 """
@@ -57,7 +58,11 @@ def build_app(
 
     with MsgenBlocks(title="msgen", delete_cache=server.CACHE_EXPIRY) as demo:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
-        ctx.components["owner"] = gr.BrowserState(None, storage_key="msgen_owner")
+        # What the tabs share, made before any of them (common.AppContext): the visitor's token and
+        # the Generate tab's model list (placed by that tab, refreshed by Train), so no tab depends on
+        # the order the tabs are built in.
+        ctx.owner = gr.BrowserState(None, storage_key="msgen_owner")
+        ctx.model_dropdown = generate.model_list(ctx)
         with gr.Tabs():
             with gr.Tab("Generate", id="generate"):
                 generate.build(ctx)

@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from .checkpoint import CheckpointError
-from .models import SEED_MAX, MultiScaleOutput
+from .models import MultiScaleOutput
+from .validate import SEED_MAX
 from .zoo import ModelEntry, list_models, resolve_model
 
 __all__ = ["load", "list_models", "generate", "Generation", "MultiScaleOutput", "ModelEntry", "CheckpointError",
@@ -62,24 +63,24 @@ def generate(
     features: bool = False,
 ) -> Generation:
     """Generate ``n`` images from consecutive seeds starting at ``seed`` (seed + i for image i,
-    wrapping past SEED_MAX); seeds are whole numbers from 0 to ``SEED_MAX`` (2**32 - 1)."""
+    wrapping past SEED_MAX); seeds are whole numbers from 0 to ``SEED_MAX`` (2**32 - 1), ``n`` from 1
+    to ``msgen.validate.MAX_SAMPLES``; ``truncation``'s range is the model family's own."""
     from . import features as feat
-    from .models import check_seed
+    from .validate import check_seed, samples, seed_at
 
     seed = check_seed(seed)
     if mix_seed is not None:
         mix_seed = check_seed(mix_seed, "mix seed")
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 256:
-        raise ValueError(f"n must be a whole number from 1 to 256, got {n!r}")
+    n = samples(n)
     gen = load(model) if isinstance(model, (str, Path)) else model
     param = next(gen.parameters())
-    z = torch.cat([gen.sample_latents(1, (seed + i) % 2**32) for i in range(n)]).to(param.device, param.dtype)
+    z = torch.cat([gen.sample_latents(1, seed_at(seed, i)) for i in range(n)]).to(param.device, param.dtype)
     mix = None
     if mix_seed is not None and mix_level is not None and mix_level != gen.levels[0]:
-        zb = torch.cat([gen.sample_latents(1, (mix_seed + i) % 2**32) for i in range(n)]).to(param.device, param.dtype)
+        zb = torch.cat([gen.sample_latents(1, seed_at(mix_seed, i)) for i in range(n)]).to(param.device, param.dtype)
         mix = (zb, mix_level)
     elif mix_seed is not None and mix_level == gen.levels[0]:
-        z = torch.cat([gen.sample_latents(1, (mix_seed + i) % 2**32) for i in range(n)]).to(param.device, param.dtype)
+        z = torch.cat([gen.sample_latents(1, seed_at(mix_seed, i)) for i in range(n)]).to(param.device, param.dtype)
     kwargs = dict(upto=scale, truncation=truncation, mix=mix)
     pictures = None
     if features:

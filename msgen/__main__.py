@@ -45,12 +45,21 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def _seed(text: str) -> int:
-    from .models import SEED_MAX, check_seed
+    from .validate import SEED_MAX, check_seed
 
     try:
         return check_seed(int(text))
     except ValueError:
         raise argparse.ArgumentTypeError(f"seeds are whole numbers from 0 to {SEED_MAX}, got {text!r}") from None
+
+
+def _count(text: str) -> int:
+    from .validate import MAX_SAMPLES, samples
+
+    try:
+        return samples(int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a whole number from 1 to {MAX_SAMPLES}, got {text!r}") from None
 
 
 def _upscale(text: str) -> int:
@@ -273,7 +282,7 @@ def _colour(text: str) -> tuple[int, int, int]:
 
 
 def parser() -> argparse.ArgumentParser:
-    from . import familyflags
+    from . import familyflags, validate
     from .defaults import FINETUNE
     from .models import families
 
@@ -282,12 +291,15 @@ def parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("generate", formatter_class=_Help, help="generate an image (and optionally every level's feature maps)")
     g.add_argument("--model", default="sprites32", help="listed name, model folder or Hub repo id")
-    g.add_argument("--seed", type=_seed, default=0, help="0 to 2**32-1")
+    g.add_argument("--seed", type=_seed, default=0, help=validate.seed_range_text())
     g.add_argument("--scale", type=int, default=None, help="finest level to render (default: the model's resolution)")
-    g.add_argument("--truncation", type=float, default=1.0)
+    lo, hi = validate.truncation_range()
+    g.add_argument("--truncation", type=float, default=1.0,
+                   help=f"{lo:g} to {hi:g} for most families (the model's family sets its range)")
     g.add_argument("--mix-seed", type=_seed, default=None, help="seed B for the fine levels")
     g.add_argument("--mix-level", type=int, default=None, help="first level taken from seed B")
-    g.add_argument("--n", type=int, default=1, help="images from consecutive seeds, written as a grid")
+    g.add_argument("--n", type=_count, default=1,
+                   help=f"images from consecutive seeds, written as a grid (1 to {validate.MAX_SAMPLES})")
     g.add_argument("--upscale", type=_upscale, default=1,
                    help=f"nearest-neighbour enlargement of the PNG (its side at most {MAX_PNG_SIDE} px)")
     g.add_argument("--features", default=None, metavar="DIR", help="write per-level images, feature maps and stats here")

@@ -1,4 +1,5 @@
-"""Tensors -> pictures, for every caller: the CLI, the Trainer's previews and all three tabs.
+"""Tensors -> pictures, for every caller: the CLI, the Trainer's previews and all three tabs
+(the tabs' own tiles too: Train's thumbnails and preview grid, Decompose's level tiles).
 
 (Over 300 lines on purpose: the one place every pixel rule lives, so no caller can drift.)
 
@@ -316,6 +317,34 @@ def level_views(images: dict[int, torch.Tensor], features: dict[int, torch.Tenso
         views.append(LevelView(level=lvl, channels=c, top=top, card=card, stats=_stats(lvl, w, x, centred, mu[:, 0]),
                                extra=tuple(extra), shown=min(shown, len(top))))
     return views
+
+
+# --- the tabs' tiles (Train's upload gallery and preview, Decompose's levels) ---------------------
+def thumbnail(image: torch.Tensor, size: int = 96) -> np.ndarray:
+    """3 x r x r in [-1, 1] -> H x W x 3 uint8 enlarged by the whole factor that brings it nearest
+    ``size`` from below (never shrunk): the Train tab's gallery of accepted uploads."""
+    pic = to_uint8(image)
+    return upscale(pic, max(1, size // pic.shape[1]))
+
+
+def tile(image: torch.Tensor, min_size: int) -> np.ndarray:
+    """3 x r x r in [-1, 1] -> H x W x 3 uint8 enlarged (nearest) to at least ``min_size``."""
+    return enlarge(to_uint8(image), min_size)
+
+
+def latent_tile(mu: torch.Tensor, kl: torch.Tensor, min_size: int) -> np.ndarray:
+    """A level's posterior mean (zc x H x W) in PCA colours beside its KL per position (H x W) as a
+    heat map scaled to its own maximum, both enlarged like ``tile``, 4 white pixels apart."""
+    return grid([enlarge(pca_rgb(mu), min_size), enlarge(heat(kl), min_size)], cols=2, gap=4, fill=255)
+
+
+def preview_grid(images: dict[int, torch.Tensor], rows: int, min_size: int = 96) -> np.ndarray:
+    """A training preview: one row per fixed seed (the first ``rows``), one column per level
+    (level -> N x 3 x r x r in [-1, 1]), coarse to fine, each enlarged to one size."""
+    size = max(min_size, max(images))
+    cols = [[resize(im, size, size) for im in to_uint8(images[lvl][:rows])] for lvl in sorted(images)]
+    cells = [col[i] for i in range(len(cols[0])) for col in cols]  # row-major: sample i, level j
+    return grid(cells, cols=len(cols), gap=2, fill=255, border=True)
 
 
 # --- encoding -----------------------------------------------------------------------------------

@@ -228,12 +228,12 @@ def test_runs_kept_per_visitor_and_in_all_are_bounded(shared_ctx, monkeypatch):
 
 def test_one_address_holds_one_place_in_the_line(shared_ctx):
     a, b = "visitor-a-" + "a" * 20, "visitor-b-" + "b" * 20
-    first = T.start(shared_ctx, shared_ctx.components["train_jobs"], [str(p) for p in IMAGES], "model:tiny16", 16,
+    first = T.start(shared_ctx, shared_ctx.jobs, [str(p) for p in IMAGES], "model:tiny16", 16,
                     "crop", 200, 4, 2e-4, [], 50, 0, "one", a, "10.0.0.1")
-    second = T.start(shared_ctx, shared_ctx.components["train_jobs"], [str(p) for p in IMAGES], "model:tiny16", 16,
+    second = T.start(shared_ctx, shared_ctx.jobs, [str(p) for p in IMAGES], "model:tiny16", 16,
                      "crop", 200, 4, 2e-4, [], 50, 0, "two", b, "10.0.0.1")
     assert first[0] and second[0] is None and "from your address" in second[1]
-    manager = shared_ctx.components["train_jobs"]
+    manager = shared_ctx.jobs
     for job in list(manager._jobs.values()):
         manager.stop(job)
         assert manager.wait(job, 120)
@@ -294,7 +294,7 @@ def test_session_expiry_reads_no_visitor_files(tmp_path, monkeypatch):
 @pytest.fixture
 def shared_ctx(tmp_path, tiny_weights):
     ctx = common.AppContext(runs_dir=tmp_path / "runs", weights_dir=tiny_weights, shared=True)
-    ctx.components["train_jobs"] = JobManager(max_jobs=2)
+    ctx.jobs = JobManager(max_jobs=2)
     return ctx
 
 
@@ -302,13 +302,13 @@ def start(ctx, owner, **kw):
     args = dict(files=[str(p) for p in IMAGES], base="model:tiny16", resolution=16, fit="crop", steps=200, batch=4,
                 lr=2e-4, augment=list(T.POLICIES), preview_every=50, seed=0, name="run")
     args |= kw
-    return T.start(ctx, ctx.components["train_jobs"], args["files"], args["base"], args["resolution"], args["fit"],
+    return T.start(ctx, ctx.jobs, args["files"], args["base"], args["resolution"], args["fit"],
                    args["steps"], args["batch"], args["lr"], args["augment"], args["preview_every"], args["seed"],
                    args["name"], owner)
 
 
 def test_forged_visitors_cannot_queue_more_than_the_line_holds(shared_ctx):
-    ctx, manager = shared_ctx, shared_ctx.components["train_jobs"]
+    ctx, manager = shared_ctx, shared_ctx.jobs
     started = [start(ctx, f"forged-{i:02d}-" + "f" * 20) for i in range(4)]
     assert [bool(job_id) for job_id, _ in started] == [True, True, False, False]
     assert "training line is full (2 runs" in started[2][1]
@@ -356,7 +356,7 @@ def test_the_page_states_the_shared_limits():
 
 def test_an_upload_is_decoded_once(tmp_path, tiny_weights):
     ctx = common.AppContext(runs_dir=tmp_path / "runs", weights_dir=tiny_weights)
-    manager = ctx.components["train_jobs"] = JobManager()
+    manager = ctx.jobs = JobManager()
     files = [str(p) for p in IMAGES]
     T.upload(ctx, files, "model:tiny16", 16, "crop", None)
     T.prepare(ctx, files, "model:tinyvae16", 16, "crop", None)  # another base at the same resolution
@@ -410,12 +410,12 @@ def test_a_queued_run_is_listed_after_a_restart_and_can_be_started(tmp_path, tin
     ctx = common.AppContext(runs_dir=tmp_path / "runs", weights_dir=tiny_weights)
     blocked = JobManager()
     blocked._ensure_worker = lambda: None  # a server that stops before its worker takes the job
-    ctx.components["train_jobs"] = blocked
+    ctx.jobs = blocked
     files = [str(p) for p in IMAGES]
     job_id, _ = T.start(ctx, blocked, files, "model:tiny16", 16, "crop", 3, 2, 2e-4, [], 1, 0, "waiting", None)
     assert job_id
     # The server restarts: a new manager knows nothing of the job, the run folder says "queued".
-    fresh = ctx.components["train_jobs"] = JobManager()
+    fresh = ctx.jobs = JobManager()
     listed = {r.name: r for r in runs.list_runs(ctx.runs_dir, fresh.busy_run_dirs())}
     assert listed["waiting"].status == "not started" and listed["waiting"].resumable
     job_id, text = T.resume(ctx, fresh, "waiting", None, None)
@@ -486,7 +486,7 @@ def test_two_simultaneous_starts_never_share_or_delete_a_folder(tmp_path, tiny_w
     import threading
 
     ctx = common.AppContext(runs_dir=tmp_path / "runs", weights_dir=tiny_weights)
-    manager = ctx.components["train_jobs"] = JobManager()
+    manager = ctx.jobs = JobManager()
     manager._ensure_worker = lambda: None  # both stay in line
     files = [str(p) for p in IMAGES]
     out = []
@@ -510,12 +510,12 @@ def test_resuming_a_never_started_run_is_budgeted_at_its_own_resolution(tmp_path
     weights = tmp_path / "w"
     make_tiny_model(weights / "tiny64", resolution=64, seed=4)
     ctx = common.AppContext(runs_dir=tmp_path / "runs", weights_dir=weights, shared=True)
-    blocked = ctx.components["train_jobs"] = JobManager()
+    blocked = ctx.jobs = JobManager()
     blocked._ensure_worker = lambda: None
     job_id, text = T.start(ctx, blocked, [str(p) for p in IMAGES], "model:tiny64", 64, "crop", 10, 4, 2e-4, [], 5, 0,
                            "waiting", OWNER)
     assert job_id, text
-    fresh = ctx.components["train_jobs"] = JobManager()  # the server restarted
+    fresh = ctx.jobs = JobManager()  # the server restarted
     limit_64 = T.SHARED_LIMITS.max_images // 4 // 4  # steps at batch 4 and 64 px (a 32 px reading allows 4x)
     job_id, text = T.resume(ctx, fresh, "waiting", limit_64 + 1, OWNER)
     assert job_id is None and "steps x batch size" in text and "64 px" in text

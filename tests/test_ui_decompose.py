@@ -85,7 +85,7 @@ def test_without_an_hvae_model_the_tab_says_how_to_train_one(tmp_path):
     with pytest.raises(gr.Error, match="train one in the Train tab"):
         decompose.decompose(ctx, None, str(IMAGES[0]))
     with gr.Blocks() as demo:
-        ctx.components["owner"] = gr.BrowserState(None)
+        ctx.owner = gr.BrowserState(None)
         decompose.build(ctx)
     by_id = {b.elem_id: b for b in demo.blocks.values() if getattr(b, "elem_id", None)}
     assert by_id["decompose-notice"].visible and "--family hvae" in by_id["decompose-notice"].value

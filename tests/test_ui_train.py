@@ -34,24 +34,24 @@ AUG = list(T.POLICIES)
 @pytest.fixture
 def ctx(tmp_path, tiny_weights):
     c = common.AppContext(runs_dir=tmp_path / "runs", weights_dir=tiny_weights)
-    c.components["train_jobs"] = JobManager()
+    c.jobs = JobManager()
     return c
 
 
 @pytest.fixture
 def shared_ctx(tmp_path, tiny_weights):
     c = common.AppContext(runs_dir=tmp_path / "shared-runs", weights_dir=tiny_weights, shared=True)
-    c.components["train_jobs"] = JobManager()
+    c.jobs = JobManager()
     return c
 
 
 def start(ctx, files=IMAGES, *, owner=None, steps=10, name="run", base="model:tiny16", seed=0, batch=4, every=5):
-    return T.start(ctx, ctx.components["train_jobs"], files, base, 16, "crop", steps, batch, 2e-4, AUG, every, seed,
+    return T.start(ctx, ctx.jobs, files, base, 16, "crop", steps, batch, 2e-4, AUG, every, seed,
                    name, owner)
 
 
 def finish(ctx, job_id, owner=None, timeout=120):
-    manager = ctx.components["train_jobs"]
+    manager = ctx.jobs
     job = manager.get(job_id, ctx.owner_key(owner))
     assert manager.wait(job, timeout), "run did not finish"
     return job
@@ -110,7 +110,7 @@ def test_zero_usable_images_refuses_to_start(ctx):
 def test_bad_settings_give_a_clear_message(ctx, field, value, words):
     kwargs = {"steps": 10, "batch": 4, "seed": 0} | {field: value}
     args = dict(steps=kwargs["steps"], batch=kwargs["batch"], lr=value if field == "lr" else 2e-4, seed=kwargs["seed"])
-    job_id, text = T.start(ctx, ctx.components["train_jobs"], IMAGES, "model:tiny16", 16, "crop", args["steps"],
+    job_id, text = T.start(ctx, ctx.jobs, IMAGES, "model:tiny16", 16, "crop", args["steps"],
                            args["batch"], args["lr"], AUG, 5, args["seed"], "x", None)
     assert job_id is None and words in text
 
@@ -138,7 +138,7 @@ def test_page_run_exports_a_loadable_model_with_quality_and_data_snapshot(ctx):
     g = msgen.load(run_dir / "model")
     assert g.meta["steps"] == 10 and g.meta["base_name"] == "tiny16" and "python -m msgen train" in g.meta["command"]
     assert len(list((run_dir / "data").iterdir())) == 16  # accepted images only, at 16 px
-    v = T.view(ctx, ctx.components["train_jobs"], job_id, None)
+    v = T.view(ctx, ctx.jobs, job_id, None)
     assert "finished" in v["status"] and 'data-step="10"' in v["progress"]
     assert set(v["losses"]["series"]) >= {"d", "g"} and v["losses"]["step"].max() == 10
     assert "| mean |" in v["quality"] and "SWD" in (run_dir / "model" / "README.md").read_text()
@@ -150,7 +150,7 @@ def test_page_run_exports_a_loadable_model_with_quality_and_data_snapshot(ctx):
     assert "coverage" in (run_dir / "model" / "README.md").read_text()
     assert TV.preview_grid(v["preview"]).size == (3 * 98 + 2, TV.PREVIEW_ROWS * 98 + 2)  # 3 levels, 96 px cells
     assert "tiny16" in {e.name for e in ctx.models(None)} and "my-cats" in {e.name for e in ctx.models(None)}
-    assert [n for _label, n in T.run_choices(ctx, ctx.components["train_jobs"], None)] == ["my-cats"]
+    assert [n for _label, n in T.run_choices(ctx, ctx.jobs, None)] == ["my-cats"]
 
 
 def test_page_and_cli_give_the_same_weights(ctx, tiny_weights, tmp_path):
@@ -159,7 +159,7 @@ def test_page_and_cli_give_the_same_weights(ctx, tiny_weights, tmp_path):
     cli = tmp_path / "cli"
     # One torch thread, as the page's worker uses on this 2-core machine: the summation order of a
     # convolution depends on the thread count, so only equal counts promise equal bits.
-    env = os.environ | {"OMP_NUM_THREADS": str(ctx.components["train_jobs"].threads), "PYTHONPATH": str(ROOT)}
+    env = os.environ | {"OMP_NUM_THREADS": str(ctx.jobs.threads), "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "msgen", "train", "--data", str(FIXTURES / "images"), "--model",
            str(tiny_weights / "tiny16"), "--out", str(cli), "--steps", "6", "--batch", "4", "--seed", "3",
            "--sample-every", "3", "--device", "cpu"]
@@ -172,7 +172,7 @@ def test_page_and_cli_give_the_same_weights(ctx, tiny_weights, tmp_path):
 
 
 def test_stop_ends_within_seconds_and_keeps_a_checkpoint(ctx):
-    manager = ctx.components["train_jobs"]
+    manager = ctx.jobs
     job_id, _ = start(ctx, steps=100_000, name="long")
     job = manager.get(job_id, ctx.owner_key(None))
     deadline = time.monotonic() + 60
@@ -194,7 +194,7 @@ def test_stop_ends_within_seconds_and_keeps_a_checkpoint(ctx):
 
 
 def test_queue_shows_place_in_line_and_a_queued_run_can_leave(ctx):
-    manager = ctx.components["train_jobs"]
+    manager = ctx.jobs
     first, _ = start(ctx, steps=100_000, name="first")
     second, _ = start(ctx, steps=10, name="second")
     job1, job2 = manager.get(first, ctx.owner_key(None)), manager.get(second, ctx.owner_key(None))
@@ -242,7 +242,7 @@ def test_training_thread_uses_fewer_torch_threads(tmp_path, monkeypatch):
 
 # --- privacy --------------------------------------------------------------------------------------------
 def test_other_owner_cannot_see_stop_resume_or_download(shared_ctx):
-    ctx, manager = shared_ctx, shared_ctx.components["train_jobs"]
+    ctx, manager = shared_ctx, shared_ctx.jobs
     job_id, text = start(ctx, owner=OWNER_A, name="secret")
     assert job_id, text
     finish(ctx, job_id, OWNER_A)

@@ -19,7 +19,7 @@ from msgen.ui.jobs import JobManager
 @pytest.fixture
 def ctx(tmp_path, tiny_weights):
     c = common.AppContext(runs_dir=tmp_path / "runs", weights_dir=tiny_weights)
-    c.components["train_jobs"] = JobManager()
+    c.jobs = JobManager()
     return c
 
 
@@ -50,7 +50,7 @@ def test_the_cli_line_repeats_the_family_options(ctx):
 
 def test_only_the_chosen_familys_controls_are_shown(ctx):
     with gr.Blocks():
-        ctx.components["owner"] = gr.BrowserState(None)
+        ctx.owner = gr.BrowserState(None)
         groups, controls, augment = TF.layout("msggan")
     assert groups["msggan"].visible and not groups["hvae"].visible
     assert "hvae.beta" in controls and augment.value == list(T.POLICIES)

@@ -23,7 +23,7 @@ from tests.test_ui_train import IMAGES, OWNER_A, OWNER_B, finish, start
 @pytest.fixture
 def shared_ctx(tmp_path, tiny_weights):
     c = common.AppContext(runs_dir=tmp_path / "shared-runs", weights_dir=tiny_weights, shared=True)
-    c.components["train_jobs"] = JobManager()
+    c.jobs = JobManager()
     return c
 
 
@@ -39,7 +39,7 @@ def step_of(run_dir: Path) -> int:
 
 
 def test_download_upload_resume_continues_the_step_count(shared_ctx):
-    ctx, manager = shared_ctx, shared_ctx.components["train_jobs"]
+    ctx, manager = shared_ctx, shared_ctx.jobs
     original = trained(ctx, OWNER_A)
     before = (original / "state" / "state.safetensors").read_bytes()
     archive = Path(R.download_run(ctx, manager, "cats", OWNER_A))
@@ -58,7 +58,7 @@ def test_download_upload_resume_continues_the_step_count(shared_ctx):
 
 
 def test_uploading_a_run_at_its_goal_imports_it_without_training(shared_ctx):
-    ctx, manager = shared_ctx, shared_ctx.components["train_jobs"]
+    ctx, manager = shared_ctx, shared_ctx.jobs
     trained(ctx, OWNER_A)
     archive = R.download_run(ctx, manager, "cats", OWNER_A)
     job_id, text, name = R.resume_zip(ctx, manager, archive, None, OWNER_A)
@@ -69,7 +69,7 @@ def test_uploading_a_run_at_its_goal_imports_it_without_training(shared_ctx):
 
 
 def test_strangers_busy_runs_and_bad_uploads_get_clear_messages(shared_ctx, tmp_path):
-    ctx, manager = shared_ctx, shared_ctx.components["train_jobs"]
+    ctx, manager = shared_ctx, shared_ctx.jobs
     trained(ctx, OWNER_A)
     with pytest.raises(gr.Error, match="no run named 'cats'"):
         R.download_run(ctx, manager, "cats", OWNER_B)
@@ -101,7 +101,7 @@ def test_strangers_busy_runs_and_bad_uploads_get_clear_messages(shared_ctx, tmp_
 
 
 def test_hub_push_and_resume_from_a_local_hub_layout(shared_ctx, tmp_path, monkeypatch):
-    ctx, manager = shared_ctx, shared_ctx.components["train_jobs"]
+    ctx, manager = shared_ctx, shared_ctx.jobs
     trained(ctx, OWNER_A)
     from huggingface_hub import HfApi
 

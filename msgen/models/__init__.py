@@ -36,7 +36,6 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import math
-import operator
 import pkgutil
 import sys
 import threading
@@ -91,7 +90,8 @@ class Family:
 
 FAMILIES: dict[str, Family] = {}
 
-SEED_MAX = 2**32 - 1  # seeds are 0 .. SEED_MAX everywhere (API, CLI, web): what torch.Generator takes
+# The seed bound and check live in msgen.validate, with every other bound; re-exported here for families.
+from ..validate import SEED_MAX, check_seed, seed_at  # noqa: E402, F401
 
 
 def bounded(default: int | float, lo: int | float, hi: int | float) -> Any:
@@ -256,19 +256,6 @@ def check_generate_args(model: nn.Module, upto: int | None, truncation: float, m
         if switch not in levels:
             raise ValueError(f"mix level {switch} is not one of this model's levels {list(levels)}")
     return upto
-
-
-def check_seed(seed: Any, name: str = "seed") -> int:
-    """``seed`` as an int in 0 .. SEED_MAX, or a ValueError naming the range."""
-    value = None
-    if not isinstance(seed, bool):
-        try:
-            value = operator.index(seed)  # ints and numpy ints; never a truncated 2.7
-        except TypeError:
-            value = int(seed) if isinstance(seed, float) and seed.is_integer() else None
-    if value is None or not 0 <= value <= SEED_MAX:
-        raise ValueError(f"{name} must be a whole number from 0 to {SEED_MAX}, got {seed!r}")
-    return value
 
 
 def seeded_normal(shape: tuple[int, ...], seed: int) -> torch.Tensor:

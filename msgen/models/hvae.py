@@ -43,7 +43,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import Family, MultiScaleOutput, UIHints, bounded, check_fields, check_generate_args, check_options, option
+from . import (Family, MultiScaleOutput, UIHints, bounded, check_fields, check_generate_args, check_options, option,
+               seed_at)
 from . import register, seeded_normal
 from .layers import ResBlock
 from .layers import image_pyramid, level_channels
@@ -317,7 +318,7 @@ class HVAEGenerator(nn.Module):
         if not 1 <= count <= 256:
             raise ValueError(f"count must be between 1 and 256, got {count}")
         n = x.shape[0]
-        noise = torch.cat([self.sample_latents(1, (seed + j) % 2**32) for j in range(count)])
+        noise = torch.cat([self.sample_latents(1, seed_at(seed, j)) for j in range(count)])
         noise = self.split_latents(noise.repeat(n, 1))
         temps = [float(temperature)] * len(noise)
         if keep_below is not None:

@@ -58,7 +58,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import Family, MultiScaleOutput, UIHints, bounded, check_fields, check_generate_args, check_options, check_seed
+from . import (Family, MultiScaleOutput, UIHints, bounded, check_fields, check_generate_args, check_options, check_seed,
+               seed_at)
 from . import option, register
 from .layers import ResBlock
 
@@ -533,7 +534,7 @@ class VARGenerator(nn.Module):
         if not 1 <= count <= 256:
             raise ValueError(f"count must be between 1 and 256, got {count}")
         n = x.shape[0]
-        noise = torch.cat([self.sample_latents(1, (seed + j) % 2**32) for j in range(count)]).repeat(n, 1)
+        noise = torch.cat([self.sample_latents(1, seed_at(seed, j)) for j in range(count)]).repeat(n, 1)
         noise = self._noise(noise)
         if keep_below is not None:
             q = self.tokenizer.tokenize(self._images_in(x))

@@ -21,32 +21,36 @@ from typing import Any
 
 import gradio as gr
 
+from .. import validate
+
+_LO, _HI = validate.truncation_range()  # the generic range; a family may set its own
 PARAMS = {
     "model": "model name: a shipped model or one of your runs (GET /models lists them)",
     "scale": "finest level to render: one of the model's levels, e.g. 4, 8, 16, 32, 64",
-    "seed": "latent seed, 0 to 4294967295: one seed is one picture on every device",
-    "truncation": "0 to 2: pulls the latent towards the average (for a VAE: the sampling temperature)",
-    "mix_seed": "seed B of granularity mixing, 0 to 4294967295",
+    "seed": f"latent seed, {validate.seed_range_text()}: one seed is one picture on every device",
+    "truncation": f"{_LO:g} to {_HI:g}: pulls the latent towards the average (for a VAE: the sampling temperature)",
+    "mix_seed": f"seed B of granularity mixing, {validate.seed_range_text()}",
     "mix_level": "levels at and above this come from seed B (0: no mixing)",
     "level": "level (resolution) whose feature map to show",
     "channel": "channel of that level's feature map",
     "normalize": "scale the channel to its own range (else to the whole level's)",
-    "frames": "frames of the latent walk from seed A to seed B",
-    "count": "how many pictures",
+    "frames": f"frames of the latent walk from seed A to seed B, {validate.WALK_FRAMES[0]} to {validate.WALK_FRAMES[1]}",
+    "count": "how many pictures (a grid: up to {}, variants: up to {})".format(validate.GRID_RANGE[1], validate.VARIANTS[1]),
     "owner": "your token on a shared server (the page keeps it in the browser); None locally",
     "image": "a picture: gradio_client.handle_file(path), or {'url': 'data:image/png;base64,...'}",
     "fit": "'crop' (centre square) or 'pad' non-square pictures",
     "mode": "what to keep: 'Keep coarse, vary detail' or 'Keep detail, vary layout'",
-    "temperature": "sampling temperature, 0 to 2",
+    "temperature": f"sampling temperature, {_LO:g} to {_HI:g} (the model's family sets its range and start)",
     "files": "pictures and/or zips of pictures (gradio_client.handle_file each)",
     "base": "'model:NAME' to fine-tune a listed model, or 'scratch:FAMILY' to train one from scratch",
-    "resolution": "training resolution from scratch: 16, 32, 64 or 128",
+    "resolution": "training resolution from scratch: " + ", ".join(map(str, validate.RESOLUTIONS[:-1]))
+                  + f" or {validate.RESOLUTIONS[-1]}",
     "steps": "optimisation steps in total",
-    "batch": "images per step",
+    "batch": f"images per step, 1 to {validate.BATCH_MAX}",
     "lr": "learning rate",
     "augment": "DiffAugment policies among 'color', 'translation', 'cutout'",
     "preview_every": "steps between preview grids",
-    "name": "name of the result (letters, digits, _ . -); empty: a name is made",
+    "name": f"name of the result (letters, digits, _ . -; at most {validate.NAME_MAX} characters); empty: a name is made",
     "run": "name of one of your runs",
     "until": "resume: train until this step (None: the run's own goal)",
     "repo": "Hub repo id, e.g. your-name/my-model",

@@ -1,5 +1,11 @@
 """What the app's tabs share: the model cache, the runs folder, visitors' privacy, cross-tab wiring.
 
+``AppContext`` holds it, in typed fields: the owner token's ``gr.BrowserState`` and the
+Generate tab's model list are made before any tab is built (``app.build_app``: the list
+unrendered, placed by the Generate tab), so a tab that wires to another's component never
+depends on the order the tabs are built in; the training line (``JobManager``) and the decoded
+uploads (``StagedSets``) are made with the context.
+
 Run locally, every run lives in one runs folder and is listed for the one user. On a shared
 host (a Hugging Face Space, or ``--shared``), each browser gets an opaque owner token (kept in
 its localStorage through ``gr.BrowserState``); its runs live in ``<runs>/sessions/<sha256(token)>``
@@ -21,9 +27,15 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..zoo import WEIGHTS_DIR, ModelCache, ModelEntry, list_models
+
+if TYPE_CHECKING:  # the fields' types; importing them here would load torch and gradio for every caller
+    import gradio as gr
+
+    from .jobs import JobManager
+    from .staging import StagedSets
 
 OWNER_TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 SESSION_TTL_S = 6 * 3600  # uploads and models of a shared-host visitor are deleted after this
@@ -71,9 +83,38 @@ class AppContext:
     shared: bool = False
     weights_dir: Path = WEIGHTS_DIR
     cache: ModelCache = field(default_factory=ModelCache)
-    components: dict[str, Any] = field(default_factory=dict)  # cross-tab wiring, e.g. "model_dropdown"
     ttl_s: float = SESSION_TTL_S
+    # --- shared across tabs ----------------------------------------------------------------------
+    # The visitor's owner token (kept in the browser); every tab's events take it. Made by app.py
+    # before the tabs; ``owner_state()`` makes one for a tab built on its own (tests).
+    owner: gr.BrowserState | None = None
+    # The Generate tab's model list, which the Train tab refreshes when a run ends; made before the
+    # tabs (unrendered: ``generate.model_list``), so it exists whatever order the tabs are built in.
+    model_dropdown: gr.Dropdown | None = None
+    # The training line, everyone's runs (capped on a shared host); made with the context.
+    jobs: JobManager = None  # type: ignore[assignment]
+    # Uploads decoded once at the training resolution (the Train tab and its API).
+    staged: StagedSets = None  # type: ignore[assignment]
     _last_expiry: float = field(default=0.0, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.jobs is None:
+            from .jobs import JobManager
+            from .train_limits import SHARED_LIMITS
+
+            self.jobs = JobManager(max_jobs=SHARED_LIMITS.max_jobs if self.shared else None)
+        if self.staged is None:
+            from .staging import StagedSets
+
+            self.staged = StagedSets()
+
+    def owner_state(self) -> gr.BrowserState:
+        """The owner token's state, made (in the current Blocks) if nobody made it yet."""
+        if self.owner is None:
+            import gradio as gr
+
+            self.owner = gr.BrowserState(None, storage_key="msgen_owner")
+        return self.owner
 
     def owner_dir(self, owner: str | None) -> Path:
         """Folder holding the runs visible to ``owner`` (the one runs folder when not shared)."""

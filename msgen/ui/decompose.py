@@ -1,64 +1,46 @@
-"""Decompose tab: take a picture apart by granularity with a hierarchical VAE, and put it back
-together differently.
+"""Decompose tab: take a picture apart by granularity with a model that can encode pictures, and
+put it back together differently.
 
-Upload an image (or click an example) and pick a model that can encode pictures (a family whose
-registry record says ``encodes``, e.g. the hierarchical VAE): the page shows the picture as
-the model sees it, its reconstruction at every level, and each level's latent group (the
-posterior mean as PCA colours beside a map of where that level spends its information, with
-the nats it spends). Then re-sample around a chosen level with a seed and a temperature:
-"keep coarse, vary detail" keeps the levels below it and draws the finer ones afresh; "keep
-detail, vary layout" keeps the fine levels' latents and draws the coarse ones afresh.
-
-Layout in ``build(ctx)``; ``decompose`` and ``resample`` are plain functions of plain values,
-so tests call them without a browser. The image events run with ``preprocess=False`` so that a
-file that is not an image reaches ``msgen.data.load_image`` and comes back as one clear
-``gr.Error`` instead of a decoder traceback. Raw payloads are never trusted: gradio checks only
-payloads that carry its FileData marker, so every event passes its image through
-``request_image`` (``validate.uploaded_image``), which admits files inside gradio's upload
-cache and inline ``data:`` images, never a path the caller chose.
+Layout and event wiring only, as the Generate tab: the work is in ``decompose_handlers``
+(``decompose``, ``resample``, the model and level lists, the checks on every request's image)
+and the pictures come from ``msgen.render``. The image events run with ``preprocess=False`` so
+that a file that is not an image reaches ``msgen.data.load_image`` and comes back as one clear
+``gr.Error`` instead of a decoder traceback, and no request can make the server open a path of
+its choosing (``decompose_handlers.request_image``).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import gradio as gr
-import numpy as np
-import torch
-from PIL import Image
 
-from .. import render
-from ..models import families, families_that, ui_hints
-from ..zoo import WEIGHTS_DIR
-from . import common, validate
+from . import common
+from .decompose_handlers import (  # noqa: F401  (re-exported: tests and scripts use them from here)
+    CAPABILITY,
+    DEFAULT_COUNT,
+    EXAMPLES_DIR,
+    MAX_COUNT,
+    MODES,
+    TILE,
+    can_encode,
+    decompose,
+    default_level,
+    default_temperature,
+    encoding_families,
+    encoding_models,
+    examples,
+    level_choices,
+    level_update,
+    load_input,
+    load_model,
+    model_choices,
+    models_update,
+    opening,
+    request_image,
+    resample,
+    train_hint,
+)
 
-CAPABILITY = "encodes"  # what a model's family must be able to do for this tab (Family.encodes)
-EXAMPLES_DIR = WEIGHTS_DIR / "examples"  # Noto emoji and Fashion-MNIST test images (weights/examples/make_examples.py)
-MODES = {"Keep coarse, vary detail": "detail", "Keep detail, vary layout": "layout"}
-TILE = 128  # pixels per level tile: small levels enlarged with nearest neighbour so they stay crisp
-DEFAULT_TEMPERATURE = 0.8  # VAE samples look cleaner a little below temperature 1
-DEFAULT_COUNT = 8
-MAX_COUNT = 16
-
-
-def encoding_families() -> str:
-    """The families that can encode a picture, for messages (computed from the registry)."""
-    return ", ".join(families_that(CAPABILITY)) or "none is installed"
-
-
-def train_hint() -> str:
-    """What the tab says while no model that can encode pictures is available."""
-    names = families_that(CAPABILITY)
-    first = names[0] if names else "FAMILY"
-    return (
-        f"**No model that can encode pictures (e.g. {encoding_families()}) is available yet**, and Decompose "
-        f"needs one. Train one in the **Train** tab (*Start from* → *new {first} from scratch*), or on "
-        "the command line:\n\n"
-        f"```\npython -m msgen train --family {first} --resolution 32 --data my_images/ --out runs/my-{first} "
-        "--steps 3000 --batch 32 --lr 1e-3\n```\n\nthen press *Refresh models*."
-    )
-
+TEMPERATURE_SLIDER_MAX = 1.5  # the slider's end (a family's range may go further: the API takes it)
 
 INTRO = (
     "Take a picture apart by granularity with a **hierarchical VAE**: every level from 4x4 up holds its own "
@@ -68,185 +50,15 @@ INTRO = (
 )
 
 
-# --- models -------------------------------------------------------------------------------------
-def can_encode(family: str) -> bool:
-    fam = families().get(family)
-    return bool(fam is not None and getattr(fam, CAPABILITY))
-
-
-def encoding_models(ctx: common.AppContext, owner: str | None) -> list:
-    """The visitor's models whose family can encode a picture."""
-    return [e for e in ctx.models(owner) if can_encode(e.family)]
-
-
-def model_choices(ctx: common.AppContext, owner: str | None) -> list[tuple[str, str]]:
-    return [(e.label, e.name) for e in encoding_models(ctx, owner)]
-
-
-def level_choices(levels: tuple[int, ...]) -> list[tuple[str, int]]:
-    # Splitting at the coarsest level would keep nothing (or everything): not worth a choice.
-    return [(f"{lvl}x{lvl}", lvl) for lvl in levels[1:]]
-
-
-def default_level(levels: tuple[int, ...]) -> int:
-    return levels[max(1, len(levels) // 2)]
-
-
-def load_model(ctx: common.AppContext, name: str | None, owner: str | None) -> torch.nn.Module:
-    if not name:
-        raise gr.Error("Pick a model that can encode pictures first." if encoding_models(ctx, owner) else
-                       f"No model that can encode pictures (e.g. {encoding_families()}) is available; train one in "
-                       "the Train tab (new ... from scratch).")
-    try:
-        entry = ctx.find(str(name), owner)
-    except ValueError as exc:
-        raise gr.Error(str(exc)) from None
-    if not can_encode(entry.family):
-        raise gr.Error(f"{entry.name} is a {entry.family} model, which has no encoder; Decompose needs a model "
-                       f"that can encode pictures (e.g. {encoding_families()}): pick one from the list")
-    return ctx.cache.get(entry.path)
-
-
-# --- input --------------------------------------------------------------------------------------
-def _image_source(value: Any) -> str | bytes:
-    """An image for ``msgen.data.load_image``: a request payload (a dict, judged by
-    ``validate.uploaded_image``: gradio's own uploads or inline data, never a caller's path),
-    or, from Python callers, a path, bytes, a PIL image or an array."""
-    if value is None:
-        raise gr.Error("Upload an image (or click an example) first.")
-    if isinstance(value, dict):
-        try:
-            return validate.uploaded_image(value)
-        except ValueError as exc:
-            raise gr.Error(str(exc)) from None
-    if isinstance(value, (str, Path)):
-        return str(value)
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value)
-    if isinstance(value, np.ndarray):
-        value = Image.fromarray(value)
-    if isinstance(value, Image.Image):
-        return render.png_bytes(value)
-    raise gr.Error(f"Cannot read an image from a {type(value).__name__}.")
-
-
-def request_image(value: Any) -> str | bytes | None:
-    """What an event hands over (raw, ``preprocess=False``) -> a safe source; ``None`` stays ``None``.
-    A request never names a file by a plain string: only dict payloads (uploads, data: URLs) pass."""
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise gr.Error("Send the image as an upload (gradio_client.handle_file) or as a data: URL.")
-    return _image_source(value)
-
-
-def load_input(value: Any, resolution: int, fit: str = "crop") -> torch.Tensor:
-    """The uploaded picture as the model sees it: 1 x 3 x r x r in [-1, 1]; gr.Error if unusable."""
-    from ..data import DataError, load_image
-
-    try:
-        fit = fit or "crop"
-        if fit not in ("crop", "pad"):
-            raise gr.Error("fit must be 'crop' or 'pad'")
-        return load_image(_image_source(value), resolution, fit=fit)[None]
-    except DataError as exc:
-        raise gr.Error(f"Not a usable image: {exc}") from None
-
-
-# --- pictures (msgen.render: the Generate tab's rounding, colour ramp and PCA colours) ----------
-def to_tile(image: torch.Tensor) -> Image.Image:
-    """3 x r x r in [-1, 1] -> a PIL tile enlarged (nearest) to at least ``TILE`` pixels."""
-    return Image.fromarray(render.enlarge(render.to_uint8(image), TILE))
-
-
-def latent_tile(mu: torch.Tensor, kl: torch.Tensor) -> Image.Image:
-    """A level's posterior mean (zc x H x W) in PCA colours beside its KL per position (H x W)
-    as a heat map scaled to its own maximum, both enlarged like ``to_tile``."""
-    pair = [render.enlarge(render.pca_rgb(mu), TILE), render.enlarge(render.heat(kl), TILE)]
-    return Image.fromarray(render.grid(pair, cols=2, gap=4, fill=255))
-
-
-# --- handlers -----------------------------------------------------------------------------------
-@torch.inference_mode()
-def decompose(ctx: common.AppContext, model: str | None, image: Any, fit: str = "crop", owner: str | None = None):
-    """(reconstructions gallery, latents gallery, per-level table rows) for one picture."""
-    g = load_model(ctx, model, owner)
-    x = load_input(image, g.config.resolution, fit)
-    enc = g.encode(x)
-    nats = {lvl: float(v[0]) for lvl, v in enc.kl_nats().items()}
-    total = sum(nats.values()) or 1.0
-    recon = [(to_tile(x[0]), f"input ({g.config.resolution}x{g.config.resolution})")]
-    latents, rows = [], []
-    for lvl in g.levels:
-        img = enc.images[lvl][0].float().cpu()
-        target = torch.nn.functional.adaptive_avg_pool2d(x, lvl)[0]
-        recon.append((to_tile(img), f"{lvl}x{lvl}"))
-        mu = enc.mu[lvl][0].float().cpu()
-        extra = f" + {enc.global_mu.shape[1]}-d global" if lvl == g.levels[0] and enc.global_mu is not None else ""
-        latents.append((latent_tile(mu, enc.kl[lvl][0]),
-                        f"{lvl}x{lvl}: {mu.shape[0]} ch{extra}, {nats[lvl]:.1f} nats"))
-        rows.append([f"{lvl}x{lvl}", f"{mu.shape[0]}{extra}", round(nats[lvl], 2), round(100 * nats[lvl] / total, 1),
-                     round(float((img - target).pow(2).mean()), 5)])
-    return recon, latents, rows
-
-
-@torch.inference_mode()
-def resample(ctx: common.AppContext, model: str | None, image: Any, fit: str = "crop",
-             mode: str = "detail", level: Any = None, seed: Any = 0, temperature: Any = DEFAULT_TEMPERATURE,
-             count: Any = DEFAULT_COUNT, owner: str | None = None) -> list[tuple[Image.Image, str]]:
-    """The reconstruction followed by ``count`` variants (seeds ``seed``, ``seed + 1``, ...)."""
-    g = load_model(ctx, model, owner)
-    if not isinstance(mode, str) or MODES.get(mode, mode) not in ("detail", "layout"):
-        raise gr.Error(f"mode must be one of: {', '.join(MODES)}")
-    mode = MODES.get(mode, mode)
-    try:
-        level = validate.whole(level, "split level", 1, 4096, default=default_level(g.levels))
-        seed = validate.seed(seed, default=0)
-        count = validate.whole(count, "variants", 1, MAX_COUNT, default=DEFAULT_COUNT)
-        lo, hi = ui_hints(g.config.family).truncation_range  # what its forward accepts
-        temperature = validate.real(temperature, "temperature", lo, hi, default=DEFAULT_TEMPERATURE)
-    except ValueError as exc:
-        raise gr.Error(str(exc)) from None
-    if level not in g.levels[1:]:
-        raise gr.Error(f"split level must be one of {[c[1] for c in level_choices(g.levels)]} for this model")
-    x = load_input(image, g.config.resolution, fit)
-    key = {"keep_below": level} if mode == "detail" else {"keep_from": level}
-    out = g.resample(x, seed=seed, temperature=temperature, count=count, **key).finest.float().cpu()
-    kept = f"levels < {level}" if mode == "detail" else f"levels >= {level}"
-    gallery = [(to_tile(g.reconstruct(x).finest[0].float().cpu()), f"reconstruction (keeps {kept})")]
-    gallery += [(to_tile(img), f"seed {(seed + i) % 2**32}") for i, img in enumerate(out)]
-    return gallery
-
-
-# --- layout -------------------------------------------------------------------------------------
-def _examples() -> list[list[str]]:
-    if not EXAMPLES_DIR.is_dir():
-        return []
-    files = sorted(p for p in EXAMPLES_DIR.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"))
-    return [[str(p)] for p in files[:12]]
-
-
-def _opening(ctx: common.AppContext, model: str | None, image: str | None, levels) -> tuple:
-    """The page's opening decomposition and variants, computed once at build (as the Generate tab's
-    first picture is), so no visitor's page load pays for them; empty if there is nothing to show."""
-    if model is None or image is None:
-        return None, None, None, None
-    try:
-        recon, latents, rows = decompose(ctx, model, image)
-        variants = resample(ctx, model, image, "crop", list(MODES)[0], default_level(levels))
-    except Exception:  # a broken model must not stop the page from opening; a request will say what is wrong
-        return None, None, None, None
-    return recon, latents, rows, variants
-
-
 def build(ctx: common.AppContext) -> None:
-    owner = ctx.components["owner"]
+    owner = ctx.owner_state()
     choices = model_choices(ctx, None)
     first = choices[0][1] if choices else None
-    levels = ctx.find(first, None).levels if first else (4, 8, 16, 32)
-    examples = _examples()
-    start = examples[0][0] if examples and first else None
-    opening = _opening(ctx, first, start, levels)
+    entry = ctx.find(first, None) if first else None
+    levels = entry.levels if entry else (4, 8, 16, 32)
+    pictures = examples()
+    start = pictures[0][0] if pictures and first else None
+    opened = opening(ctx, first, start, levels)
     gr.Markdown(INTRO)
     notice = gr.Markdown(train_hint(), visible=not choices, elem_id="decompose-notice")
     with gr.Column(visible=bool(choices), elem_id="decompose-main") as main:
@@ -261,17 +73,17 @@ def build(ctx: common.AppContext) -> None:
                 with gr.Row():
                     run_btn = gr.Button("Decompose", variant="primary", elem_id="decompose-run")
                     refresh_btn = gr.Button("Refresh models", size="sm")
-                if examples:
-                    gr.Examples(examples, inputs=[image], label="Examples (click one)", examples_per_page=12)
+                if pictures:
+                    gr.Examples(pictures, inputs=[image], label="Examples (click one)", examples_per_page=12)
             with gr.Column(scale=2):
-                recon = gr.Gallery(opening[0], label="The picture as the model sees it, then its reconstruction at every level "
+                recon = gr.Gallery(opened[0], label="The picture as the model sees it, then its reconstruction at every level "
                                    "(each level adds detail on top of the coarser one)", columns=6, height=210,
                                    format="png", object_fit="contain", interactive=False, elem_id="decompose-recon")
-                latents = gr.Gallery(opening[1], label="Each level's latent: posterior mean as PCA colours | where the level "
+                latents = gr.Gallery(opened[1], label="Each level's latent: posterior mean as PCA colours | where the level "
                                      "spends information (KL per position; nats in the caption)", columns=5,
                                      height=210, format="png", object_fit="contain", interactive=False,
                                      elem_id="decompose-latents")
-                table = gr.Dataframe(opening[2], headers=["level", "latent channels", "KL (nats)", "share of KL (%)",
+                table = gr.Dataframe(opened[2], headers=["level", "latent channels", "KL (nats)", "share of KL (%)",
                                               "reconstruction MSE"], label="Per level", interactive=False,
                                      elem_id="decompose-table")
         gr.Markdown("### Re-sample around a level")
@@ -281,11 +93,11 @@ def build(ctx: common.AppContext) -> None:
                                 info="re-drawn: this level and finer (vary detail), or the coarser ones (vary layout)",
                                 elem_id="decompose-level")
             seed = gr.Number(0, label="Seed", precision=0, minimum=0, scale=1, elem_id="decompose-seed")
-            temperature = gr.Slider(0.0, 1.5, value=DEFAULT_TEMPERATURE, step=0.05, label="Temperature", scale=2,
-                                    elem_id="decompose-temperature")
+            temperature = gr.Slider(0.0, TEMPERATURE_SLIDER_MAX, value=default_temperature(entry.family if entry else None),
+                                    step=0.05, label="Temperature", scale=2, elem_id="decompose-temperature")
             count = gr.Slider(1, MAX_COUNT, value=DEFAULT_COUNT, step=1, label="Variants", scale=1)
         resample_btn = gr.Button("Re-sample", variant="primary", elem_id="decompose-resample")
-        variants = gr.Gallery(opening[3], label="Variants (the first tile is the reconstruction they start from)", columns=9,
+        variants = gr.Gallery(opened[3], label="Variants (the first tile is the reconstruction they start from)", columns=9,
                               height=210, format="png", object_fit="contain", interactive=False,
                               elem_id="decompose-variants")
 
@@ -309,17 +121,10 @@ def build(ctx: common.AppContext) -> None:
         return resample(ctx, model, request_image(image), fit, mode, level, seed, temperature, count, owner)
 
     def on_models(owner=None, model=None):
-        found = model_choices(ctx, owner)
-        names = [c[1] for c in found]
-        keep = model if model in names else (names[0] if names else None)
-        return gr.update(choices=found, value=keep), gr.update(visible=not found), gr.update(visible=bool(found))
+        return models_update(ctx, owner, model)
 
     def on_model(model, level, owner=None):
-        try:
-            lv = ctx.find(model, owner).levels if model else levels
-        except ValueError:
-            return gr.skip()
-        return gr.update(choices=level_choices(lv), value=level if level in lv[1:] else default_level(lv))
+        return level_update(ctx, model, level, owner, levels)
 
     raw = dict(preprocess=False)  # see the module docstring: our decoder judges the upload
     quiet = dict(api_visibility="private", **raw)

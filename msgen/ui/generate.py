@@ -24,8 +24,7 @@ import re
 import gradio as gr
 from gradio.context import Context
 
-from ..models import ui_hints
-
+from .. import validate
 from . import generate_view as view
 from .generate_handlers import (
     GRID_RANGE,
@@ -54,8 +53,16 @@ def model_choices(ctx, owner: str | None) -> list[tuple[str, str]]:
     return [(model_label(e), e.name) for e in ctx.models(owner)]
 
 
+def model_list(ctx) -> gr.Dropdown:
+    """The tab's model list, unrendered: made before any tab (``ctx.model_dropdown``, app.py) so the
+    Train tab can refresh it whatever order the tabs are built in; ``build`` places it."""
+    choices = model_choices(ctx, None)
+    return gr.Dropdown(choices, value=choices[0][1] if choices else None, label="Model (family, resolution, training data)",
+                       allow_custom_value=True, elem_id="msgen-model", render=False)  # a visitor's run may be unlisted yet
+
+
 def model_dropdown_update(ctx, owner: str | None, current: str | None = None, select: str | None = None) -> dict:
-    """An update for ``ctx.components["model_dropdown"]``: fresh choices, ``select`` or the current pick kept."""
+    """An update for ``ctx.model_dropdown``: fresh choices, ``select`` or the current pick kept."""
     choices = model_choices(ctx, owner)
     names = [name for _, name in choices]
     value = next((v for v in (select, current) if v in names), names[0] if names else None)
@@ -72,8 +79,7 @@ def mix_choices(levels) -> list[tuple[str, int]]:
 
 def truncation_of(family: str | None) -> tuple[float, str]:
     """The family's starting truncation and what the slider calls it (temperature for a VAE)."""
-    hints = ui_hints(family)
-    return hints.default_truncation, hints.truncation_label
+    return validate.default_truncation(family), validate.truncation_label(family)
 
 
 def on_model(h: GenerateHandlers, model, mix_level, owner=None):
@@ -83,11 +89,11 @@ def on_model(h: GenerateHandlers, model, mix_level, owner=None):
     levels = entry.levels
     scale = levels[-1]
     mix_level = mix_level if mix_level in levels[1:] else 0
-    hints = ui_hints(entry.family)
-    lo, hi = hints.truncation_range
+    lo, hi = validate.truncation_range(entry.family)
     return (gr.update(choices=level_choices(levels), value=scale),
             gr.update(choices=mix_choices(levels), value=mix_level),
-            gr.update(value=hints.default_truncation, label=hints.truncation_label, minimum=lo, maximum=hi))
+            gr.update(value=validate.default_truncation(entry.family), label=validate.truncation_label(entry.family),
+                      minimum=lo, maximum=hi))
 
 
 def on_model_page(h: GenerateHandlers, model, scale, seed, truncation, mix_seed, mix_level, level, channel,
@@ -108,23 +114,22 @@ def seed_from_caption(evt: gr.SelectData) -> int:
 
 def build(ctx) -> GenerateHandlers:
     h = GenerateHandlers(ctx)
-    ctx.components["generate_handlers"] = h
-    owner = ctx.components["owner"]
-    choices = model_choices(ctx, None)
-    default = choices[0][1] if choices else None
+    owner = ctx.owner_state()
+    if ctx.model_dropdown is None:  # built on its own (tests): the list is made here
+        ctx.model_dropdown = model_list(ctx)
+    model = ctx.model_dropdown
+    default = model.value or None
     entry = h.entry(default, None) if default else None
     levels = entry.levels if entry else (4, 8, 16, 32, 64)
-    hints = ui_hints(entry.family if entry else None)
-    start_truncation, truncation_label = hints.default_truncation, hints.truncation_label
+    family = entry.family if entry else None
+    start_truncation, truncation_label = truncation_of(family)
     first = _first_result(h, default, levels, start_truncation)  # image, cards, stats, info, channel, level, channel
     ch_start = first[5:] if first else ({"value": levels[-1]}, {"value": 0, "maximum": 511, "label": "Channel"})
 
     gr.HTML(f"<style>{view.CSS}</style>", padding=False)
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=300):
-            model = gr.Dropdown(choices, value=default, label="Model (family, resolution, training data)",
-                                allow_custom_value=True, elem_id="msgen-model")  # a visitor's run may be unlisted yet
-            ctx.components["model_dropdown"] = model
+            model.render()
             scale = gr.Radio(level_choices(levels), value=levels[-1], label="Scale: the finest level to render",
                              elem_id="msgen-scale")
             with gr.Row(equal_height=True):
@@ -133,7 +138,7 @@ def build(ctx) -> GenerateHandlers:
                 dice = gr.Button("🎲", scale=1, min_width=48, elem_id="msgen-dice")
             seed = gr.Slider(0, SEED_MAX, value=0, step=1, precision=0, label="Seed (drag to explore)",
                              elem_id="msgen-seed")
-            truncation = gr.Slider(*hints.truncation_range, value=start_truncation, step=0.05, elem_id="msgen-truncation",
+            truncation = gr.Slider(*validate.truncation_range(family), value=start_truncation, step=0.05, elem_id="msgen-truncation",
                                    label=truncation_label)
             with gr.Group():
                 with gr.Row(equal_height=True):

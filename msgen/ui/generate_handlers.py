@@ -36,6 +36,7 @@ from PIL import Image
 import msgen
 from .. import render
 from ..models import slerp  # noqa: F401  (the walk's interpolation; tests use it from here)
+from ..validate import GRID_RANGE, WALK_FRAMES, seed_at  # noqa: F401  (re-exported for the tab)
 from ..zoo import ModelEntry
 from .cpu_runner import OneThreadRunner
 from .generate_rendered import STATS_HEADERS, Rendered, render_generation  # noqa: F401  (re-exported)
@@ -58,8 +59,6 @@ except ImportError:  # anywhere else: run as is
         return fn
 
 
-GRID_RANGE = (1, 64)  # seeds in one grid: one batched generator call
-WALK_FRAMES = (2, 60)
 WALK_MIN_SIZE = 256  # GIF frames are enlarged (nearest) so a download looks like the page
 RESULTS_MAX_BYTES = 256 * 2**20  # the LRU keeps feature maps (~1 MB a result at 64 px): bound it in bytes too
 FILES_KEEP = 4096  # grid and walk files kept on disk (newest first); a swept one is simply made again
@@ -202,7 +201,7 @@ class GenerateHandlers:
         count = whole_number("count", count, *GRID_RANGE)
         out = self._generate_on_device(req, n=count, features=False)
         imgs = render.to_uint8(out.images[req.scale])
-        tiles = [(render.save(im, self.files), f"seed {(req.seed + i) % (SEED_MAX + 1)}") for i, im in enumerate(imgs)]
+        tiles = [(render.save(im, self.files), f"seed {seed_at(req.seed, i)}") for i, im in enumerate(imgs)]
         self._wrote(count)
         return tiles
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import gradio as gr
 
-from ..models import ui_hints
+from .. import validate
+from ..validate import SEED_MAX  # noqa: F401  (the one seed bound; re-exported for the tab)
 from ..zoo import ModelEntry
-from .validate import SEED_MAX  # noqa: F401  (the one seed bound; re-exported for the tab)
 
 
 def fail(message: str) -> gr.Error:
@@ -22,23 +22,19 @@ def fail(message: str) -> gr.Error:
 
 
 def whole_number(name: str, value: Any, lo: int, hi: int) -> int:
+    """``validate.whole`` (no default: an empty value is refused), its refusal naming the value sent."""
     try:
-        ok = not isinstance(value, bool) and float(value).is_integer() and lo <= float(value) <= hi
-    except (TypeError, ValueError, OverflowError):
-        ok = False
-    if not ok:
-        raise fail(f"{name} must be a whole number from {lo} to {hi}, got {value!r}")
-    return int(float(value))
+        return validate.whole(value, name, lo, hi)
+    except ValueError:
+        raise fail(f"{name} must be a whole number from {lo} to {hi}, got {value!r}") from None
 
 
 def number_in(name: str, value: Any, lo: float, hi: float) -> float:
+    """``validate.real`` (no default), its refusal naming the value sent."""
     try:
-        ok = not isinstance(value, bool) and lo <= float(value) <= hi
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise fail(f"{name} must be a number from {lo:g} to {hi:g}, got {value!r}")
-    return float(value)
+        return validate.real(value, name, lo, hi)
+    except ValueError:
+        raise fail(f"{name} must be a number from {lo:g} to {hi:g}, got {value!r}") from None
 
 
 def level_of(name: str, value: Any, levels: tuple[int, ...], *, allow_off: bool = False) -> int:
@@ -72,7 +68,7 @@ class Request:
     def check(cls, entry: ModelEntry, scale, seed, truncation, mix_seed=None, mix_level=0) -> Request:
         scale = level_of("scale", scale, entry.levels)
         seed = whole_number("seed", seed, 0, SEED_MAX)
-        truncation = round(number_in("truncation", truncation, *ui_hints(entry.family).truncation_range), 6)
+        truncation = round(number_in("truncation", truncation, *validate.truncation_range(entry.family)), 6)
         mix_level = level_of("mix level", 0 if mix_level is None else mix_level, entry.levels, allow_off=True)
         if mix_level:
             mix_seed = whole_number("mix seed", mix_seed, 0, SEED_MAX)

@@ -53,11 +53,7 @@ def preview_grid(preview: Any, rows: int = PREVIEW_ROWS) -> Any:
     """Rows = fixed preview seeds; columns = every level, coarse to fine, enlarged to one size."""
     from PIL import Image
 
-    images = preview.images
-    size = max(96, max(images))
-    cols = [[render.resize(im, size, size) for im in render.to_uint8(images[lvl][:rows])] for lvl in sorted(images)]
-    cells = [col[i] for i in range(len(cols[0])) for col in cols]  # row-major: sample i, level j
-    return Image.fromarray(render.grid(cells, cols=len(cols), gap=2, fill=255, border=True))
+    return Image.fromarray(render.preview_grid(preview.images, rows))
 
 
 def quality_markdown(quality: dict[str, Any]) -> str:

@@ -1,10 +1,12 @@
-"""What every tab's handlers do to a request's values before using them: one place for bounds.
+"""What a web request's payloads must be before a tab uses them; every value's bounds are in
+``msgen.validate`` (gradio-free, shared with the CLI and ``msgen.generate``) and re-exported here,
+so a tab imports one module for both.
 
 A request's values come from a stranger (gradio_client, raw HTTP, a forged page), not only from
 the page's own widgets, so a number box may hold a string, a dict or ``NaN``, and an image may be
-``{"path": "/etc/passwd"}``. Each check here either returns a clean value or raises
-``ValueError`` with one sentence naming the field and its bounds; the tabs turn that into a
-``gr.Error`` or a status line. Nothing here imports gradio, so the CLI can share the bounds.
+``{"path": "/etc/passwd"}``. Each check either returns a clean value or raises ``ValueError``
+with one sentence naming the field and its bounds; the tabs turn that into a ``gr.Error`` or a
+status line. Nothing here imports gradio at import time.
 
 Images: with ``preprocess=False`` an event gets the raw payload, and gradio only checks the
 paths of payloads that carry its ``FileData`` marker; a bare ``{"path": ...}`` would reach the
@@ -17,76 +19,28 @@ from __future__ import annotations
 
 import base64
 import binascii
-import math
 import os
 import re
 from pathlib import Path
 from typing import Any
 
-from ..models import SEED_MAX  # noqa: F401  (one bound for the web API, the CLI and msgen.generate)
+from ..validate import (  # noqa: F401  (the shared bounds and checks: tabs use them from here)
+    DEFAULT_VARIANTS,
+    MAX_SIDE,
+    SEED_MAX,
+    VARIANTS,
+    choice,
+    default_truncation,
+    real,
+    seed,
+    seed_at,
+    text,
+    truncation,
+    truncation_range,
+    whole,
+)
 
 MAX_INLINE_BYTES = 25 * 2**20  # an inline data: image, decoded (as msgen.data's per-file limit)
-
-
-def whole(value: Any, label: str, lo: int, hi: int, *, default: int | None = None) -> int:
-    """An integer in [lo, hi] from a number box: ``3``, ``3.0`` and ``"3"`` pass; ``3.5``, ``True``,
-    ``"x"``, ``NaN`` and containers do not. ``None``/``""`` give ``default`` when there is one."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        if default is not None:
-            return default
-        raise ValueError(f"{label} is required: a whole number from {lo:,} to {hi:,}")
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ValueError(f"{label} must be a whole number from {lo:,} to {hi:,}")
-    try:
-        number = float(value) if not isinstance(value, int) else value
-    except (ValueError, OverflowError):
-        raise ValueError(f"{label} must be a whole number from {lo:,} to {hi:,}") from None
-    if isinstance(number, float) and (not math.isfinite(number) or number != int(number)):
-        raise ValueError(f"{label} must be a whole number from {lo:,} to {hi:,}")
-    number = int(number)
-    if not lo <= number <= hi:
-        raise ValueError(f"{label} must be a whole number from {lo:,} to {hi:,}")
-    return number
-
-
-def real(value: Any, label: str, lo: float, hi: float, *, default: float | None = None) -> float:
-    """A finite number in [lo, hi]; the same rules as ``whole`` without the integer part."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        if default is not None:
-            return default
-        raise ValueError(f"{label} is required: a number from {lo:g} to {hi:g}")
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ValueError(f"{label} must be a number from {lo:g} to {hi:g}")
-    try:
-        number = float(value)
-    except (ValueError, OverflowError):
-        raise ValueError(f"{label} must be a number from {lo:g} to {hi:g}") from None
-    if not math.isfinite(number) or not lo <= number <= hi:
-        raise ValueError(f"{label} must be a number from {lo:g} to {hi:g}")
-    return number
-
-
-def seed(value: Any, label: str = "seed", *, default: int | None = None) -> int:
-    return whole(value, label, 0, SEED_MAX, default=default)
-
-
-def choice(value: Any, label: str, allowed) -> Any:
-    """``value`` if it is one of ``allowed`` (compared as given), else ValueError listing them."""
-    allowed = list(allowed)
-    if isinstance(value, (str, int)) and not isinstance(value, bool) and value in allowed:
-        return value
-    raise ValueError(f"{label} must be one of: {', '.join(str(a) for a in allowed)}")
-
-
-def text(value: Any, label: str, max_len: int = 200) -> str:
-    """A short free-text field; ``None`` is empty. Containers and over-long text are refused."""
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise ValueError(f"{label} must be text")
-    if len(value) > max_len:
-        raise ValueError(f"{label} must be at most {max_len} characters")
-    return value
 
 
 def upload_folder() -> Path:
