@@ -60,27 +60,33 @@ def build_set(name: str, n: int, folder: Path) -> Path:
     return folder
 
 
-def default_base():
+def default_base(name: str | None = None):
+    """The page's preselected base (or the shipped model ``name``)."""
     from msgen.ui import common
     from msgen.ui import train as tab
 
     ctx = common.AppContext(runs_dir=Path("/nonexistent-runs"))
-    choice = tab.default_base(ctx)
+    choice = f"model:{name}" if name else tab.default_base(ctx)
     if not choice.startswith("model:"):
-        raise SystemExit("no shipped 32 px GAN to fine-tune (weights/ is empty)")
+        raise SystemExit("no shipped model to fine-tune (weights/ is empty)")
     return ctx.find(choice[6:], None)
 
 
-def page_options(variant: str, steps: int | None):
-    from msgen.models.msggan import GANOptions
+def page_options(variant: str, steps: int | None, family: str):
+    """The page's default fine-tune of a ``family`` base (its ``Family.finetune`` steps, batch and
+    learning rate, the family's default options) plus the variant's changes."""
+    from msgen.defaults import FINETUNE
+    from msgen.models import get_family
     from msgen.train import TrainOptions
-    from msgen.ui import train as tab
 
-    opts = dict(steps=steps or tab.DEFAULT_STEPS, batch_size=tab.DEFAULT_BATCH, lr=tab.DEFAULT_LR,
-                sample_every=tab.DEFAULT_PREVIEW_EVERY, checkpoint_every=tab.CHECKPOINT_EVERY)
+    fam = get_family(family)
+    start = fam.finetune
+    opts = dict(steps=steps or start.steps, batch_size=start.batch_size, lr=start.lr,
+                sample_every=FINETUNE.sample_every, checkpoint_every=FINETUNE.checkpoint_every)
     change = VARIANTS[variant]
-    loop = {k: v for k, v in change.items() if k in opts}  # e.g. lr; the rest are the GAN's own options
-    return TrainOptions(**(opts | loop), family=GANOptions(**{k: v for k, v in change.items() if k not in loop}))
+    loop = {k: v for k, v in change.items() if k in opts}  # e.g. lr; the rest are the family's own options
+    own = {k: v for k, v in change.items() if k not in loop}
+    return TrainOptions(**(opts | loop), family=fam.options_cls(**own))
 
 
 def fine_tune(data: Path, run_dir: Path, base: Path, options, threads: int | None = None) -> dict:
@@ -170,6 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=None, help="override the page's default steps (a quick screen)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: the page's, training_threads())")
     p.add_argument("--retrain", action="store_true", help="train again even where a finished run exists")
+    p.add_argument("--base", default=None, help="a shipped model to start from (default: the page's preselected base)")
     p.add_argument("--train-only", action="store_true")
     p.add_argument("--summary", action="store_true", help="print the variant x set table of OUT/results.json and stop")
     args = p.parse_args(argv)
@@ -178,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     from msgen.data import load_image_set
 
-    base = default_base()
+    base = default_base(args.base)
     args.out.mkdir(parents=True, exist_ok=True)
     results_path = args.out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
@@ -195,11 +202,13 @@ def main(argv: list[str] | None = None) -> None:
                 save_grid(real, args.out / f"{key}-real.png")
             print(row(f"{key} real vs real", results[f"{key}/floor"]), flush=True)
             for variant in args.variants.split(","):
-                run_dir = args.out / "runs" / f"{key}-{variant}"
-                rkey = f"{key}/{variant}" + (f"/{args.steps}" if args.steps else "")
+                tag = variant if args.base is None else f"{args.base}-{variant}"
+                run_dir = args.out / "runs" / f"{key}-{tag}"
+                rkey = f"{key}/{tag}" + (f"/{args.steps}" if args.steps else "")
                 if args.retrain or rkey not in results or not (run_dir / "model").is_dir():
                     shutil.rmtree(run_dir, ignore_errors=True)
-                    timing = fine_tune(folder, run_dir, base.path, page_options(variant, args.steps), args.threads)
+                    timing = fine_tune(folder, run_dir, base.path, page_options(variant, args.steps, base.family),
+                                       args.threads)
                     results[rkey] = {"timing": timing}
                     results_path.write_text(json.dumps(results, indent=1, default=str))
                 if args.train_only:

@@ -158,6 +158,14 @@ def default_truncation(family: str | None = None) -> float:
     return float(_hints(family).default_truncation)
 
 
+def resample_temperature(family: str | None = None) -> float:
+    """Where Decompose's re-sampling starts for ``family`` (its ``resample_temperature`` hint, else
+    its ``default_truncation``)."""
+    hints = _hints(family)
+    value = hints.resample_temperature
+    return float(hints.default_truncation if value is None else value)
+
+
 def truncation_label(family: str | None = None) -> str:
     return _hints(family).truncation_label
 

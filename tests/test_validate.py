@@ -68,12 +68,17 @@ def test_truncation_ranges_and_starts_are_each_familys_own():
     assert V.truncation_range("no-such-family") == V.truncation_range(None)
 
 
-def test_every_tab_starts_a_family_at_the_same_temperature():
+def test_every_tab_reads_a_familys_temperatures_from_its_record():
+    from msgen.models import get_family
     from msgen.ui import decompose_handlers as DH
     from msgen.ui import generate as G
 
     for name in families():
-        assert DH.default_temperature(name) == G.truncation_of(name)[0] == V.default_truncation(name)
+        hints = get_family(name).ui
+        assert G.truncation_of(name)[0] == V.default_truncation(name) == hints.default_truncation
+        resample = hints.default_truncation if hints.resample_temperature is None else hints.resample_temperature
+        assert DH.default_temperature(name) == V.resample_temperature(name) == resample
+    assert V.resample_temperature("hvae") == 0.8 and V.default_truncation("hvae") == 0.7  # two uses, one record
 
 
 def test_the_api_docs_and_the_python_api_read_the_bounds():

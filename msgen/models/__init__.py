@@ -65,6 +65,19 @@ class UIHints:
     truncation_label: str = "Truncation (0: the model's average picture, 1: as trained)"
     truncation_range: tuple[float, float] = (0.0, 2.0)  # what its forward accepts (check_generate_args)
     default_truncation: float = 1.0  # where the Generate page starts a model of this family
+    # Where Decompose's re-sampling starts (None: ``default_truncation``). A posterior's detail
+    # re-sampled around kept levels is another use than a prior sample, with its own best value.
+    resample_temperature: float | None = None
+
+
+@dataclass(frozen=True)
+class FineTune:
+    """Where a fine-tune of one of this family's models starts: the Train tab's form and
+    ``python -m msgen train --model M`` take these when the base is of this family."""
+
+    steps: int = 500
+    lr: float = 2e-4
+    batch_size: int = 16
 
 
 @dataclass(frozen=True)
@@ -79,6 +92,7 @@ class Family:
     description: str = ""
     encodes: bool = False  # the generator has ``encode(images)`` (posterior latents): Decompose can use it
     ui: UIHints = UIHints()
+    finetune: FineTune = FineTune()  # the defaults of a fine-tune starting from one of its models
     # config.json fields older versions wrote that are training options now: accepted and ignored
     # when a config is read, and read into ``options_cls`` when an old run is resumed.
     legacy_config_keys: tuple[str, ...] = ()

@@ -155,7 +155,7 @@ def latent_tile(mu: torch.Tensor, kl: torch.Tensor) -> Image.Image:
 
 def default_temperature(family: str | None) -> float:
     """Where re-sampling starts for ``family``: its one best temperature (``Family.ui``)."""
-    return validate.default_truncation(family)
+    return validate.resample_temperature(family)
 
 
 # --- handlers -----------------------------------------------------------------------------------

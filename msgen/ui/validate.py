@@ -32,6 +32,7 @@ from ..validate import (  # noqa: F401  (the shared bounds and checks: tabs use 
     choice,
     default_truncation,
     real,
+    resample_temperature,
     seed,
     seed_at,
     text,
