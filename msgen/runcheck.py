@@ -64,7 +64,7 @@ def check_run(run_dir: Path, *, max_steps: int = 10_000_000) -> None:
         _load_strict(D, tensors, "discriminator.", "model/model.safetensors")
     step, options = _check_state_json(state, record, config, max_steps)
     _check_state_tensors(run, state, G, D, options, step)
-    _check_data(run_dir, config.resolution)
+    _check_data(run.data_dir, config.resolution)
     if run.samples_png.is_file():
         _check_png(run.samples_png, None)
     run.write(dataclasses.replace(record, meta=clean_meta(record.meta), base=(record.base or "")[:200] or None,
@@ -188,17 +188,17 @@ def _check_png(path: Path, resolution: int | None) -> None:
         raise _fail(f"{path.name} is too large")
 
 
-def _check_data(run_dir: Path, resolution: int) -> None:
+def _check_data(data_dir: Path, resolution: int) -> None:
     from .data import LIMITS, load_image_set
 
-    files = sorted((run_dir / "data").glob("*.png")) if (run_dir / "data").is_dir() else []
+    files = sorted(data_dir.glob("*.png")) if data_dir.is_dir() else []
     if not files:
         raise _fail("the run has no training images (data/*.png), so it cannot be resumed")
     if len(files) > LIMITS.max_files:
         raise _fail(f"the run has {len(files)} training images, over the {LIMITS.max_files} limit")
     for f in files:
         _check_png(f, resolution)
-    data = load_image_set(run_dir / "data", resolution)
+    data = load_image_set(data_dir, resolution)
     if data.rejected or data.images.shape[0] != len(files):
         first = data.rejected[0] if data.rejected else None
         raise _fail(f"data/{first.name if first else '?'} cannot be read: {first.reason if first else 'unknown'}")

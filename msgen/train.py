@@ -1,5 +1,7 @@
 """Training: from scratch or fine-tuning an exported model, with EMA, previews, stop and resume.
 
+(About 350 lines: the loop and the state it checkpoints and resumes belong together.)
+
 A ``Trainer`` trains in one run folder, through its owner ``msgen.run.Run`` (the layout,
 ``run.json``, the checkpoint's files): it writes the exported model (``<run>/model/``), the
 training state (``<run>/state/``: weights, EMA, optimiser moments, RNG; never exported) and the

@@ -1,5 +1,7 @@
 """The Train tab's job manager: one training run at a time in a background thread, the rest in line.
 
+(About 340 lines: the manager, its one worker and the job it runs share the lock and the job's fields.)
+
 A web page must not train inside a request: a run outlives the request, the visitor may reload
 the page, and other visitors must keep generating while it trains. So ``JobManager`` owns a
 single worker thread that takes ``Job``s first come first served; the page polls a job's
