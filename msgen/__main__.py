@@ -140,7 +140,8 @@ def _train(args: argparse.Namespace, world) -> None:
     from .zoo import resolve_model
 
     from .defaults import FINETUNE
-    from .report import QualityReport
+    from .report import train_with_report
+    from .run import DataRecord
 
     say = print if world.is_main else (lambda *a, **k: None)
     if args.model and args.family:
@@ -153,9 +154,9 @@ def _train(args: argparse.Namespace, world) -> None:
     extra = _config_overrides(args.config)  # before the data is read: a bad --config fails at once
     base = resolve_model(args.model) if args.model else None
     if base is not None:
-        from .checkpoint import read_model_dir
+        from .checkpoint import read_config
 
-        base_config = read_model_dir(base)[0]
+        base_config = read_config(base)[0]  # config.json only: the Trainer reads the weights once
         resolution, family = base_config.resolution, base_config.family
     else:
         resolution, family = args.resolution, args.family
@@ -167,8 +168,8 @@ def _train(args: argparse.Namespace, world) -> None:
 
         config = make_config(args.family, resolution=resolution, **extra)
         expected_tensors(config, "--config")  # a model too big to load again is refused before training
-    data = load_image_set(args.data, resolution, fit=args.fit, background=_colour(args.background),
-                          limits=_limits(args.max_files))
+    background = _colour(args.background)
+    data = load_image_set(args.data, resolution, fit=args.fit, background=background, limits=_limits(args.max_files))
     for rej in data.rejected[:20]:
         say(f"skipped {rej.name}: {rej.reason}", file=sys.stderr)
     if len(data.rejected) > 20:
@@ -184,21 +185,19 @@ def _train(args: argparse.Namespace, world) -> None:
     opts = TrainOptions(steps=args.steps, batch_size=args.batch, lr=args.lr, ema_half_life_images=args.ema_half_life,
                         sample_every=args.sample_every, checkpoint_every=args.checkpoint_every, seed=args.seed,
                         device=args.device, family=family_opts)
-    meta = {"command": "python -m msgen " + shlex.join(sys.argv[1:]), "title": args.title or Path(args.out).name}
+    words = getattr(args, "argv", None) or sys.argv[1:]  # main(argv)'s own words when called in-process
+    meta = {"command": "python -m msgen " + shlex.join(words), "title": args.title or Path(args.out).name}
     for key in ("dataset", "dataset_short", "license", "data_license", "description"):
         if getattr(args, key, None):
             meta[key] = getattr(args, key)
+    where = DataRecord(source=str(Path(args.data).resolve()), fit=args.fit, background=background, images=n)
     trainer = Trainer(images=data.images, run_dir=args.out, config=config, base=base, options=opts, meta=meta,
-                      progress_bar=True, world=world)
+                      progress_bar=True, world=world, data=where)
     # The page's report (SWD, coverage, near-duplicates), measured and written by the main process only.
-    report = QualityReport(args.out, data.images) if world.is_main else None
-    if report is not None and not (Path(args.out) / "state" / "state.json").is_file() and report.needs_before():
-        say("measuring the starting point (SWD, coverage) ...", file=sys.stderr)
-        report.measure_before(trainer.G_ema)
-    trainer.train()
-    if report is None:
+    quality = train_with_report(trainer, data.images, measure=world.is_main,
+                                note=lambda text: text and say(text + " ...", file=sys.stderr))
+    if not world.is_main:
         return
-    quality = report.measure_after(trainer)
     after = quality.get("diversity_after") or {}
     procs = f", {world.size} processes" if world.active else ""
     say(f"model written to {trainer.model_dir} (step {trainer.step}{procs}); SWD mean x1e3 "
@@ -370,6 +369,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    args.argv = list(argv) if argv is not None else None
     try:
         args.func(args)
     except KeyboardInterrupt:

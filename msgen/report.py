@@ -6,19 +6,19 @@ and, in EfficientNet-Lite0 features of pictures resized to 128 px, precision / r
 coverage with k = 5 (Naeem et al. 2020) and the near-duplicate share (samples within RMS 0.05 of
 another sample). Beside them stands the *floor*: one half of the pictures against the other half,
 the best any model can score at this set size. SWD alone does not see a collapse (a few pictures
-repeated); coverage and the near-duplicate share do. The report is ``<run>/quality.json`` and,
-after the run, rows of the model card.
+repeated); coverage and the near-duplicate share do. The report is the run's ``quality.json``
+(read and written through ``msgen.run.Run``) and, after the run, rows of the model card.
+``train_with_report`` is the one before / train / after sequence the CLI and the Train tab run.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
-from . import checkpoint as ckpt
+from .run import Run
 
 QUALITY_SAMPLES = 256  # cap on images per side of the SWD comparison; keeps it to seconds on a CPU
 QUALITY_SEED = 7  # fixed: "before" and "after" read the same patch positions and the same samples
@@ -26,11 +26,8 @@ DIVERSITY_SAMPLES = 128  # per side of coverage & co.: Lite0 at 128 px is ~0.07 
 
 
 def read_quality(run_dir: Path) -> dict[str, Any]:
-    try:
-        data = json.loads((Path(run_dir) / "quality.json").read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
+    """The run's report; {} when it has none (``Run.quality``)."""
+    return Run(run_dir).quality()
 
 
 def _subset(images: torch.Tensor, n: int) -> torch.Tensor:
@@ -42,10 +39,11 @@ class QualityReport:
     """Measures and stores one run's report; the real side's features are computed once."""
 
     def __init__(self, run_dir: str | Path, images: torch.Tensor):
-        self.run_dir = Path(run_dir)
+        self.run = Run(run_dir)
+        self.run_dir = self.run.path
         self.real = _subset(images, QUALITY_SAMPLES).float()
         self.real_div = _subset(images, DIVERSITY_SAMPLES).float()
-        self.quality = read_quality(self.run_dir)
+        self.quality = self.run.quality()
         self._features: torch.Tensor | None = None
 
     def needs_before(self) -> bool:
@@ -118,7 +116,24 @@ class QualityReport:
         return out
 
     def _write(self) -> None:
-        ckpt.atomic_write_text(self.run_dir / "quality.json", json.dumps(self.quality, indent=1))
+        self.run.write_quality(self.quality)
+
+
+def train_with_report(trainer, images: torch.Tensor, *, measure: bool = True,
+                      note: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
+    """``trainer.train()`` between the report's "before" (a run's first start only) and "after"
+    figures; the report, or {} when ``measure`` is False (a rank of a distributed run but the first
+    trains without measuring). ``note`` hears what is being measured ("" while training)."""
+    report = QualityReport(trainer.run_dir, images) if measure else None
+    if report is not None and Run(trainer.run_dir).step() == 0 and report.needs_before():
+        note("measuring the starting point (SWD, coverage)")
+        report.measure_before(trainer.G_ema)
+    note("")
+    trainer.train()
+    if report is None:
+        return {}
+    note("measuring the result (SWD, coverage)")
+    return report.measure_after(trainer)
 
 
 def card_metrics(quality: dict[str, Any]) -> dict[str, Any]:

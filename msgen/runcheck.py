@@ -7,8 +7,10 @@ the exported model's; the exported weights must load strictly into it; every ten
 buffers, EMA, optimiser moments of the right parameter's shape, the two random streams),
 read from the header alone; the options must pass ``TrainOptions``' and the family options' own
 checks (an older run's flat options translated); every data PNG must decode through
-``msgen.data`` at the training resolution. Free text the run carries (its ``meta``) is cut down
-to short strings and numbers and written back.
+``msgen.data`` at the training resolution. The run's files are read through ``msgen.run.Run``
+(strict, bounded JSON; a malformed ``run.json`` is refused naming its field). Free text the run
+carries (its ``meta``, its command) is cut down to short strings and numbers and written back,
+with the data source pointed at the run's own snapshot (a stranger's path is never kept).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 import torch
 
 from . import checkpoint as ckpt
+from .run import DataRecord, Run, RunError
 
 META_TEXT = 2000  # characters kept of one free-text meta field (titles, commands, data set notes)
 
@@ -32,27 +35,25 @@ def _fail(message: str) -> ValueError:
     return RunArchiveError(message)
 
 
-def _json(path: Path, what: str) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError):
-        raise _fail(f"{what} is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise _fail(f"{what} must hold a JSON object")
-    return data
-
-
 def check_run(run_dir: Path, *, max_steps: int = 10_000_000) -> None:
     """Raise ``RunArchiveError`` naming the first thing about ``run_dir`` that is not a msgen run."""
     from .models import build_discriminator, build_generator, config_from_dict
 
-    info = _json(run_dir / "run.json", "run.json")
+    run = Run(run_dir)
     try:
-        config = config_from_dict(info["config"])
+        record = run.record()
+        state = run.state_info()
+        run.quality(strict=True)
+    except RunError as exc:
+        raise _fail(str(exc)) from None
+    if state is None:
+        raise _fail("state/state.json is missing")
+    try:
+        config = config_from_dict(record.config)
     except (KeyError, TypeError, ValueError) as exc:
         raise _fail(f"run.json: no usable model config ({_brief(exc)})") from None
     try:
-        model_config, _meta, tensors = ckpt.read_model_dir(run_dir / "model")
+        model_config, _meta, tensors = ckpt.read_model_dir(run.model_dir)
     except ValueError as exc:
         raise _fail(f"model/: {_brief(exc)}") from None
     if model_config != config:
@@ -61,21 +62,20 @@ def check_run(run_dir: Path, *, max_steps: int = 10_000_000) -> None:
     _load_strict(G, tensors, "generator.", "model/model.safetensors")
     if D is not None and any(k.startswith("discriminator.") for k in tensors):
         _load_strict(D, tensors, "discriminator.", "model/model.safetensors")
-    step, options = _check_state_json(run_dir, info, config, max_steps)
-    _check_state_tensors(run_dir, G, D, options, step)
-    _check_data(run_dir, config.resolution)
-    if (run_dir / "quality.json").is_file():
-        _json(run_dir / "quality.json", "quality.json")
-    if (run_dir / "model" / "samples.png").is_file():
-        _check_png(run_dir / "model" / "samples.png", None)
-    info["meta"] = clean_meta(info.get("meta"))
-    info["base"] = str(info.get("base") or "")[:200] or None
-    ckpt.atomic_write_text(run_dir / "run.json", json.dumps(info, indent=1))
+    step, options = _check_state_json(state, record, config, max_steps)
+    _check_state_tensors(run, state, G, D, options, step)
+    _check_data(run.data_dir, config.resolution)
+    if run.samples_png.is_file():
+        _check_png(run.samples_png, None)
+    run.write(dataclasses.replace(record, meta=clean_meta(record.meta), base=(record.base or "")[:200] or None,
+                                  command=(record.command or "")[:META_TEXT] or None,
+                                  data=DataRecord(fit=record.data.fit, background=record.data.background,
+                                                  images=record.data.images)))
     from .card import model_card  # the card is rebuilt, never taken from the archive
 
     meta = clean_meta(_meta)
-    ckpt.atomic_write_text(run_dir / "model" / "config.json", json.dumps(dataclasses.asdict(config) | {"msgen": meta}, indent=2) + "\n")
-    ckpt.atomic_write_text(run_dir / "model" / "README.md", model_card(config, meta))
+    ckpt.atomic_write_text(run.model_dir / "config.json", json.dumps(dataclasses.asdict(config) | {"msgen": meta}, indent=2) + "\n")
+    ckpt.atomic_write_text(run.model_dir / "README.md", model_card(config, meta))
 
 
 def _load_strict(module: torch.nn.Module, tensors: dict[str, torch.Tensor], prefix: str, where: str) -> None:
@@ -85,18 +85,16 @@ def _load_strict(module: torch.nn.Module, tensors: dict[str, torch.Tensor], pref
         raise _fail(f"{where}: the weights do not match the run's config ({_brief(exc)})") from None
 
 
-def _check_state_json(run_dir: Path, info: dict[str, Any], config: Any, max_steps: int):
-    from .train import options_from_dict
+def _check_state_json(state: dict[str, Any], record, config: Any, max_steps: int):
+    from .options import options_from_dict
 
-    state = _json(run_dir / "state" / "state.json", "state/state.json")
-    step = state.get("step")
-    if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= max_steps:
+    step = state["step"]  # a whole number from 0 (Run.state_info)
+    if step > max_steps:
         raise _fail(f"state/state.json: step must be a whole number from 0 to {max_steps:,}")
-    steps = info.get("steps")
-    if not isinstance(steps, int) or not 1 <= steps <= max_steps:
+    if not 1 <= record.steps <= max_steps:
         raise _fail(f"run.json: steps must be a whole number from 1 to {max_steps:,}")
     try:  # the family's options checked by its own dataclass; an older run's flat form translated
-        options = options_from_dict(state.get("options"), config.family, info.get("config"))
+        options = options_from_dict(state.get("options"), config.family, record.config)
     except (TypeError, ValueError, KeyError) as exc:
         raise _fail(f"state/state.json: the training options are not valid ({_brief(exc)})") from None
     if not isinstance(state.get("optimizers"), dict):
@@ -104,7 +102,7 @@ def _check_state_json(run_dir: Path, info: dict[str, Any], config: Any, max_step
     return step, options
 
 
-def _check_state_tensors(run_dir: Path, G, D, options, step: int) -> None:
+def _check_state_tensors(run: Run, state: dict[str, Any], G, D, options, step: int) -> None:
     from safetensors import safe_open
 
     from .train import make_recipe
@@ -117,10 +115,10 @@ def _check_state_tensors(run_dir: Path, G, D, options, step: int) -> None:
     expected.update({f"ema.{k}": (tuple(v.shape), v.is_floating_point()) for k, v in G.state_dict().items()})
     rng_shape = tuple(torch.Generator().get_state().shape)
     params = {name: [p for g in opt.param_groups for p in g["params"]] for name, opt in recipe.optimizers.items()}
-    groups = json.loads((run_dir / "state" / "state.json").read_text())["optimizers"]
+    groups = state["optimizers"]
     for name, opt in recipe.optimizers.items():
         _check_groups(name, opt, groups.get(name))
-    path = run_dir / "state" / "state.safetensors"
+    path = run.state_dir / "state.safetensors"
     try:
         with safe_open(str(path), "pt") as f:
             meta_step = (f.metadata() or {}).get("step")
@@ -190,17 +188,17 @@ def _check_png(path: Path, resolution: int | None) -> None:
         raise _fail(f"{path.name} is too large")
 
 
-def _check_data(run_dir: Path, resolution: int) -> None:
+def _check_data(data_dir: Path, resolution: int) -> None:
     from .data import LIMITS, load_image_set
 
-    files = sorted((run_dir / "data").glob("*.png")) if (run_dir / "data").is_dir() else []
+    files = sorted(data_dir.glob("*.png")) if data_dir.is_dir() else []
     if not files:
         raise _fail("the run has no training images (data/*.png), so it cannot be resumed")
     if len(files) > LIMITS.max_files:
         raise _fail(f"the run has {len(files)} training images, over the {LIMITS.max_files} limit")
     for f in files:
         _check_png(f, resolution)
-    data = load_image_set(run_dir / "data", resolution)
+    data = load_image_set(data_dir, resolution)
     if data.rejected or data.images.shape[0] != len(files):
         first = data.rejected[0] if data.rejected else None
         raise _fail(f"data/{first.name if first else '?'} cannot be read: {first.reason if first else 'unknown'}")

@@ -1,5 +1,7 @@
 """Runs that outlive the machine: a run's full state as a zip or a Hub repo, and back.
 
+(About 430 lines: packing, the zip's and the Hub's untrusted-input checks and the staging swap are one path.)
+
 A free Space's disk is wiped on restart, so a run leaves as an archive and comes back as one.
 The archive (a zip under one top folder ``<name>/``, or the root of a Hub repo) holds exactly::
 
@@ -44,12 +46,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import checkpoint as ckpt
+from .run import ARCHIVE_FILE as RUN_FILE  # the run folder's layout is msgen.run's
+from .run import RESUMABLE_FILES as REQUIRED
 
 FORMAT = "msgen-run/1"
 MANIFEST = "manifest.json"
-RUN_FILE = re.compile(r"^(run\.json|quality\.json|state/state\.json|state/state\.safetensors|model/config\.json|"
-                      r"model/model\.safetensors|model/samples\.png|data/\d{5}_[A-Za-z0-9_.-]{0,40}\.png)$")
-REQUIRED = ("run.json", "state/state.json", "state/state.safetensors", "model/config.json", "model/model.safetensors")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _JUNK = ("__MACOSX/", ".DS_Store")
 STAGING_TTL_S = 3600  # an import takes seconds; older staging folders are a killed process's

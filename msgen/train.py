@@ -1,13 +1,12 @@
 """Training: from scratch or fine-tuning an exported model, with EMA, previews, stop and resume.
 
-(About 450 lines: the loop's options, the loop and the state it checkpoints and resumes belong together.)
+(About 350 lines: the loop and the state it checkpoints and resumes belong together.)
 
-A ``Trainer`` owns one run folder::
-
-    <run>/model/   the exported model (config.json, model.safetensors, README.md, samples.png)
-    <run>/state/   training state: state.safetensors (weights, EMA, optimiser moments, RNG)
-                   + state.json (step, options, optimiser hyper-parameters); never exported
-    <run>/run.json what the run is (family, base, data, options) and how it ended
+A ``Trainer`` trains in one run folder, through its owner ``msgen.run.Run`` (the layout,
+``run.json``, the checkpoint's files): it writes the exported model (``<run>/model/``), the
+training state (``<run>/state/``: weights, EMA, optimiser moments, RNG; never exported) and the
+run's record (what it is: family, base, data, options, and how it ended). The options are
+``msgen.options.TrainOptions`` (re-exported here).
 
 The family-specific part is a *recipe* (the family's ``recipe_cls``, in its own file under
 ``msgen/models/``, with its own options dataclass in ``TrainOptions.family``): it owns the
@@ -38,95 +37,16 @@ from tqdm.auto import tqdm
 from . import checkpoint as ckpt
 from .device import pick_device
 from .distributed import SINGLE, World
-from .models import MultiScaleOutput, build_discriminator, build_generator, families, get_family, make_config
+from .models import MultiScaleOutput, build_discriminator, build_generator, get_family, make_config
+from .options import LOOP_FIELDS, TrainOptions, family_options, options_from_dict, options_to_dict
+from .run import DataRecord, Run, RunError, RunRecord
+
+__all__ = ["Trainer", "TrainOptions", "Progress", "make_recipe", "resume_options", "options_from_dict",
+           "options_to_dict", "family_options", "LOOP_FIELDS", "PREVIEW_SEED"]
 
 PREVIEW_SEED = 20_201_031  # fixed: previews of one run are comparable step to step
 PREVIEW_COUNT = 16
 SAMPLES_WIDTH = 512  # samples.png is enlarged to about this width, as the page shows its previews
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    """The loop's options; the family's own (e.g. ``GANOptions``, ``HVAEOptions``) are in ``family``."""
-
-    steps: int = 1000  # optimisation steps of this run in total (a resume continues towards it)
-    batch_size: int = 16  # small batches suit 20-200 image sets and a 2-core CPU
-    lr: float = 2e-4  # Adam, as in StyleGAN2 / FastGAN
-    ema_half_life_images: int = 5_000  # EMA of G; ramped up early in a run (StyleGAN2-ADA)
-    ema_rampup: float = 0.1
-    sample_every: int = 50  # steps between preview grids sent to callbacks
-    checkpoint_every: int = 200  # steps between atomic checkpoints (state + exported model)
-    seed: int = 0
-    device: str = "auto"  # "auto" picks CUDA, then MPS, then CPU
-    family: Any = None  # the family's options dataclass instance; None: its defaults (set by the Trainer)
-
-    def __post_init__(self) -> None:
-        checks = [
-            (1 <= self.steps <= 10_000_000, "steps must be between 1 and 10,000,000"),
-            (1 <= self.batch_size <= 1024, "batch size must be between 1 and 1024"),
-            (0 < self.lr <= 0.1, "learning rate must be in (0, 0.1]"),
-            (self.sample_every >= 1 and self.checkpoint_every >= 1, "intervals must be at least 1"),
-            (0 <= self.seed < 2**32, "seed must be in [0, 2**32)"),
-            (self.family is None or dataclasses.is_dataclass(self.family), "family must be a family's options"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
-
-    def for_family(self, name: str) -> TrainOptions:
-        """These options with ``family`` filled in for family ``name`` (its defaults when None);
-        options of another family are refused."""
-        cls = get_family(name).options_cls
-        if self.family is None:
-            return dataclasses.replace(self, family=cls())
-        if not isinstance(self.family, cls):
-            raise ValueError(f"these training options are {type(self.family).__name__}, "
-                             f"but a {name} model trains with {cls.__name__}")
-        return self
-
-
-LOOP_FIELDS = tuple(f.name for f in dataclasses.fields(TrainOptions) if f.name != "family")
-
-
-def family_options(name: str, data: dict[str, Any]) -> Any:
-    """Family ``name``'s options from a JSON dict (lists become tuples); unknown keys refused."""
-    cls = get_family(name).options_cls
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(str(k)[:64] for k in set(data) - set(fields))
-    if unknown:
-        raise ValueError(f"{name} training options have no {', '.join(unknown[:10])}")
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
-
-
-def options_from_dict(data: dict[str, Any], family: str, config: dict[str, Any] | None = None) -> TrainOptions:
-    """``TrainOptions`` for a run of ``family`` from its JSON form (``dataclasses.asdict``), or from
-    the flat form older versions wrote: the loop's keys, the GAN's beside them (ignored for a
-    family without them: they never applied), and a family's options that were config fields then
-    (taken from the run's ``config`` dict, ``Family.legacy_config_keys``)."""
-    if not isinstance(data, dict):
-        raise ValueError("training options must be a JSON object")
-    data = dict(data)
-    loop = {k: data.pop(k) for k in LOOP_FIELDS if k in data}
-    fam = get_family(family)
-    if isinstance(data.get("family"), dict) or (data.get("family") is None and "family" in data):
-        own = data.pop("family") or {}
-        if data:
-            raise ValueError(f"training options have no {', '.join(sorted(str(k)[:64] for k in data)[:10])}")
-    else:  # the old flat form
-        known = {f.name for f in dataclasses.fields(fam.options_cls)}
-        others = {f.name for other in families().values() for f in dataclasses.fields(other.options_cls)}
-        unknown = sorted(str(k)[:64] for k in set(data) - others)
-        if unknown:
-            raise ValueError(f"training options have no {', '.join(unknown[:10])}")
-        own = {k: v for k, v in data.items() if k in known}
-        legacy = {k: v for k, v in (config or {}).items() if k in fam.legacy_config_keys}
-        own = legacy | own
-    return TrainOptions(**loop, family=family_options(family, own))
-
-
-def options_to_dict(options: TrainOptions) -> dict[str, Any]:
-    """The JSON form ``options_from_dict`` reads: the loop's fields and ``family``'s as a dict."""
-    return dataclasses.asdict(options)
 
 
 @dataclass
@@ -196,10 +116,13 @@ class Trainer:
         meta: dict[str, Any] | None = None,
         progress_bar: bool = False,
         world: World = SINGLE,
+        data: DataRecord | None = None,
     ):
         if images.ndim != 4 or images.shape[1] != 3 or images.shape[0] == 0:
             raise ValueError("training needs at least one image (N x 3 x r x r)")
         self.run_dir = Path(run_dir)
+        self.run = Run(self.run_dir)
+        self.data = data  # where the images came from, for run.json (None: what it says already)
         self.callbacks = tuple(callbacks)
         self.stop = stop
         self.meta = dict(meta or {})
@@ -258,16 +181,16 @@ class Trainer:
     # --- state ----------------------------------------------------------------------------
     @property
     def state_dir(self) -> Path:
-        return self.run_dir / "state"
+        return self.run.state_dir
 
     @property
     def model_dir(self) -> Path:
-        return self.run_dir / "model"
+        return self.run.model_dir
 
     def save_state(self) -> None:
         tensors: dict[str, torch.Tensor] = {}
         info: dict[str, Any] = {"step": self.step, "train_seconds": self.train_seconds,
-                                "options": dataclasses.asdict(self.options), "optimizers": {}}
+                                "options": options_to_dict(self.options), "optimizers": {}}
         for name, module in self.recipe.modules.items():
             if module is not None:
                 tensors.update({f"{name}.{k}": v for k, v in module.state_dict().items()})
@@ -278,27 +201,13 @@ class Trainer:
             info["optimizers"][name] = opt_info
         tensors["rng.data"] = _gen_state(self.data_gen)
         tensors["rng.step"] = _gen_state(self.step_gen)
-        ckpt.atomic_save_tensors(self.state_dir / "state.safetensors", tensors, metadata={"step": str(self.step)})
-        # state.json is written last: a crash between the two writes leaves a newer safetensors
-        # beside an older json, which load_state refuses through the safetensors' step stamp.
-        ckpt.atomic_write_text(self.state_dir / "state.json", json.dumps(info, indent=1))
+        self.run.save_state(tensors, info)
 
     def load_state(self) -> bool:
-        path = self.state_dir / "state.safetensors"
-        if not path.is_file() or not (self.state_dir / "state.json").is_file():
+        loaded = self.run.load_state()
+        if loaded is None:
             return False
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
-        info = json.loads((self.state_dir / "state.json").read_text())
-        with safe_open(str(path), framework="pt") as f:
-            stamp = (f.metadata() or {}).get("step")
-        if stamp is not None and stamp != str(info["step"]):
-            raise ckpt.CheckpointError(
-                f"{self.state_dir}: state.safetensors is from step {stamp} but state.json from step {info['step']} "
-                "(the process was killed between the two writes); the exported model in "
-                f"{self.model_dir} is intact: fine-tune it as a base in a new run")
-        tensors = load_file(str(path))
+        info, tensors = loaded
         for name, module in self.recipe.modules.items():
             if module is not None:
                 module.load_state_dict({k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")})
@@ -412,11 +321,18 @@ class Trainer:
     def _write_run_json(self, status: str, resumed: bool) -> None:
         if not self.world.is_main:
             return
-        info = {"status": status, "step": self.step, "steps": self.options.steps, "family": self.G.config.family,
-                "resolution": self.G.config.resolution, "base": self.base, "resumed": resumed,
-                "options": dataclasses.asdict(self.options), "meta": self.meta, "processes": self.world.size,
-                "config": dataclasses.asdict(self.G.config)}
-        ckpt.atomic_write_text(self.run_dir / "run.json", json.dumps(info, indent=1, default=str))
+        data = self.data
+        if data is None:  # a queued run's record says where its images are
+            try:
+                data = self.run.record().data
+            except RunError:
+                data = DataRecord()
+        cfg = self.G.config
+        self.run.write(RunRecord(status=status, step=self.step, steps=self.options.steps, family=cfg.family,
+                                 resolution=cfg.resolution, config=dataclasses.asdict(cfg),
+                                 options=options_to_dict(self.options), base=self.base, resumed=resumed,
+                                 processes=self.world.size, data=data, command=self.meta.get("command"),
+                                 meta=self.meta))
 
 
 def _hardware(device: torch.device) -> str:
@@ -435,11 +351,6 @@ def _samples_png(images: torch.Tensor) -> bytes:
 
 
 def resume_options(run_dir: str | Path, **changes: Any) -> TrainOptions:
-    """The options a run was started with (from its state), optionally changed (e.g. more steps).
-    Runs written before the family options had their own dataclass are translated."""
-    run_dir = Path(run_dir)
-    info = json.loads((run_dir / "state" / "state.json").read_text())
-    run = json.loads((run_dir / "run.json").read_text())
-    config = run.get("config") or {}
-    options = options_from_dict(info["options"], run.get("family") or config.get("family"), config)
-    return dataclasses.replace(options, **changes)
+    """The options a run was started with (from its state), optionally changed (e.g. more steps);
+    ``Run.train_options``. Runs written before the family options had their own dataclass are translated."""
+    return Run(run_dir).train_options(**changes)

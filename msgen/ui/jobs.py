@@ -1,5 +1,7 @@
 """The Train tab's job manager: one training run at a time in a background thread, the rest in line.
 
+(About 340 lines: the manager, its one worker and the job it runs share the lock and the job's fields.)
+
 A web page must not train inside a request: a run outlives the request, the visitor may reload
 the page, and other visitors must keep generating while it trains. So ``JobManager`` owns a
 single worker thread that takes ``Job``s first come first served; the page polls a job's
@@ -10,9 +12,9 @@ a final checkpoint. The worker trains with fewer torch threads than the process 
 
 Each job reads its images with ``msgen.data.load_image_set`` and builds the same ``Trainer`` and
 ``TrainOptions`` as ``python -m msgen train``, so a run started on the page gives the weights the
-CLI gives for the same data, seed and options. Besides the model the run folder gets
-``quality.json``, the quality report the CLI writes too (``msgen.report``: SWD at every level,
-coverage and near-duplicates, before and after training, beside a half-vs-half floor).
+CLI gives for the same data, seed and options, and the same quality report around the training
+(``msgen.report.train_with_report``: SWD at every level, coverage and near-duplicates, before and
+after training, beside a half-vs-half floor). The run folder's files are ``msgen.run.Run``'s.
 
 On a shared host one stranger must not hold the only worker: ``JobManager(max_jobs=...)`` caps
 the runs training or in line at once (whoever sends them: owner tokens are the browser's own
@@ -25,7 +27,7 @@ started again) after a server restart; a run that fails records "failed" and the
 from __future__ import annotations
 
 import collections
-import json
+import dataclasses
 import secrets
 import shutil
 import threading
@@ -38,7 +40,9 @@ import torch
 
 from .. import checkpoint as ckpt
 from ..defaults import training_threads
-from ..report import QualityReport
+from ..options import options_to_dict
+from ..report import train_with_report
+from ..run import DataRecord, Run, RunRecord
 from ..train import Progress, Trainer, TrainOptions
 
 HISTORY_POINTS = 400  # loss curves are thinned to about this many points per series for the plot
@@ -201,7 +205,7 @@ class JobManager:
             if job in self._queue:
                 self._queue.remove(job)
                 job.state, job.message = "stopped", "removed from the line before it started"
-                if not job.spec.resume and not (job.spec.run_dir / "state").exists():
+                if not job.spec.resume and not Run(job.spec.run_dir).state_dir.exists():
                     shutil.rmtree(job.spec.run_dir, ignore_errors=True)  # only its data snapshot
             elif job.state == "running":
                 job.state = "stopping"
@@ -256,20 +260,20 @@ class JobManager:
                 run_job(job)
             except Exception as exc:  # one bad run must never take the worker down
                 job.state, job.message = "failed", _brief(exc)
-                _mark_failed(job.spec.run_dir, job.message)
+                Run(job.spec.run_dir).mark_failed(job.message)
             finally:
                 with self._cond:
                     self._current = None
 
 
 def run_job(job: Job) -> None:
-    """Train one job in the calling thread: the same data loading and Trainer as the CLI."""
+    """Train one job in the calling thread: the same data loading, Trainer and report as the CLI."""
     from ..data import load_image_set
 
     spec = job.spec
-    sweep_temp_files(spec.run_dir)  # only this worker writes this run: any temp file is a killed write's
-    resolution = _resolution(spec)
-    data = load_image_set(spec.data, resolution, fit=spec.fit, background=spec.background)
+    run = Run(spec.run_dir)
+    run.sweep_temp_files()  # only this worker writes this run: any temp file is a killed write's
+    data = load_image_set(spec.data, _resolution(spec), fit=spec.fit, background=spec.background)
     if data.images.shape[0] == 0:
         raise ValueError("no usable images in this run's data")
     started: list[float] = []  # the budget counts training time: from the loop's first stop check
@@ -285,64 +289,42 @@ def run_job(job: Job) -> None:
 
     trainer = Trainer(images=data.images, run_dir=spec.run_dir, config=spec.config if spec.base is None else None,
                       base=spec.base, options=spec.options, callbacks=(job.on_progress,), stop=stop_now,
-                      meta=spec.meta)
-    job.step = _state_step(spec.run_dir)
-    report = QualityReport(spec.run_dir, data.images)
-    if job.step == 0 and report.needs_before():
-        job.message = "measuring the starting point (SWD, coverage)"
-        report.measure_before(trainer.G_ema)
-    job.message = ""
-    trainer.train()
-    stopped = job.stop_event.is_set() and trainer.step < spec.options.steps
-    budget_note = job.message if job.message.startswith("stopped:") else ""
-    job.message = "measuring the result (SWD, coverage)"
-    job.quality = report.measure_after(trainer)  # re-exports: the card carries the report
+                      meta=spec.meta, data=_data_record(spec, int(data.images.shape[0])))
+    job.step = run.step()
+    budget_note: list[str] = []
+
+    def note(text: str) -> None:
+        if job.message.startswith("stopped:"):
+            budget_note.append(job.message)
+        job.message = text
+
+    job.quality = train_with_report(trainer, data.images, note=note)  # re-exports: the card carries the report
     job.step = trainer.step
-    job.state = "stopped" if stopped else "finished"
-    job.message = budget_note
+    job.state = "stopped" if job.stop_event.is_set() and trainer.step < spec.options.steps else "finished"
+    job.message = budget_note[-1] if budget_note else ""
+
+
+def _data_record(spec: JobSpec, count: int | None = None) -> DataRecord:
+    """Where a job's images are: None for the run's own snapshot, else the one file or folder."""
+    source = spec.data if isinstance(spec.data, Path) and spec.data != Run(spec.run_dir).data_dir else None
+    return DataRecord(source=str(source.resolve()) if source is not None else None, fit=spec.fit,
+                      background=tuple(spec.background), images=count)
 
 
 def _write_queued(spec: JobSpec) -> None:
-    """``run.json`` for a run in line: the same fields the Trainer writes, status "queued"."""
-    import dataclasses
-
+    """``run.json`` for a run in line: the record the Trainer writes, status "queued"."""
     config = spec.config if spec.config is not None else (_model_config(spec.base) if spec.base else None)
-    info = {"status": "queued", "step": 0, "steps": spec.options.steps,
-            "family": getattr(config, "family", "?"), "resolution": getattr(config, "resolution", 0),
-            "base": str(spec.base) if spec.base is not None else None, "resumed": False,
-            "options": dataclasses.asdict(spec.options), "meta": spec.meta,
-            "config": dataclasses.asdict(config) if config is not None else None,
-            "fit": spec.fit, "background": list(spec.background)}
-    spec.run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt.atomic_write_text(spec.run_dir / "run.json", json.dumps(info, indent=1, default=str))
-
-
-def _mark_failed(run_dir: Path, message: str) -> None:
-    """Record a failure in ``run.json`` (best effort: on a full disk even this may not fit)."""
-    try:
-        info = json.loads((run_dir / "run.json").read_text())
-        if isinstance(info, dict):
-            info.update(status="failed", error=message)
-            ckpt.atomic_write_text(run_dir / "run.json", json.dumps(info, indent=1, default=str))
-    except (OSError, ValueError):
-        pass
+    Run(spec.run_dir).write(RunRecord(
+        status="queued", step=0, steps=spec.options.steps, family=getattr(config, "family", None),
+        resolution=getattr(config, "resolution", 0), config=dataclasses.asdict(config) if config is not None else None,
+        options=options_to_dict(spec.options), base=str(spec.base) if spec.base is not None else None,
+        data=_data_record(spec),
+        command=spec.meta.get("command"), meta=spec.meta))
 
 
 def sweep_temp_files(run_dir: Path) -> int:
-    """Remove what a killed atomic write left in a run: ``.<name>.*.tmp`` files (checkpoint.atomic_*)
-    and ``.<name>.new-*`` / ``.<name>.old-*`` folders (checkpoint.save_model's swap)."""
-    removed = 0
-    for folder in (run_dir, run_dir / "state", run_dir / "model"):
-        if not folder.is_dir() or folder.is_symlink():
-            continue
-        for p in folder.iterdir():
-            if p.name.startswith(".") and any(m in p.name for m in ("tmp", ".new-", ".old-")) and not p.is_symlink():
-                try:
-                    shutil.rmtree(p) if p.is_dir() else p.unlink()
-                    removed += 1
-                except OSError:
-                    continue
-    return removed
+    """``Run.sweep_temp_files``: what a killed atomic write left in a run."""
+    return Run(run_dir).sweep_temp_files()
 
 
 def _model_config(path: Path) -> Any:
@@ -354,13 +336,6 @@ def _resolution(spec: JobSpec) -> int:
     if spec.base is not None:
         return int(_model_config(spec.base).resolution)
     return int(spec.config.resolution)
-
-
-def _state_step(run_dir: Path) -> int:
-    try:
-        return int(json.loads((run_dir / "state" / "state.json").read_text())["step"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return 0
 
 
 def _brief(exc: BaseException) -> str:

@@ -28,7 +28,7 @@ from typing import Any
 import gradio as gr
 
 from .. import render
-from ..report import read_quality
+from ..run import Run
 from . import common, runs, validate
 from .jobs import JobManager
 
@@ -105,7 +105,7 @@ def run_status(ctx: common.AppContext, manager: JobManager, run: Any, owner: Any
     out["active"] = out["state"] in ("queued", "running", "stopping")
     out["has_model"] = bool(info and info.has_model)
     out["resumable"] = bool(info and info.resumable)
-    out["quality"] = (job.quality if job is not None and job.quality else None) or read_quality(run_dir)
+    out["quality"] = (job.quality if job is not None and job.quality else None) or Run(run_dir).quality()
     out["time"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     return out
 
@@ -144,7 +144,7 @@ def _preview_url(preview) -> str | None:
 
 
 def _samples_url(run_dir) -> str | None:
-    path = run_dir / "model" / "samples.png"
+    path = Run(run_dir).samples_png
     if not path.is_file():
         return None
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()

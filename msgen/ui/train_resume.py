@@ -11,7 +11,6 @@ The handlers are plain functions of plain values, tested without a browser.
 
 from __future__ import annotations
 
-import json
 import secrets
 from pathlib import Path
 from typing import Any, Callable
@@ -19,6 +18,7 @@ from typing import Any, Callable
 import gradio as gr
 
 from .. import runzip
+from ..run import Run
 from . import common, runs, validate
 from .jobs import JobManager
 
@@ -69,8 +69,8 @@ def _limits(ctx: common.AppContext) -> runzip.ArchiveLimits:
 
 
 def _goal(run_dir: Path, until: Any) -> tuple[int, int]:
-    step = int(json.loads((run_dir / "state" / "state.json").read_text())["step"])
-    steps = int(json.loads((run_dir / "run.json").read_text())["steps"])
+    run = Run(run_dir)
+    step, steps = run.step(), run.record().steps
     if until not in (None, ""):
         try:
             steps = int(float(until))
