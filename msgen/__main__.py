@@ -139,7 +139,7 @@ def _train(args: argparse.Namespace, world) -> None:
     from .train import Trainer, TrainOptions
     from .zoo import resolve_model
 
-    from .defaults import FINETUNE
+    from .defaults import FINETUNE, start_of
     from .report import train_with_report
     from .run import DataRecord
 
@@ -182,7 +182,10 @@ def _train(args: argparse.Namespace, world) -> None:
         n = data.images.shape[0]
     if n < 16:
         say(f"warning: only {n} images; the generator will likely memorise them", file=sys.stderr)
-    opts = TrainOptions(steps=args.steps, batch_size=args.batch, lr=args.lr, ema_half_life_images=args.ema_half_life,
+    start = start_of(family)  # steps, batch and learning rate not given: the base family's fine-tune defaults
+    steps, batch, lr = (start.steps if args.steps is None else args.steps,
+                        start.batch_size if args.batch is None else args.batch, start.lr if args.lr is None else args.lr)
+    opts = TrainOptions(steps=steps, batch_size=batch, lr=lr, ema_half_life_images=args.ema_half_life,
                         sample_every=args.sample_every, checkpoint_every=args.checkpoint_every, seed=args.seed,
                         device=args.device, family=family_opts)
     words = getattr(args, "argv", None) or sys.argv[1:]  # main(argv)'s own words when called in-process
@@ -282,7 +285,7 @@ def _colour(text: str) -> tuple[int, int, int]:
 
 def parser() -> argparse.ArgumentParser:
     from . import familyflags, validate
-    from .defaults import FINETUNE
+    from .defaults import FINETUNE, start_of
     from .models import families
 
     p = _Parser(prog="python -m msgen", description="multi-scale image generation studio")
@@ -313,9 +316,12 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--resolution", type=int, default=32)
     t.add_argument("--config", default=None, help="JSON of config overrides for --family, e.g. '{\"channel_max\": 256}'")
     t.add_argument("--out", required=True, help="run folder (resumes if it holds a checkpoint)")
-    t.add_argument("--steps", type=int, default=FINETUNE.steps)
-    t.add_argument("--batch", type=int, default=FINETUNE.batch_size)
-    t.add_argument("--lr", type=float, default=FINETUNE.lr)
+    starts = ", ".join(f"{f} {start_of(f).steps} / {start_of(f).batch_size} / {start_of(f).lr:g}" for f in sorted(families()))
+    t.add_argument("--steps", type=int, default=None,
+                   help=f"default: the base family's ({FINETUNE.steps} for {FINETUNE.base}, the page's default; "
+                        f"steps / batch / lr per family: {starts})")
+    t.add_argument("--batch", type=int, default=None, help=f"default: the base family's ({FINETUNE.batch_size} for {FINETUNE.base})")
+    t.add_argument("--lr", type=float, default=None, help=f"default: the base family's ({FINETUNE.lr:g} for {FINETUNE.base})")
     t.add_argument("--ema-half-life", type=int, default=5000, help="EMA half-life in images")
     t.add_argument("--sample-every", type=int, default=FINETUNE.sample_every)
     t.add_argument("--checkpoint-every", type=int, default=FINETUNE.checkpoint_every)

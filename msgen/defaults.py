@@ -19,17 +19,38 @@ def training_threads() -> int:
     return max(1, (os.cpu_count() or 2) - 1)
 
 
+def start_of(family: str | None):
+    """``msgen.models.FineTune`` of ``family`` (steps, learning rate, batch of a fine-tune from one of
+    its models); a family-less or unknown name gets the record's defaults."""
+    from .models import FineTune, families, get_family
+
+    return get_family(family).finetune if family in families() else FineTune()
+
+
 @dataclass(frozen=True)
 class FineTuneDefaults:
-    base: str = "fashion32"  # a shipped 32 px GAN: minutes on a CPU, the page's preselected start
-    steps: int = 500  # ~8k images seen: a few minutes at 32 px on 2 vCPUs, enough to adapt to 20-200 images
-    batch_size: int = 16
-    lr: float = 2e-4
-    augment: tuple[str, ...] = POLICIES  # all three DiffAugment policies: few-shot sets need them
+    # The page's preselected start and ``train --data D --out R``'s: a next-scale autoregressive
+    # model trained on a broad mix of small colour pictures, whose fine-tune keeps variety
+    # (bench/fewshot.py: the GANs' fine-tunes collapsed). ``base_family`` is its family, so the
+    # defaults below need no model file; tests/test_train.py checks that they agree.
+    base: str = "broad32-var"
+    base_family: str = "var"
+    # steps, batch size and learning rate are the base family's ``Family.finetune``; a fine-tune of
+    # another base (the CLI's --model, the Train tab's "Start from") takes that base's family's.
+    steps: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    augment: tuple[str, ...] = POLICIES  # the GANs' DiffAugment policies, all three: few-shot sets need them
     sample_every: int = 25  # steps between preview grids
     checkpoint_every: int = 100  # a killed run loses at most this many steps
     seed: int = 0
     threads: int = field(default_factory=training_threads)
+
+    def __post_init__(self) -> None:
+        start = start_of(self.base_family)
+        for name, value in (("steps", start.steps), ("batch_size", start.batch_size), ("lr", start.lr)):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
 
 
 FINETUNE = FineTuneDefaults()

@@ -116,10 +116,11 @@ def test_train_help_shows_every_default(capsys):
     text = " ".join(capsys.readouterr().out.split())
     from msgen.defaults import FINETUNE as F
 
-    for flag, default in (("--steps", F.steps), ("--batch", F.batch_size), ("--lr", F.lr), ("--resolution", 32),
-                          ("--sample-every", F.sample_every), ("--checkpoint-every", F.checkpoint_every),
-                          ("--seed", F.seed), ("--threads", F.threads)):
+    for flag, default in (("--resolution", 32), ("--sample-every", F.sample_every),
+                          ("--checkpoint-every", F.checkpoint_every), ("--seed", F.seed), ("--threads", F.threads)):
         assert f"{flag} {flag[2:].upper().replace('-', '_')}" in text and f"default: {default}" in text, flag
+    for flag, default in (("--steps", F.steps), ("--batch", F.batch_size), ("--lr", f"{F.lr:g}")):
+        assert f"{flag} {flag[2:].upper()} default: the base family's ({default} for {F.base}" in text, flag
 
 
 def test_the_cli_and_the_page_share_one_set_of_defaults():
@@ -128,10 +129,20 @@ def test_the_cli_and_the_page_share_one_set_of_defaults():
     from msgen.ui import jobs
     from msgen.ui import train as T
 
+    from msgen.checkpoint import read_config
+    from msgen.defaults import start_of
+    from msgen.models import FineTune, get_family
+    from msgen.zoo import resolve_model
+
     args = parser().parse_args(["train", "--data", "d", "--out", "o"])
-    assert (args.steps, args.batch, args.lr, args.sample_every, args.checkpoint_every, args.seed, args.threads) == (
-        FINETUNE.steps, FINETUNE.batch_size, FINETUNE.lr, FINETUNE.sample_every, FINETUNE.checkpoint_every,
-        FINETUNE.seed, FINETUNE.threads)
+    assert (args.steps, args.batch, args.lr) == (None, None, None)  # the base family's, once the base is known
+    assert (args.sample_every, args.checkpoint_every, args.seed, args.threads) == (
+        FINETUNE.sample_every, FINETUNE.checkpoint_every, FINETUNE.seed, FINETUNE.threads)
+    # The default base is shipped, of the family the defaults name, and they are that family's.
+    assert read_config(resolve_model(FINETUNE.base))[0].family == FINETUNE.base_family
+    fam = get_family(FINETUNE.base_family).finetune
+    assert (FINETUNE.steps, FINETUNE.batch_size, FINETUNE.lr) == (fam.steps, fam.batch_size, fam.lr)
+    assert start_of("no-such-family") == FineTune() and start_of("msggan") == get_family("msggan").finetune
     from msgen.familyflags import given
     from msgen.models.msggan import GANOptions
 
@@ -140,6 +151,31 @@ def test_the_cli_and_the_page_share_one_set_of_defaults():
     assert (T.DEFAULT_STEPS, T.DEFAULT_BATCH, T.DEFAULT_LR, T.DEFAULT_PREVIEW_EVERY, T.CHECKPOINT_EVERY) == (
         FINETUNE.steps, FINETUNE.batch_size, FINETUNE.lr, FINETUNE.sample_every, FINETUNE.checkpoint_every)
     assert jobs.JobManager().threads == FINETUNE.threads
+
+
+def test_a_fine_tune_without_steps_takes_its_base_familys_defaults(tmp_path, tiny_weights, monkeypatch):
+    import dataclasses
+
+    from msgen import models
+    from msgen.__main__ import main
+    from msgen.models import FineTune
+    from msgen.run import Run
+    from msgen.ui import common
+    from msgen.ui import train_form
+    from tests.conftest import FIXTURES
+
+    fam = models.get_family("msggan")
+    monkeypatch.setitem(models.FAMILIES, "msggan", dataclasses.replace(fam, finetune=FineTune(steps=3, lr=3e-4, batch_size=4)))
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(FIXTURES / "images"), "--out", str(run), "--model", str(tiny_weights / "tiny16"),
+                 "--threads", "1"]) in (0, None)
+    opts = Run(run).train_options()
+    assert (opts.steps, opts.batch_size, opts.lr) == (3, 4, 3e-4) and Run(run).step() == 3
+    ctx = common.AppContext(runs_dir=tmp_path / "runs", weights_dir=tiny_weights)
+    assert train_form.start_values(ctx, "model:tiny16", None) == (3, 4, 3e-4)  # what the form proposes for that base
+    assert train_form.start_values(ctx, "scratch:msggan", None) == (3, 4, 3e-4)
+    assert train_form.start_values(ctx, "model:no-such-model", None) == (FineTune().steps, FineTune().batch_size,
+                                                                           FineTune().lr)
 
 
 def test_cli_train_writes_the_quality_report_and_generate_takes_the_run_folder(tmp_path, tiny_weights):

@@ -32,6 +32,7 @@ from .train_form import (  # noqa: F401  (re-exported: train_api, train_resume, 
     families,
     options_from_form,
     resolve_base,
+    start_values,
 )
 from .train_handlers import (  # noqa: F401  (re-exported, as above)
     GALLERY_MAX,
@@ -198,6 +199,10 @@ def _wire(ctx: common.AppContext, ui: SimpleNamespace) -> None:
                        [ui.job, ui.status, ui.timer, ui.seen], api_name="train_start", **decode)
     ui.base.change(on_base, [ui.base, owner], list(ui.family_groups.values()), api_visibility="private",
                    show_progress="hidden", queue=False)
+    # A base picked by the visitor proposes its family's steps, batch and learning rate (a list
+    # refresh changes no value, so what the visitor typed stays until they pick another base).
+    ui.base.input(lambda base, owner=None: start_values(ctx, base, owner), [ui.base, owner],
+                  [ui.steps, ui.batch, ui.lr], api_visibility="private", show_progress="hidden", queue=False)
     ui.stop_btn.click(on_stop, [ui.job, owner], [ui.status], api_name="train_stop_current", concurrency_limit=None)
     ui.timer.tick(on_poll, [ui.job, ui.seen, owner],
                   [ui.status, ui.progress, ui.plot, ui.preview, ui.quality, ui.timer, ui.seen, *lists],

@@ -56,7 +56,12 @@ def start_run(ctx: common.AppContext, manager: JobManager, files: Any, *, base: 
         paths = file_paths(files)
     except ValueError as exc:
         raise gr.Error(str(exc)) from None
-    job_id, text = T.start(ctx, manager, paths, base or T.default_base(ctx), resolution, fit, steps, batch, lr,
+    base = base or T.default_base(ctx)
+    if None in (steps, batch, lr):  # not given: the base family's fine-tune defaults, as the form proposes
+        start = T.start_values(ctx, base, owner)
+        steps, batch, lr = (start[0] if steps is None else steps, start[1] if batch is None else batch,
+                            start[2] if lr is None else lr)
+    job_id, text = T.start(ctx, manager, paths, base, resolution, fit, steps, batch, lr,
                            augment, preview_every, seed, name, owner, client)
     if job_id is None:
         raise gr.Error(text.replace("**", ""))
@@ -155,7 +160,7 @@ def register(ctx: common.AppContext, manager: JobManager) -> None:
     from . import train as T
 
     def train(files: list[gr.FileData], base: str = "", resolution: int = 32, fit: str = "crop",
-              steps: int = T.DEFAULT_STEPS, batch: int = T.DEFAULT_BATCH, lr: float = T.DEFAULT_LR,
+              steps: int | None = None, batch: int | None = None, lr: float | None = None,
               augment: list[str] | None = None, preview_every: int = T.DEFAULT_PREVIEW_EVERY, seed: int = 0,
               name: str = "", owner: str | None = None, request: gr.Request = None) -> dict:
         """Start a training run from uploaded pictures in one call; returns the run's status.
@@ -165,9 +170,9 @@ def register(ctx: common.AppContext, manager: JobManager) -> None:
             base: "model:NAME" to fine-tune a listed model, or "scratch:FAMILY"; empty: the page's default
             resolution: training resolution, used only when training from scratch (16, 32, 64 or 128)
             fit: "crop" (centre square) or "pad" non-square pictures
-            steps: optimisation steps in total
-            batch: images per step
-            lr: learning rate
+            steps: optimisation steps in total; None: the base family's fine-tune default
+            batch: images per step; None: the base family's default
+            lr: learning rate; None: the base family's default
             augment: DiffAugment policies among "color", "translation", "cutout"; None: all three
             preview_every: steps between preview grids
             seed: seed of the run (0 to 4294967295)

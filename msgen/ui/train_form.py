@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import validate
 from ..augment import POLICIES  # noqa: F401  (the augmentations the form offers; re-exported for the tab)
-from ..defaults import FINETUNE
+from ..defaults import FINETUNE, start_of
 from ..models import families as registered, get_family, make_config
 from ..train import TrainOptions
 from . import common, train_family
@@ -45,6 +45,13 @@ def default_base(ctx: common.AppContext) -> str:
     preferred = [e for e in shipped if e.name == FINETUNE.base] or [e for e in shipped if e.resolution == 32]
     pick = (preferred or shipped)[:1]
     return f"model:{pick[0].name}" if pick else base_choices(ctx, None)[0][1]
+
+
+def start_values(ctx: common.AppContext, choice: str | None, owner: str | None) -> tuple[int, int, float]:
+    """Steps, batch size and learning rate the form proposes for a base: its family's fine-tune
+    defaults (``Family.finetune``), what ``python -m msgen train --model`` takes for it."""
+    start = start_of(train_family.family_of(ctx, choice, owner) or None)
+    return start.steps, start.batch_size, start.lr
 
 
 @dataclass
