@@ -1,5 +1,7 @@
 """Quality of the shipped models, and a same-CPU-time baseline against PyPI ``lightweight-gan``.
 
+(About 410 lines: one benchmark report, its data, scoring, baseline runs and tables.)
+
     python bench/quality.py [--n 300] [--baseline-minutes 3] [--batch 16] [--write-cards]
                             [--datasets sprites emoji fashion] [--no-baseline] [--json out.json]
 

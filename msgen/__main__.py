@@ -1,5 +1,7 @@
 """Command line: ``python -m msgen {generate,train,eval,data,models,push}``.
 
+(About 400 lines: every subcommand's parser beside its handler, so `--help` and the code agree.)
+
 Each command is a thin wrapper over the same functions the app and the Python API use.
 Errors a user can cause, bad arguments included, print one clear line and exit with status 2,
 never a traceback (set ``MSGEN_DEBUG=1`` to see one for an unexpected error).

@@ -1,5 +1,7 @@
 """Exported models and training state on disk, and the Hub.
 
+(About 460 lines: the one gate every model file passes, format checks, pickle refusal, the Hub mixin and the atomic swap, kept together so no path skips a check.)
+
 Over 300 lines: the one owner of model folders (writing, the checks of a stranger's, Hub fetch and push).
 
 An exported model is a folder, the same locally and on the Hugging Face Hub. ``MsgenModel`` is a

@@ -1,5 +1,7 @@
 """Public image data sets built from files that Debian packages install, for training from scratch.
 
+(About 440 lines: one small builder per public picture set; they share the decoding limits and the mixing.)
+
 Each set is read from its package's files (no downloads: the Space and CI are offline) and
 written as square RGB PNGs, one per image, so that `msgen.data.load_image_set` and the Train
 tab read them like any upload. `DATASETS` says where each comes from and under which licence.

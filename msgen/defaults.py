@@ -27,14 +27,27 @@ def start_of(family: str | None):
     return get_family(family).finetune if family in families() else FineTune()
 
 
+def shipped_family(name: str) -> str | None:
+    """The family of the shipped model ``name``, from its config.json alone; None if it is not shipped."""
+    import json
+
+    from .zoo import WEIGHTS_DIR
+
+    try:
+        with open(WEIGHTS_DIR / name / "config.json", encoding="utf-8") as f:
+            family = json.loads(f.read(2**20)).get("family")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return family if isinstance(family, str) else None
+
+
 @dataclass(frozen=True)
 class FineTuneDefaults:
-    # The page's preselected start and ``train --data D --out R``'s: a next-scale autoregressive
-    # model trained on a broad mix of small colour pictures, whose fine-tune keeps variety
-    # (bench/fewshot.py: the GANs' fine-tunes collapsed). ``base_family`` is its family, so the
-    # defaults below need no model file; tests/test_train.py checks that they agree.
+    # The page's preselected start and ``train --data D --out R``'s: the shipped model trained on a
+    # broad mix of small colour pictures, whose fine-tune keeps variety (bench/fewshot.py: the
+    # GANs' fine-tunes collapsed). ``base_family`` is read from its config.json (no tensors).
     base: str = "broad32-var"
-    base_family: str = "var"
+    base_family: str | None = None
     # steps, batch size and learning rate are the base family's ``Family.finetune``; a fine-tune of
     # another base (the CLI's --model, the Train tab's "Start from") takes that base's family's.
     steps: int | None = None
@@ -47,6 +60,8 @@ class FineTuneDefaults:
     threads: int = field(default_factory=training_threads)
 
     def __post_init__(self) -> None:
+        if self.base_family is None:
+            object.__setattr__(self, "base_family", shipped_family(self.base))
         start = start_of(self.base_family)
         for name, value in (("steps", start.steps), ("batch_size", start.batch_size), ("lr", start.lr)):
             if getattr(self, name) is None:

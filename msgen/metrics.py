@@ -1,5 +1,7 @@
 """Quality metrics for msgen generators, computed offline (nothing is downloaded at run time).
 
+(About 520 lines: every quality figure shares one feature extractor and one sampling protocol.)
+
 Owns three figures and the small harness that samples a model and tabulates them:
 
 * ``swd``: per-level Laplacian-pyramid sliced Wasserstein distance, following Karras et al.

@@ -22,3 +22,17 @@ python -m msgen train --family var --data "$DATA/fashion" --out "$RUNS/fashion32
   --dataset-short "Fashion-MNIST" --license mit --data-license "MIT"
 }
 train 1600
+
+# broad32-var, the Train tab's default start (msgen.defaults.FINETUNE.base): the broad mix of small
+# colour pictures (python -m msgen data broad --out "$DATA/broad": Noto emoji, Crawl tiles, Oxygen and
+# nuoveXT icons, every 20th Fashion-MNIST image), a 512-code codebook, both stages in one run (tokenizer
+# for the first 40%: 1600 steps, then the transformer: 2400), 2 threads on our shared 2-core CPU, 50 min.
+# (The run was started with --steps 8000 and, at its step-200 checkpoint, resumed with --steps 4000:
+# both stay in the tokenizer stage to step 1600, and the learning-rate warm-up is per stage.)
+train_broad() {
+python -m msgen train --family var --data "$DATA/broad" --out "$RUNS/broad32-var" --resolution 32 \
+  --config '{"vocab_size": 512}' --steps "$1" --batch 32 --lr 1e-3 --ema-half-life 2000 --sample-every 500 \
+  --tokenizer-share 0.4 --checkpoint-every 200 --max-files 25000 --threads 2 --seed 0 \
+  --title "broad32-var: broad mix of small pictures" --dataset-short broad
+}
+train_broad 4000

@@ -1,5 +1,7 @@
 """Train tab handlers: plain functions of the form's values, testable without building Blocks.
 
+(About 330 lines: every handler of the Train tab, none of its layout, which is train.py's.)
+
 Upload -> ``prepare`` (the accepted images exactly as they will be trained, and every rejection
 with its reason) -> ``start`` (a ``JobSpec`` queued on the ``JobManager``) -> the page's timer
 polls ``poll`` for the progress bar, loss curves, preview grid and quality report -> the model
