@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .models import families, get_family
+from .validate import SEED_MAX
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class TrainOptions:
             (1 <= self.batch_size <= 1024, "batch size must be between 1 and 1024"),
             (0 < self.lr <= 0.1, "learning rate must be in (0, 0.1]"),
             (self.sample_every >= 1 and self.checkpoint_every >= 1, "intervals must be at least 1"),
-            (0 <= self.seed < 2**32, "seed must be in [0, 2**32)"),
+            (0 <= self.seed <= SEED_MAX, f"seed must be a whole number from 0 to {SEED_MAX}"),
             (self.family is None or dataclasses.is_dataclass(self.family), "family must be a family's options"),
         ]
         for ok, message in checks:
