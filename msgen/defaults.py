@@ -28,17 +28,15 @@ def start_of(family: str | None):
 
 
 def shipped_family(name: str) -> str | None:
-    """The family of the shipped model ``name``, from its config.json alone; None if it is not shipped."""
-    import json
-
+    """The family of the shipped model ``name``, from its config.json alone (the loader's bounded,
+    checked read, weights untouched); None if it is not shipped."""
+    from .checkpoint import CheckpointError, read_config
     from .zoo import WEIGHTS_DIR
 
     try:
-        with open(WEIGHTS_DIR / name / "config.json", encoding="utf-8") as f:
-            family = json.loads(f.read(2**20)).get("family")
-    except (OSError, ValueError, AttributeError):
+        return read_config(WEIGHTS_DIR / name)[0].family
+    except (CheckpointError, OSError):
         return None
-    return family if isinstance(family, str) else None
 
 
 @dataclass(frozen=True)
