@@ -35,13 +35,15 @@ CHROMIUM = "/usr/bin/chromium"
 # In the page: wait until every element named in ``sel`` shows something other than ``before``
 # (img src, or text), all its pictures are loaded, and ``text`` is in the summary; resolve with
 # the time of the next animation frame (the one that paints it) minus the Enter key press.
+# Text is read with ``textContent``: ``innerText`` forces a layout on every check, and the checks
+# run on every mutation, so the measurement itself would cost the page milliseconds per update.
 WAIT_PAINTED = """
 async ({sel, before, text, count, timeout}) => {
   const state = () => {
     const out = {};
     for (const [name, css] of Object.entries(sel)) {
       const nodes = [...document.querySelectorAll(css)];
-      out[name] = nodes.map(n => n.tagName === 'IMG' ? n.getAttribute('src') : n.innerText).join('|');
+      out[name] = nodes.map(n => n.tagName === 'IMG' ? n.getAttribute('src') : n.textContent).join('|');
       out[name + ':n'] = nodes.length;
       out[name + ':ok'] = nodes.every(n => n.tagName !== 'IMG' || (n.complete && n.naturalWidth > 0));
     }
@@ -49,7 +51,7 @@ async ({sel, before, text, count, timeout}) => {
   };
   const ready = () => {
     const s = state();
-    if (text && !document.querySelector(sel.info).innerText.includes(text)) return false;
+    if (text && !document.querySelector(sel.info).textContent.includes(text)) return false;
     for (const name of Object.keys(sel)) {
       if (name === 'info') continue;
       if (s[name] === before[name] || !s[name + ':ok'] || s[name + ':n'] === 0) return false;
@@ -86,7 +88,7 @@ SNAPSHOT = """
 (sel) => {
   const out = {};
   for (const [name, css] of Object.entries(sel))
-    out[name] = [...document.querySelectorAll(css)].map(n => n.tagName === 'IMG' ? n.getAttribute('src') : n.innerText).join('|');
+    out[name] = [...document.querySelectorAll(css)].map(n => n.tagName === 'IMG' ? n.getAttribute('src') : n.textContent).join('|');
   return out;
 }
 """

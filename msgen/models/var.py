@@ -274,9 +274,15 @@ class Block(nn.Module):
         for lin in (self.proj, self.fc2):  # GPT-2: residual branches scaled down with depth
             lin.weight.data.mul_((2 * depth) ** -0.5)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cache: list | None = None) -> torch.Tensor:
+        """``cache`` (sampling): this block's keys and values of the earlier positions, ``[]`` at
+        first; the new positions attend to them too, and their own are appended."""
         n, length, d = x.shape
         q, k, v = self.qkv(self.ln1(x)).view(n, length, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        if cache is not None:
+            if cache:
+                k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
+            cache[:] = [k, v]
         a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         x = x + self.proj(a.transpose(1, 2).reshape(n, length, d))
         return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
@@ -329,6 +335,26 @@ class Predictor(nn.Module):
         mask = scale_of[:, None] >= scale_of[None, :]  # block-causal: a scale sees itself and the coarser ones
         for block in self.blocks:
             x = block(x, mask)
+        return self.norm(x)
+
+    def extend(self, n: int, inputs: torch.Tensor | None, cache: list[list], start: int, end: int) -> torch.Tensor:
+        """Sampling with a key/value cache (VAR's): the final states of positions ``start`` to
+        ``end`` (whole scales), given ``cache`` (one list per block) holding positions before
+        ``start``, which it extends; ``inputs`` as for ``states`` (at least ``end - 1`` long).
+        Position by position the same as ``states`` (up to float rounding), with each position
+        computed once instead of once per later scale."""
+        if start == 0:
+            x = self.start.expand(n, -1, -1)
+            if end > 1:
+                x = torch.cat([x, self.word_embed(inputs[:, : end - 1].to(x.dtype))], dim=1)
+        else:
+            x = self.word_embed(inputs[:, start - 1 : end - 1].to(self.start.dtype))
+        scale_of = self.scale_of[start:end]
+        x = x + self.pos[:, start:end] + self.scale_embed(scale_of)
+        # One scale sees every earlier position: no mask. Several (forced scales caught up at once): block-causal.
+        mask = None if scale_of[0] == scale_of[-1] else scale_of[:, None] >= self.scale_of[None, :end]
+        for block, kv in zip(self.blocks, cache):
+            x = block(x, mask, kv)
         return self.norm(x)
 
 
@@ -456,12 +482,15 @@ class VARGenerator(nn.Module):
         f_hat = torch.zeros(n, self.config.code_dim, grid, grid, device=p.device, dtype=p.dtype)
         inputs: list[torch.Tensor] = []
         tokens, residuals, f_hats = {}, {}, []
+        cache: list[list] = [[] for _ in pred.blocks]
+        done = 0  # positions whose keys and values are in the cache
         for k, (s, lvl) in enumerate(zip(sides[: last + 1], self.levels)):
             idx = forced[k] if forced is not None else None
             if idx is None:
-                states = pred.states(n, torch.cat(inputs, dim=1) if inputs else None)
                 a, b = pred.bounds[k]
-                fmap = pred.maps[k](states[:, a:b])
+                states = pred.extend(n, torch.cat(inputs, dim=1) if inputs else None, cache, done, b)
+                done = b
+                fmap = pred.maps[k](states[:, a - b:])  # this scale's positions, the last of the chunk
                 logits = pred.head(fmap.flatten(2).transpose(1, 2))
                 idx = inverse_cdf(logits, u[:, a:b], temps[k]).view(n, s, s)
             residual = quant.embed(k, idx.to(p.device))

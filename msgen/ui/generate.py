@@ -6,8 +6,9 @@ that paint a result). Sliders update the page as they move, and each control cha
 with one response that carries everything it changes (image, cards, statistics, summary,
 channel view, pictures inline): no ``.then`` chain, no file fetched per picture. Each is
 ``always_last``, so while a slider is dragged only its latest position is computed, and shows
-no progress overlay (an update takes a few milliseconds). The dice draw seed A in the browser;
-seed A's number box and slider mirror each other there too. Events take raw payloads
+no progress overlay (an update takes a few milliseconds). Each event starts from the visitor's
+own action (a typed seed, a slider move, a dice, a grid tile), never from a value another event
+set; seed A's number box and slider mirror each other in the browser. Events take raw payloads
 (``preprocess=False``) so that every bad value, from the page or from ``gradio_client``, is
 answered by the handlers' own checks with a message naming the field and its range.
 
@@ -42,7 +43,6 @@ CARD_LEGEND = (
     "in place of as many channels; the card's caption names its tiles. Click a card to see it large."
 )
 LIVE = dict(trigger_mode="always_last", show_progress="hidden", preprocess=False, api_visibility="private")
-RANDOM_SEED_JS = "() => crypto.getRandomValues(new Uint32Array(1))[0]"  # any 32-bit seed, no round trip
 
 
 def model_choices(ctx, owner: str | None) -> list[tuple[str, str]]:
@@ -184,12 +184,33 @@ def build(ctx) -> GenerateHandlers:
         mix_seed = random_seed()
         return (mix_seed, *h.page(model, scale, seed, truncation, mix_seed, *rest))
 
-    # The seed lives in the slider; the number box, the slider and the dice meet in the browser.
+    def page_seed_a(_model, _scale, _seed, *rest):
+        seed = random_seed()
+        return (seed, *h.page(_model, _scale, seed, *rest))
+
+    def page_with_seed(*inputs):
+        return (inputs[2], *h.page(*inputs))
+
+    def page_from_tile(evt: gr.SelectData, *inputs):
+        seed = seed_from_caption(evt)
+        if not isinstance(seed, int):
+            return gr.skip()
+        inputs = list(inputs)
+        inputs[2] = seed
+        return page_with_seed(*inputs)
+
+    # The seed: typed in the box, moved on the slider, drawn by the dice or picked in the grid. Each
+    # of these is the one event that computes the page, straight from the visitor's action (no
+    # slider "change" in between, which Svelte dispatches a tick later); the box and the slider
+    # mirror each other in the browser, by events that never reach the server.
+    box_inputs = [model, scale, seed_box] + page_inputs[3:]
     seed_box.submit(None, seed_box, seed, js="(x) => x")
     seed_box.blur(None, seed_box, seed, js="(x) => x")
     seed.change(None, seed, seed_box, js="(x) => x")
-    dice.click(None, None, seed, js=RANDOM_SEED_JS)
-    gr.on([seed.change, truncation.input, mix_level.input, mix_seed.submit, mix_seed.blur], h.page, page_inputs,
+    gr.on([seed_box.submit, seed_box.blur], h.page, box_inputs, page_outputs, api_name="page_box", **LIVE)
+    gr.on([seed.input, seed.release], h.page, page_inputs, page_outputs, api_name="page_slider", **LIVE)
+    dice.click(page_seed_a, page_inputs, [seed] + page_outputs, api_name="page_dice", **LIVE)
+    gr.on([truncation.input, mix_level.input, mix_seed.submit, mix_seed.blur], h.page, page_inputs,
           page_outputs, api_name="page", **LIVE)
     scale.input(h.page_and_picker, page_inputs, page_outputs + picker, api_name="page_scale", **LIVE)
     dice_b.click(page_seed_b, page_inputs, [mix_seed] + page_outputs, api_name="page_seed_b", **LIVE)
@@ -201,7 +222,7 @@ def build(ctx) -> GenerateHandlers:
     walk_btn.click(h.walk, [model, scale, seed, mix_seed, truncation, frames, owner], walk, api_name="walk",
                    preprocess=False)
     grid_btn.click(h.grid, [model, scale, seed, truncation, count, owner], grid, api_name="grid", preprocess=False)
-    grid.select(seed_from_caption, None, seed, api_visibility="private")
+    grid.select(page_from_tile, page_inputs, [seed] + page_outputs, api_visibility="private", preprocess=False)
 
     # A visitor's own runs join the list when the page loads (the Train tab refreshes it later).
     root = Context.root_block
