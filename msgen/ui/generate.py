@@ -1,10 +1,11 @@
 """Generate tab: pick a model and a seed, watch the picture build up level by level.
 
 Layout and event wiring only; the work is in ``generate_handlers`` (checked requests, caches,
-the generator run), ``msgen.render`` (tensors -> pictures) and ``generate_view`` (the HTML views
-that paint a result). Sliders update the page as they move, and each control change is one event
-with one response that carries everything it changes (image, cards, statistics, summary,
-channel view, pictures inline): no ``.then`` chain, no file fetched per picture. Each is
+the generator run), ``msgen.render`` (tensors -> pictures) and ``generate_view`` (the one HTML
+view that paints a result). Sliders update the page as they move, and each control change is one
+event with one response into one component, the view, that carries everything it shows (image,
+cards, statistics, summary, channel view, pictures inline): no ``.then`` chain, no file fetched
+per picture. Each is
 ``always_last``, so while a slider is dragged only its latest position is computed, and shows
 no progress overlay (an update takes a few milliseconds). Each event starts from the visitor's
 own action (a typed seed, a slider move, a dice, a grid tile), never from a value another event
@@ -34,13 +35,6 @@ from .generate_handlers import (
     GenerateHandlers,
     model_label,
     random_seed,
-)
-CARD_LEGEND = (
-    "Each level's card: **top left** the picture at that scale, **top middle** all its channels "
-    "projected on their three main directions (PCA -> RGB), **then** its seven most active "
-    "channels, strongest first, each scaled to its own range (dark blue low, yellow high). "
-    "A model that builds its picture from parts (such as token maps) shows them after the PCA view "
-    "in place of as many channels; the card's caption names its tiles. Click a card to see it large."
 )
 LIVE = dict(trigger_mode="always_last", show_progress="hidden", preprocess=False, api_visibility="private")
 
@@ -147,21 +141,14 @@ def build(ctx) -> GenerateHandlers:
                     dice_b = gr.Button("🎲", scale=1, min_width=48, elem_id="msgen-dice-b")
                 mix_level = gr.Radio(mix_choices(levels), value=0, elem_id="msgen-mix-level",
                                      label="Granularity mixing: levels from here on come from seed B")
-            info = gr.Markdown(first[3] if first else "", label="summary", elem_id="msgen-info")
-        with gr.Column(scale=2):
-            with gr.Row(equal_height=False):
-                with gr.Column(scale=3, min_width=220):
-                    image = view.image_view(first[0] if first else None)
-                with gr.Column(scale=2, min_width=220):
-                    ch_image = view.channel_view(first[4] if first else None)
-                    ch_level = gr.Radio(level_choices(levels), value=ch_start[0]["value"], label="Level",
-                                        container=False, elem_id="msgen-channel-level")
-                    ch_channel = gr.Slider(0, ch_start[1]["maximum"], value=ch_start[1]["value"], step=1, precision=0,
-                                           label=ch_start[1]["label"], elem_id="msgen-channel-index")
-                    normalize = gr.Checkbox(True, label="Scale to the channel's own range (off: the level's)")
-            gr.Markdown(CARD_LEGEND)
-            levels_out = view.cards_view(first[1] if first else None)
-            stats = view.stats_view(first[2] if first else None)
+            with gr.Group():
+                ch_level = gr.Radio(level_choices(levels), value=ch_start[0]["value"],
+                                    label="One channel, large (beside the image): level", elem_id="msgen-channel-level")
+                ch_channel = gr.Slider(0, ch_start[1]["maximum"], value=ch_start[1]["value"], step=1, precision=0,
+                                       label=ch_start[1]["label"], elem_id="msgen-channel-index")
+                normalize = gr.Checkbox(True, label="Scale to the channel's own range (off: the level's)")
+        with gr.Column(scale=2, min_width=440):
+            page_view = view.page_view(view.view_value(*first[:5]) if first else None)
     with gr.Accordion("Latent walk from seed to seed B, and a grid of seeds", open=False):
         with gr.Row():
             with gr.Column():
@@ -177,19 +164,31 @@ def build(ctx) -> GenerateHandlers:
 
     request = [model, scale, seed, truncation, mix_seed, mix_level]
     page_inputs = request + [ch_level, ch_channel, normalize, owner]
-    page_outputs = [image, levels_out, stats, info, ch_image]
     picker = [ch_level, ch_channel]
+
+    # Each live event answers with the view's one value (generate_view: one output, not five).
+    def page(*inputs):
+        return view.view_value(*h.page(*inputs))
+
+    def page_and_picker(*inputs, reset: bool = False):
+        *values, level_u, channel_u = h.page_and_picker(*inputs, reset=reset)
+        return view.view_value(*values), level_u, channel_u
+
+    def page_level(*inputs):  # another level for the channel view: it starts at that level's most active channel
+        shown, _, channel_u = page_and_picker(*inputs, reset=True)
+        return shown, channel_u
+
+    def page_model(*inputs):
+        scale_u, mix_u, trunc_u, *values = on_model_page(h, *inputs)
+        return scale_u, mix_u, trunc_u, view.view_value(*values[:5]), *values[5:]
+
+    def page_seed_a(model, scale, _seed, *rest):
+        seed = random_seed()
+        return seed, page(model, scale, seed, *rest)
 
     def page_seed_b(model, scale, seed, truncation, _mix_seed, *rest):
         mix_seed = random_seed()
-        return (mix_seed, *h.page(model, scale, seed, truncation, mix_seed, *rest))
-
-    def page_seed_a(_model, _scale, _seed, *rest):
-        seed = random_seed()
-        return (seed, *h.page(_model, _scale, seed, *rest))
-
-    def page_with_seed(*inputs):
-        return (inputs[2], *h.page(*inputs))
+        return mix_seed, page(model, scale, seed, truncation, mix_seed, *rest)
 
     def page_from_tile(evt: gr.SelectData, *inputs):
         seed = seed_from_caption(evt)
@@ -197,7 +196,7 @@ def build(ctx) -> GenerateHandlers:
             return gr.skip()
         inputs = list(inputs)
         inputs[2] = seed
-        return page_with_seed(*inputs)
+        return seed, page(*inputs)
 
     # The seed: typed in the box, moved on the slider, drawn by the dice or picked in the grid. Each
     # of these is the one event that computes the page, straight from the visitor's action (no
@@ -207,22 +206,20 @@ def build(ctx) -> GenerateHandlers:
     seed_box.submit(None, seed_box, seed, js="(x) => x")
     seed_box.blur(None, seed_box, seed, js="(x) => x")
     seed.change(None, seed, seed_box, js="(x) => x")
-    gr.on([seed_box.submit, seed_box.blur], h.page, box_inputs, page_outputs, api_name="page_box", **LIVE)
-    gr.on([seed.input, seed.release], h.page, page_inputs, page_outputs, api_name="page_slider", **LIVE)
-    dice.click(page_seed_a, page_inputs, [seed] + page_outputs, api_name="page_dice", **LIVE)
-    gr.on([truncation.input, mix_level.input, mix_seed.submit, mix_seed.blur], h.page, page_inputs,
-          page_outputs, api_name="page", **LIVE)
-    scale.input(h.page_and_picker, page_inputs, page_outputs + picker, api_name="page_scale", **LIVE)
-    dice_b.click(page_seed_b, page_inputs, [mix_seed] + page_outputs, api_name="page_seed_b", **LIVE)
-    model.change(lambda *a: on_model_page(h, *a), page_inputs, [scale, mix_level, truncation] + page_outputs + picker,
+    gr.on([seed_box.submit, seed_box.blur], page, box_inputs, page_view, api_name="page_box", **LIVE)
+    gr.on([seed.input, seed.release], page, page_inputs, page_view, api_name="page_slider", **LIVE)
+    dice.click(page_seed_a, page_inputs, [seed, page_view], api_name="page_dice", **LIVE)
+    gr.on([truncation.input, mix_level.input, mix_seed.submit, mix_seed.blur, ch_channel.input, normalize.input],
+          page, page_inputs, page_view, api_name="page", **LIVE)
+    scale.input(page_and_picker, page_inputs, [page_view] + picker, api_name="page_scale", **LIVE)
+    dice_b.click(page_seed_b, page_inputs, [mix_seed, page_view], api_name="page_seed_b", **LIVE)
+    model.change(page_model, page_inputs, [scale, mix_level, truncation, page_view] + picker,
                  api_name="page_model", **(LIVE | dict(show_progress="minimal")))  # a first pick may load it: say so
-    ch_level.input(lambda *a: h.channel_panel(*a, reset=True)[1:], page_inputs, [ch_channel, ch_image],
-                   api_name="page_level", **LIVE)
-    gr.on([ch_channel.input, normalize.input], h.channel, page_inputs, ch_image, api_name="page_channel", **LIVE)
+    ch_level.input(page_level, page_inputs, [page_view, ch_channel], api_name="page_level", **LIVE)
     walk_btn.click(h.walk, [model, scale, seed, mix_seed, truncation, frames, owner], walk, api_name="walk",
                    preprocess=False)
     grid_btn.click(h.grid, [model, scale, seed, truncation, count, owner], grid, api_name="grid", preprocess=False)
-    grid.select(page_from_tile, page_inputs, [seed] + page_outputs, api_visibility="private", preprocess=False)
+    grid.select(page_from_tile, page_inputs, [seed, page_view], api_visibility="private", preprocess=False)
 
     # A visitor's own runs join the list when the page loads (the Train tab refreshes it later).
     root = Context.root_block
