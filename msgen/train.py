@@ -257,7 +257,18 @@ class Trainer:
 
     def _ema_update(self) -> None:
         opt = self.options
-        images_seen = (self.step + 1) * opt.batch_size
+        # A recipe whose stages train different parts may restart the EMA where a stage begins
+        # (``ema_start(step)``: the step it counts from): there the EMA becomes the weights, and its
+        # ramp starts again. var's predictor learns the raw tokenizer's codes, so the exported
+        # tokenizer must be that tokenizer, not an average of its path.
+        start = self.recipe.ema_start(self.step) if hasattr(self.recipe, "ema_start") else 0
+        if start and self.step == start:
+            for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
+                p_ema.copy_(p.detach())
+            for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
+                b_ema.copy_(b)
+            return
+        images_seen = (self.step + 1 - start) * opt.batch_size
         half_life = min(opt.ema_half_life_images, max(images_seen * opt.ema_rampup, opt.batch_size))
         beta = 0.5 ** (opt.batch_size / half_life)
         for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):

@@ -273,6 +273,17 @@ def test_predictor_stage_leaves_the_tokenizer_alone_and_stays_on_when_extended(f
     assert recipe.stage(3) == "transformer"
 
 
+def test_exported_tokenizer_is_the_one_the_predictor_learned(fixture_batch, tmp_path):
+    # The EMA restarts where the predictor's stage begins: the exported (EMA) tokenizer is the
+    # frozen raw one, so its codes are the ones the predictor was trained to predict.
+    trainer = train(fixture_batch, tmp_path / "r", steps=8)  # tokenizer 4 steps, predictor 4
+    assert trainer.recipe.ema_start(3) == 0 and trainer.recipe.ema_start(4) == 4
+    raw, ema = trainer.G.tokenizer.state_dict(), trainer.G_ema.tokenizer.state_dict()
+    assert all(torch.equal(raw[k], ema[k]) for k in raw)
+    pr, pe = trainer.G.predictor.state_dict(), trainer.G_ema.predictor.state_dict()
+    assert not all(torch.equal(pr[k], pe[k]) for k in pr)  # the predictor's EMA still averages its last steps
+
+
 def test_a_resumed_run_matches_an_unbroken_one(fixture_batch, tmp_path):
     whole = train(fixture_batch, tmp_path / "whole", steps=8)
     calls = {"n": 0}

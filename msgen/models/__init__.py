@@ -85,7 +85,8 @@ class Family:
     name: str
     config_cls: type  # frozen dataclass, the generator's one constructor argument
     generator_cls: type
-    recipe_cls: type  # recipe_cls(generator, discriminator, options: msgen.train.TrainOptions): one .step()
+    recipe_cls: type  # recipe_cls(generator, discriminator, options: msgen.train.TrainOptions): one .step();
+    # optionally .ema_start(step): the step the EMA of G restarts from (a new stage; msgen.train)
     options_cls: type  # the family's own training options (a frozen dataclass of ``option`` fields)
     discriminator_cls: type | None = None
     tiny_config: dict[str, Any] = field(default_factory=dict)  # config overrides for a fast test model

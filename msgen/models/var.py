@@ -653,6 +653,11 @@ class VARRecipe:
         }
         self.shard = None
 
+    def ema_start(self, step: int) -> int:
+        """The Trainer's EMA restarts where the predictor's stage begins (its tokenizer, frozen from
+        then on, is exported exactly as the predictor learned its codes); 0 before."""
+        return self.split if step >= self.split > 0 else 0
+
     def stage(self, step: int) -> str:
         return "transformer" if step >= self.split or self.optimizers["transformer"].state else "tokenizer"
 
