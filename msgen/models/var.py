@@ -428,7 +428,24 @@ class VARGenerator(nn.Module):
         tokens, residuals = out.extras.get("tokens") or {}, out.extras.get("residuals") or {}
         if not tokens:
             return {}
-        book = self.tokenizer.quant.codebook.weight.detach().float().cpu()
+        axes, palette = self._palette()
+        pictures = {}
+        for lvl, idx in tokens.items():
+            pic = {"token map": palette[idx.long().cpu()].permute(0, 3, 1, 2).contiguous()}
+            if lvl in residuals:
+                r = torch.einsum("ndhw,cd->nchw", residuals[lvl].detach().float().cpu(), axes)
+                pic["residual"] = (r / r.abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-8)).clamp(-1, 1)
+            pictures[lvl] = pic
+        return pictures
+
+    def _palette(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The codebook's three main directions (3 x code_dim, fixed signs) and every code's colour
+        in them (K x 3 in [-1, 1]); kept until the codebook changes (computed once per model)."""
+        weight = self.tokenizer.quant.codebook.weight
+        key = (weight.data_ptr(), weight._version, weight.device, weight.dtype)
+        if getattr(self, "_palette_cache", (None,))[0] == key:
+            return self._palette_cache[1]
+        book = weight.detach().float().cpu()
         centred = book - book.mean(0)
         _, _, vh = torch.linalg.svd(centred, full_matrices=False)
         axes = vh[:3]
@@ -438,14 +455,8 @@ class VARGenerator(nn.Module):
         coords = centred @ axes.T  # K x 3
         lo, hi = coords.min(0).values, coords.max(0).values
         palette = (2 * (coords - lo) / (hi - lo).clamp_min(1e-8) - 1).clamp(-1, 1)
-        pictures = {}
-        for lvl, idx in tokens.items():
-            pic = {"token map": palette[idx.long().cpu()].permute(0, 3, 1, 2).contiguous()}
-            if lvl in residuals:
-                r = torch.einsum("ndhw,cd->nchw", residuals[lvl].detach().float().cpu(), axes)
-                pic["residual"] = (r / r.abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-8)).clamp(-1, 1)
-            pictures[lvl] = pic
-        return pictures
+        self._palette_cache = (key, (axes, palette))
+        return axes, palette
 
     def forward(
         self,
