@@ -46,6 +46,10 @@ VARIANTS: dict[str, dict] = {
     "ms8": {"ms_weight": 1.0, "ms_size": 8},
     "ms8-light": {"ms_weight": 0.1, "ms_size": 8},
     "lr-half": {"lr": 1e-4},
+    # var: longer tokenizer fine-tunes (its reconstructions bound what samples can cover)
+    "tok1000": {"steps": 2000, "tokenizer_share": 0.5},
+    "tok1800": {"steps": 3000, "tokenizer_share": 0.6},
+    "tok2000": {"steps": 3500, "tokenizer_share": 4 / 7},
 }
 
 

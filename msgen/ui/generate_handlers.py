@@ -7,7 +7,7 @@ latent-walk GIF and a grid of seeds. Requests are checked first (``generate_requ
 one raises ``gr.Error`` with a message naming the field and its range.
 
 Speed: one live update is one response. ``page`` returns the image, every card, the statistics,
-the summary and the channel view together, every picture inline as a BMP ``data:`` URI
+the summary and the channel view together, every picture inline as a lossless WebP ``data:`` URI
 (``render.data_uri``, ``generate_rendered``): no file is written, hashed, moved into Gradio's cache or fetched per
 picture, and ``gradio_client`` has nothing to download. Generators come from the shared
 device-resident ``ModelCache``; rendered results sit in a bounded LRU keyed by every input (and
@@ -148,7 +148,7 @@ class GenerateHandlers:
 
     def generate(self, model, scale, seed, truncation=1.0, mix_seed=None, mix_level=0, owner=None):
         """-> image, one card per level (picture, PCA view, top channels), the statistics table, a
-        summary: the ``/generate`` API. Pictures are BMP data URIs, cards dicts with their level,
+        summary: the ``/generate`` API. Pictures are lossless WebP data URIs, cards dicts with their level,
         channel count and caption, the table ``{"headers", "data"}``."""
         req = self.request(model, scale, seed, truncation, mix_seed, mix_level, owner)
         res, hit = self.rendered(req)
