@@ -29,6 +29,7 @@ CSS = """
 .msgen-pixelated img, .msgen-pixelated canvas, #msgen-view img { image-rendering: pixelated; }
 #msgen-grid .grid-wrap { min-height: 0 !important; max-height: none !important; overflow-y: auto; }
 #msgen-view .msgen-top { display: grid; grid-template-columns: 3fr 2fr; gap: 12px; }
+@media (max-width: 700px) { #msgen-view .msgen-top { grid-template-columns: 1fr; } }
 #msgen-view .msgen-box { position: relative; border: 1px solid var(--border-color-primary);
   border-radius: var(--radius-lg); padding: 6px; }
 #msgen-view .msgen-label { font-size: var(--text-sm); color: var(--body-text-color-subdued); }
