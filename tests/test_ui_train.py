@@ -171,19 +171,19 @@ def test_page_and_cli_give_the_same_weights(ctx, tiny_weights, tmp_path):
         assert torch.equal(page[k], ref[k]), k
 
 
-def test_stop_ends_within_seconds_and_keeps_a_checkpoint(ctx):
+def test_stop_ends_after_the_current_step_and_keeps_a_checkpoint(ctx):
     manager = ctx.jobs
     job_id, _ = start(ctx, steps=100_000, name="long")
     job = manager.get(job_id, ctx.owner_key(None))
     deadline = time.monotonic() + 60
     while job.step < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
-    t0 = time.monotonic()
     assert "stopping" in T.stop(ctx, manager, job_id, None)
-    assert manager.wait(job, 10)
-    assert time.monotonic() - t0 < 3 and job.state == "stopped"
+    at_stop = job.step  # read after the flag is up: at most the step in progress still finishes
+    assert manager.wait(job, 10)  # a hang guard, not a speed claim
+    assert job.state == "stopped" and job.step <= at_stop + 1  # it stops after the step it was in
     g = msgen.load(ctx.runs_dir / "long" / "model")
-    assert 3 <= g.meta["steps"] < 100_000
+    assert g.meta["steps"] == job.step and 3 <= job.step < 100_000
     info = runs.read_run(ctx.runs_dir / "long")
     assert info.status == "stopped" and info.resumable
     # Resume it from the page for a few more steps: the step count carries on.
