@@ -89,6 +89,15 @@ def test_move_the_seed_and_every_level_renders(app_server, browser, artifacts_di
         seed = int(re.search(r"from seed (\d+)", info(page)).group(1))
         assert 0 <= seed < 2**32
         wait_for(lambda: all_rendered(page, 3))
+        # The grid of seeds: a tile's click makes its seed the page's, in one event.
+        page.get_by_text("Latent walk from seed to seed B, and a grid of seeds").click()
+        page.get_by_role("button", name="Show the grid").click()
+        tiles = page.locator("#msgen-grid img")
+        wait_for(lambda: tiles.count() == 16)
+        tiles.nth(1).click()
+        wait_for(lambda: f"from seed {(seed + 1) % 2**32}" in info(page))
+        wait_for(lambda: page.locator("#msgen-seed-box input").input_value() == str((seed + 1) % 2**32))
+        wait_for(lambda: all_rendered(page, 3))
         # The channel picker: another level is one response with its most active channel.
         natural = "el => el.naturalWidth"
         page.locator("#msgen-channel-level label", has_text="8x8").click()

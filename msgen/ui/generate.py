@@ -193,7 +193,7 @@ def build(ctx) -> GenerateHandlers:
     def page_from_tile(evt: gr.SelectData, *inputs):
         seed = seed_from_caption(evt)
         if not isinstance(seed, int):
-            return gr.skip()
+            return gr.skip(), gr.skip()  # not a seed tile: the seed and the view stay
         inputs = list(inputs)
         inputs[2] = seed
         return seed, page(*inputs)
