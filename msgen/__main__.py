@@ -226,7 +226,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
 def cmd_data(args: argparse.Namespace) -> None:
     from .datasets import build_dataset
 
-    count = build_dataset(args.name, args.out, limit=args.limit)
+    count = build_dataset(args.name, args.out, limit=args.limit, resolution=args.resolution)
     print(f"wrote {count} images to {args.out}")
 
 
@@ -361,6 +361,9 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("name", help=", ".join(DATASETS))
     d.add_argument("--out", required=True)
     d.add_argument("--limit", type=int, default=None)
+    d.add_argument("--resolution", type=int, default=None,
+                   help="side of the pictures written (default: the set's own; 16 to 256; an icon theme reads "
+                        "its folder of that size when it has one)")
     d.set_defaults(func=cmd_data)
 
     m = sub.add_parser("models", formatter_class=_Help, help="list shipped models and runs")

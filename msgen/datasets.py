@@ -159,10 +159,31 @@ DATASETS: dict[str, DatasetInfo] = {
 _Item = tuple[str, Callable[[], "Image.Image | None"]]  # (stable file-name key, lazy render)
 
 
-def build_dataset(name: str, out_dir, *, limit: int | None = None, seed: int = 0) -> int:
+RESOLUTIONS = (16, 256)  # the sides ``build_dataset(resolution=...)`` takes
+
+
+def at_resolution(info: DatasetInfo, resolution: int | None) -> DatasetInfo:
+    """``info`` rendered at another side. An icon theme then reads its own folder of that size
+    when the package has one (``.../64x64`` instead of ``.../32x32``), so pictures are drawn at
+    that size rather than enlarged."""
+    if resolution is None or resolution == info.resolution:
+        return info
+    if not isinstance(resolution, int) or not RESOLUTIONS[0] <= resolution <= RESOLUTIONS[1]:
+        raise ValueError(f"resolution must be a whole number from {RESOLUTIONS[0]} to {RESOLUTIONS[1]}, "
+                         f"got {resolution!r}")
+    source = info.source
+    sized = source.replace("/32x32", f"/{resolution}x{resolution}")
+    if sized != source and Path(sized).is_dir():
+        source = sized
+    return dataclasses.replace(info, resolution=resolution, source=source)
+
+
+def build_dataset(name: str, out_dir, *, limit: int | None = None, seed: int = 0,
+                  resolution: int | None = None) -> int:
     """Write data set `name` as PNGs into `out_dir`; returns how many were written.
 
-    `limit` keeps a random subset drawn with `seed` (the whole set when None). Raises
+    `limit` keeps a random subset drawn with `seed` (the whole set when None); `resolution`
+    renders it at another side than the set's own (``at_resolution``). Raises
     `ValueError` for an unknown name and `DataError`, naming the Debian package to install,
     when its files are missing.
     """
@@ -170,7 +191,7 @@ def build_dataset(name: str, out_dir, *, limit: int | None = None, seed: int = 0
         raise ValueError(f"unknown data set {name!r}; known: {', '.join(sorted(DATASETS))}")
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
-    info = DATASETS[name]
+    info = at_resolution(DATASETS[name], resolution)
     source = Path(info.source)
     if info.parts:
         items = _mix_items(info)
@@ -237,6 +258,11 @@ def fashion_test_images(source: str | Path = FASHION_TEST) -> np.ndarray:
 
 
 def _pad_fashion(images: np.ndarray, resolution: int) -> np.ndarray:
+    scale = max(1, resolution // 32)  # at 64 px and up the 28 px pictures are enlarged (bilinear) first
+    if scale > 1:
+        side = images.shape[1] * scale
+        images = np.stack([np.asarray(Image.fromarray(im).resize((side, side), Image.Resampling.BILINEAR))
+                           for im in images])
     before = (resolution - images.shape[1]) // 2
     after = resolution - images.shape[1] - before
     return np.pad(images, ((0, 0), (before, after), (before, after)))  # black: the data's own ground
@@ -341,6 +367,10 @@ def _sprite_items(source: Path, info: DatasetInfo) -> list[_Item]:
             if digest not in seen:
                 seen.add(digest)
                 image = Image.fromarray(cell, "RGB")
+                if info.resolution != _CELL:  # pixel art: whole multiples stay crisp (nearest), others are resampled
+                    whole = info.resolution % _CELL == 0
+                    image = image.resize((info.resolution,) * 2,
+                                         Image.Resampling.NEAREST if whole else Image.Resampling.LANCZOS)
                 items.append((f"{sheet.stem}_{y:04d}_{x:04d}", lambda image=image: image))
     return items
 
@@ -424,7 +454,7 @@ def _mix_items(info: DatasetInfo) -> list[_Item]:
     """The parts of a mix, each rendered at the mix's resolution, keys prefixed by the part's name."""
     items: list[_Item] = []
     for part, every in info.parts:
-        part_info = dataclasses.replace(DATASETS[part], resolution=info.resolution)
+        part_info = at_resolution(DATASETS[part], info.resolution)
         source = Path(part_info.source)
         if not source.exists():
             raise _missing(part_info, f"(needed by the {info.title})")

@@ -153,3 +153,42 @@ def test_npm_set_names_its_npm_command(tmp_path, monkeypatch):
     monkeypatch.setitem(DATASETS, "emojione", info)
     with pytest.raises(DataError, match="npm install -g emojione-assets@4.5.0"):
         build_dataset("emojione", tmp_path / "out")
+
+
+def test_fashion_at_64_px_is_enlarged_then_padded(tmp_path, monkeypatch):
+    images = np.zeros((1, 28, 28), np.uint8)
+    images[0, 5:20, 8:12] = 200
+    source = tmp_path / "train.gz"
+    source.write_bytes(gzip.compress(_idx(images)))
+    monkeypatch.setitem(DATASETS, "fashion", dataclasses.replace(DATASETS["fashion"], source=str(source)))
+    assert build_dataset("fashion", tmp_path / "out", resolution=64) == 1
+    a = np.asarray(Image.open(tmp_path / "out" / "fashion_00000.png"))
+    assert a.shape == (64, 64, 3)
+    assert (a[:4] == 0).all() and (a[4 + 12:4 + 38, 4 + 18:4 + 22] == 200).all()  # 28 -> 56 px, then 4 px of black
+
+
+def test_resolution_reads_an_icon_themes_folder_of_that_size(tmp_path, monkeypatch):
+    for side, colour in ((32, (200, 0, 0)), (64, (0, 0, 200))):
+        folder = tmp_path / "theme" / f"{side}x{side}" / "apps"
+        folder.mkdir(parents=True)
+        Image.new("RGBA", (side, side), colour + (255,)).save(folder / "app.png")
+    monkeypatch.setitem(DATASETS, "tango", dataclasses.replace(DATASETS["tango"], source=str(tmp_path / "theme" / "32x32")))
+    assert build_dataset("tango", tmp_path / "a") == 1 and build_dataset("tango", tmp_path / "b", resolution=64) == 1
+    (a,), (b,) = pngs(tmp_path / "a"), pngs(tmp_path / "b")
+    assert Image.open(a).size == (32, 32) and np.asarray(Image.open(a))[5, 5].tolist() == [200, 0, 0]
+    assert Image.open(b).size == (64, 64) and np.asarray(Image.open(b))[5, 5].tolist() == [0, 0, 200]  # the 64 px file
+
+
+@pytest.mark.parametrize("bad", [0, 15, 257, 10**9])
+def test_resolution_out_of_range_is_refused(bad, tmp_path):
+    with pytest.raises(ValueError, match="resolution must be a whole number from 16 to 256"):
+        build_dataset("tango", tmp_path / "out", resolution=bad)
+    assert not (tmp_path / "out").exists()
+
+
+def test_broad_mix_at_64_px(tmp_path):
+    need_dataset("broad")
+    assert build_dataset("broad", tmp_path, limit=6, seed=2, resolution=64) == 6
+    for f in pngs(tmp_path):
+        with Image.open(f) as im:
+            assert im.size == (64, 64) and im.mode == "RGB"
