@@ -277,11 +277,26 @@ def test_exported_tokenizer_is_the_one_the_predictor_learned(fixture_batch, tmp_
     # The EMA restarts where the predictor's stage begins: the exported (EMA) tokenizer is the
     # frozen raw one, so its codes are the ones the predictor was trained to predict.
     trainer = train(fixture_batch, tmp_path / "r", steps=8)  # tokenizer 4 steps, predictor 4
-    assert trainer.recipe.ema_start(3) == 0 and trainer.recipe.ema_start(4) == 4
+    assert trainer.recipe.ema_start(7) == 4  # the predictor's stage began at step 4
     raw, ema = trainer.G.tokenizer.state_dict(), trainer.G_ema.tokenizer.state_dict()
     assert all(torch.equal(raw[k], ema[k]) for k in raw)
     pr, pe = trainer.G.predictor.state_dict(), trainer.G_ema.predictor.state_dict()
     assert not all(torch.equal(pr[k], pe[k]) for k in pr)  # the predictor's EMA still averages its last steps
+    # Extended to 16 steps (the split becomes 8): the stage still began at 4, and nothing restarts at 8.
+    longer = train(fixture_batch, tmp_path / "r", steps=16)
+    assert longer.step == 16 and longer.recipe.split == 8 and longer.recipe.ema_start(15) == 4
+    pr, pe = longer.G.predictor.state_dict(), longer.G_ema.predictor.state_dict()
+    assert not all(torch.equal(pr[k], pe[k]) for k in pr)
+
+
+def test_level_pictures_of_a_model_loaded_under_inference_mode(trained, tmp_path):
+    from msgen.checkpoint import load_generator, save_model
+
+    folder = save_model(tmp_path / "m", trained, meta={"steps": 1})
+    with torch.inference_mode():
+        g = load_generator(folder)  # inference tensors: no version counter
+        out = msgen.generate(g, seed=3, features=True)
+    assert out.pictures and all("token map" in p for p in out.pictures.values())
 
 
 def test_a_resumed_run_matches_an_unbroken_one(fixture_batch, tmp_path):

@@ -442,7 +442,9 @@ class VARGenerator(nn.Module):
         """The codebook's three main directions (3 x code_dim, fixed signs) and every code's colour
         in them (K x 3 in [-1, 1]); kept until the codebook changes (computed once per model)."""
         weight = self.tokenizer.quant.codebook.weight
-        key = (weight.data_ptr(), weight._version, weight.device, weight.dtype)
+        # An inference tensor (a model loaded under torch.inference_mode) has no version counter, and
+        # nothing can change it in place either.
+        key = (weight.data_ptr(), None if weight.is_inference() else weight._version, weight.device, weight.dtype)
         if getattr(self, "_palette_cache", (None,))[0] == key:
             return self._palette_cache[1]
         book = weight.detach().float().cpu()
@@ -665,9 +667,12 @@ class VARRecipe:
         self.shard = None
 
     def ema_start(self, step: int) -> int:
-        """The Trainer's EMA restarts where the predictor's stage begins (its tokenizer, frozen from
-        then on, is exported exactly as the predictor learned its codes); 0 before."""
-        return self.split if step >= self.split > 0 else 0
+        """The Trainer's EMA restarts where the predictor's stage began (its tokenizer, frozen from
+        then on, is exported exactly as the predictor learned its codes); 0 before. Read from the
+        predictor's own update count (called after ``step``'s update), so a run resumed or
+        extended to more steps keeps the stage's real start, whatever the split becomes."""
+        done = _updates(self.optimizers["transformer"])
+        return step - done + 1 if done else 0
 
     def stage(self, step: int) -> str:
         return "transformer" if step >= self.split or self.optimizers["transformer"].state else "tokenizer"
