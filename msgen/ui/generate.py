@@ -36,7 +36,11 @@ from .generate_handlers import (
     model_label,
     random_seed,
 )
-LIVE = dict(trigger_mode="always_last", show_progress="hidden", preprocess=False, api_visibility="private")
+# The live events share one queue of one worker: several events write the one view (box, slider,
+# dice, truncation, mixing, channel picker), and in one FIFO queue the last request's answer is
+# always the last painted (the generator runs one at a time anyway, behind its lock).
+LIVE = dict(trigger_mode="always_last", show_progress="hidden", preprocess=False, api_visibility="private",
+            concurrency_id="msgen-generate-page", concurrency_limit=1)
 
 
 def model_choices(ctx, owner: str | None) -> list[tuple[str, str]]:
