@@ -263,10 +263,7 @@ class Trainer:
         # tokenizer must be that tokenizer, not an average of its path.
         start = self.recipe.ema_start(self.step) if hasattr(self.recipe, "ema_start") else 0
         if start and self.step == start:
-            for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
-                p_ema.copy_(p.detach())
-            for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
-                b_ema.copy_(b)
+            self.G_ema.load_state_dict(self.G.state_dict())
             return
         images_seen = (self.step + 1 - start) * opt.batch_size
         half_life = min(opt.ema_half_life_images, max(images_seen * opt.ema_rampup, opt.batch_size))

@@ -248,11 +248,11 @@ def test_channel_view_and_normalisation(h):
         h.channel("tiny32", 16, 4, 1.0, 1, 0, 32, 0, True)  # 32 is not rendered at scale 16
 
 
-def test_channel_panel_starts_at_the_most_active_channel_and_follows_the_scale(h):
-    level, slider, img = h.channel_panel("tiny32", 32, 4, 1.0, 1, 0, 8, 0, True, reset=True)
+def test_channel_picker_starts_at_the_most_active_channel_and_follows_the_scale(h):
+    *_, img, level, slider = h.page_and_picker("tiny32", 32, 4, 1.0, 1, 0, 8, 0, True, reset=True)
     res, _ = h.rendered(h.request("tiny32", 32, 4, 1.0))
     assert level["value"] == 8 and slider["value"] == res.top_channels[8][0] and slider["maximum"] == 31
-    level, slider, img = h.channel_panel("tiny32", 8, 4, 1.0, 1, 0, 32, 5, True)
+    *_, img, level, slider = h.page_and_picker("tiny32", 8, 4, 1.0, 1, 0, 32, 5, True)
     assert level["value"] == 8 and [v for _, v in level["choices"]] == [4, 8] and size(img) == (8, 8)
 
 

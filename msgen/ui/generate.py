@@ -104,10 +104,10 @@ def on_model_page(h: GenerateHandlers, model, scale, seed, truncation, mix_seed,
     return (scale_u, mix_u, trunc_u, *page)
 
 
-def seed_from_caption(evt: gr.SelectData) -> int:
-    """A seed-grid tile was clicked: its caption says which seed it is."""
+def seed_from_caption(evt: gr.SelectData) -> int | None:
+    """A seed-grid tile was clicked: its caption says which seed it is (None: not a seed tile)."""
     found = re.search(r"seed (\d+)", str(evt.value))
-    return int(found.group(1)) if found else gr.skip()
+    return int(found.group(1)) if found else None
 
 
 def build(ctx) -> GenerateHandlers:
@@ -196,7 +196,7 @@ def build(ctx) -> GenerateHandlers:
 
     def page_from_tile(evt: gr.SelectData, *inputs):
         seed = seed_from_caption(evt)
-        if not isinstance(seed, int):
+        if seed is None:
             return gr.skip(), gr.skip()  # not a seed tile: the seed and the view stay
         inputs = list(inputs)
         inputs[2] = seed

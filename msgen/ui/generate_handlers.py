@@ -167,8 +167,9 @@ class GenerateHandlers:
     def page_and_picker(self, model, scale, seed, truncation, mix_seed, mix_level, level, channel,
                         normalize=True, owner=None, *, reset: bool = False):
         """``page`` plus the channel picker's level choices and channel range, for a change of
-        scale (a level above the new scale falls back to the finest) or of model (``reset``:
-        start at the finest level's most active channel)."""
+        scale (a level above the new scale falls back to the finest), of model or of the picker's
+        level (``reset``: start at the level's most active channel). Lenient where the page can be
+        momentarily stale."""
         req = self.request(model, scale, seed, truncation, mix_seed, mix_level, owner)
         res, hit = self.rendered(req)
         level, channel = _pick(res, level, channel, reset=reset)
@@ -182,18 +183,6 @@ class GenerateHandlers:
         level = level_of("level", level, tuple(res.features))
         channel = whole_number("channel", channel, 0, res.features[level].shape[0] - 1)
         return _channel_uri(res, level, channel, normalize)
-
-    def channel_panel(self, model, scale, seed, truncation, mix_seed, mix_level, level, channel, normalize=True,
-                      owner=None, *, reset: bool = False):
-        """The channel picker after a change: level choices, channel range, the picture.
-
-        Lenient where the page can be momentarily stale: a level above the new scale falls back
-        to the finest one, and ``reset`` (a new level or model) starts at its most active channel.
-        """
-        req = self.request(model, scale, seed, truncation, mix_seed, mix_level, owner)
-        res, _ = self.rendered(req)
-        level, channel = _pick(res, level, channel, reset=reset)
-        return (*_picker(res, level, channel), _channel_uri(res, level, channel, normalize))
 
     def grid(self, model, scale, seed, truncation=1.0, count=16, owner=None):
         """``count`` consecutive seeds from ``seed``, each captioned with its seed."""
