@@ -117,7 +117,27 @@ def measure(model_dir: Path, real: torch.Tensor, seed: int = 0) -> dict:
     G = msgen.load(model_dir)
     fake = sample_images(G, len(real), seed=seed)
     out = diversity(real, fake) | {"swd": _str_keys(swd(real, fake, seed=seed))} | fid_kid(real, fake, seed=seed)
-    return out, fake
+    return out | copy_figures(real, fake), fake
+
+
+def copy_figures(real: torch.Tensor, fake: torch.Tensor) -> dict:
+    """How far the samples are from copies: the median RMS (on [-1, 1]) to the nearest training
+    picture, and the share within RMS 0.10 of one."""
+    from msgen.metrics import nearest_training_rms
+
+    d = nearest_training_rms(real, fake)
+    return {"nearest_rms_median": float(d.median()), "within_0.10": float((d < 0.10).float().mean())}
+
+
+def floor_copy_figures(real: torch.Tensor, seed: int = 0) -> dict:
+    """The references for ``copy_figures`` and the near-duplicate share: one half of the set against
+    the other (how far a new real picture lies from the rest), and a copy machine's near-duplicate
+    share (as many draws from the set, with replacement)."""
+    from msgen.metrics import _subsample, copies_near_duplicate_share
+
+    idx = _subsample(real, len(real) // 2 * 2, seed)
+    a, b = real[idx[: len(idx) // 2]], real[idx[len(idx) // 2 :]]
+    return copy_figures(a, b) | {"near_duplicates_copies": copies_near_duplicate_share(real, seed=seed)}
 
 
 def floor(real: torch.Tensor, seed: int = 0) -> dict:
@@ -125,7 +145,8 @@ def floor(real: torch.Tensor, seed: int = 0) -> dict:
 
     idx = _subsample(real, len(real) // 2 * 2, seed)
     a, b = real[idx[: len(idx) // 2]], real[idx[len(idx) // 2 :]]
-    return diversity_floor(real, seed=seed) | {"swd": _str_keys(swd(a, b, seed=seed))} | fid_kid(a, b, seed=seed)
+    return (diversity_floor(real, seed=seed) | {"swd": _str_keys(swd(a, b, seed=seed))} | fid_kid(a, b, seed=seed)
+            | floor_copy_figures(real, seed))
 
 
 def _str_keys(d: dict) -> dict:
@@ -143,13 +164,18 @@ def row(label: str, r: dict) -> str:
     timing = (f"{r['wall_s']:.0f} s, {r['images_per_s']:.1f} img/s, {r['threads']} thr, "
               f"load {r['load_before']:.1f}-{r['load_after']:.1f}"
               if "wall_s" in r else "-")
+    dup = f"{r['near_duplicates']:.2f}"
+    if "near_duplicates_copies" in r:
+        dup += f" (copies {r['near_duplicates_copies']:.2f})"
+    near = (f"{r['nearest_rms_median']:.2f}, {r['within_0.10']:.2f}" if "nearest_rms_median" in r else "-")
     return (f"| {label} | {timing} | {r['precision']:.2f} | {r['recall']:.2f} | {r['density']:.2f} | "
-            f"{r['coverage']:.2f} | {r['near_duplicates']:.2f} | {swd_levels} ({r['swd']['mean']:.0f}) | "
+            f"{r['coverage']:.2f} | {dup} | {near} | {swd_levels} ({r['swd']['mean']:.0f}) | "
             f"{r['fid_efflite0']:.0f} | {r['kid_efflite0'] * 1e3:.1f} |")
 
 
 HEADER = ("| run | wall time, images/s, torch threads, load (1-min avg before-after) | precision | recall | density | coverage | "
-          "near-dup share | SWD x1e3 per level (mean) | FID-EffLite0 | KID-EffLite0 x1e3 |\n|" + "---|" * 10)
+          "near-dup share | nearest training picture: median RMS, share within 0.10 | SWD x1e3 per level (mean) | "
+          "FID-EffLite0 | KID-EffLite0 x1e3 |\n|" + "---|" * 11)
 
 
 def summary(results: dict) -> str:
@@ -204,6 +230,8 @@ def main(argv: list[str] | None = None) -> None:
             if f"{key}/floor" not in results:
                 results[f"{key}/floor"] = floor(real)
                 save_grid(real, args.out / f"{key}-real.png")
+            if "near_duplicates_copies" not in results[f"{key}/floor"]:  # a floor measured before these figures
+                results[f"{key}/floor"] |= floor_copy_figures(real)
             print(row(f"{key} real vs real", results[f"{key}/floor"]), flush=True)
             for variant in args.variants.split(","):
                 tag = variant if args.base is None else f"{args.base}-{variant}"
@@ -222,6 +250,11 @@ def main(argv: list[str] | None = None) -> None:
                     save_grid(fake, args.out / f"{rkey.replace('/', '-')}.png")
                     results[rkey] |= figures
                     results_path.write_text(json.dumps(results, indent=1, default=str))
+                elif "nearest_rms_median" not in results[rkey] and (run_dir / "model").is_dir():
+                    import msgen
+                    from msgen.metrics import sample_images
+
+                    results[rkey] |= copy_figures(real, sample_images(msgen.load(run_dir / "model"), len(real), seed=0))
                 print(row(f"{rkey}", results[rkey] | results[rkey]["timing"]), flush=True)
     results_path.write_text(json.dumps(results, indent=1, default=str))
 

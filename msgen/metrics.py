@@ -351,6 +351,24 @@ def near_duplicate_share(images: Tensor, *, rms: float = NEAR_DUPLICATE_RMS) -> 
     return float((d.min(dim=1).values < rms).double().mean())
 
 
+def copies_near_duplicate_share(real: Tensor, n: int | None = None, *, seed: int = 0) -> float:
+    """The near-duplicate share of a copy machine: ``n`` (default: as many as ``real``) pictures
+    drawn at random, with replacement, from ``real``. A model that only reproduces its training
+    pictures lands here (for n = N pictures about 1 - 1/e = 0.63), however faithful each copy is."""
+    n = len(real) if n is None else n
+    idx = torch.randint(0, len(real), (n,), generator=torch.Generator().manual_seed(seed))
+    # a drawn copy is a duplicate of another draw of the same picture (distance 0), or of a real neighbour
+    return near_duplicate_share(real[idx].float())
+
+
+@torch.inference_mode()
+def nearest_training_rms(real: Tensor, fake: Tensor) -> Tensor:
+    """Each of ``fake``'s RMS pixel distance (on [-1, 1]) to its nearest picture in ``real``: how far a
+    sample is from being a copy."""
+    r, f = real.flatten(1).double(), fake.flatten(1).double()
+    return (torch.cdist(f, r) / math.sqrt(r.shape[1])).min(dim=1).values.float()
+
+
 def diversity(real: Tensor, fake: Tensor, *, real_features: Tensor | None = None, k: int = PRDC_K,
               batch_size: int = 64, device: str | torch.device | None = None) -> dict[str, float]:
     """``prdc`` of ``fake`` against ``real`` and the near-duplicate share of ``fake`` (images in [-1, 1]).

@@ -96,6 +96,34 @@ def _gen_state(gen: torch.Generator) -> torch.Tensor:
     return gen.get_state().clone()
 
 
+def fine_tune_config(cfg: Any) -> Any:
+    """The config a fine-tune of a base with config ``cfg`` trains: its family's
+    ``FineTune.config`` changes, each where the base has that field's default."""
+    defaults = type(cfg)()
+    changes = {k: v for k, v in get_family(cfg.family).finetune.config
+               if getattr(cfg, k) == getattr(defaults, k) and getattr(cfg, k) != v}
+    return dataclasses.replace(cfg, **changes) if changes else cfg
+
+
+def _fine_tuned_generator(cfg: Any, state: dict[str, torch.Tensor], seed: int) -> torch.nn.Module:
+    """The base's generator under ``fine_tune_config``: every base tensor loaded, the parts a change
+    adds at their initial values (drawn from the run's seed)."""
+    new_cfg = fine_tune_config(cfg)
+    if new_cfg is cfg:
+        G = build_generator(cfg)
+        G.load_state_dict(state)
+        return G
+    with torch.random.fork_rng(devices=[]):  # the global generator stays as it was
+        torch.manual_seed(seed)
+        G = build_generator(new_cfg)
+    added = set(G.state_dict()) - set(build_generator(cfg).state_dict())
+    result = G.load_state_dict(state, strict=False)
+    if result.unexpected_keys or set(result.missing_keys) - added:
+        raise ValueError(f"the base does not fit its fine-tune config: missing {sorted(set(result.missing_keys) - added)}, "
+                         f"unexpected {sorted(result.unexpected_keys)}")
+    return G
+
+
 class Trainer:
     """Train ``family`` from scratch (``config``) or fine-tune ``base`` (an exported model folder)
     on ``images`` (N x 3 x r x r in [-1, 1]), in ``run_dir``. ``train()`` resumes automatically
@@ -151,8 +179,7 @@ class Trainer:
         if base is not None:
             path = ckpt.resolve(base)
             cfg, _meta, tensors = ckpt.read_model_dir(path)
-            G = build_generator(cfg)
-            G.load_state_dict(ckpt.split_tensors(tensors, "generator."))
+            G = _fine_tuned_generator(cfg, ckpt.split_tensors(tensors, "generator."), self.options.seed)
             D = build_discriminator(cfg)
             d_state = ckpt.split_tensors(tensors, "discriminator.")
             if D is not None and d_state:

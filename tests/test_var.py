@@ -158,6 +158,32 @@ def test_mix_keeps_the_coarse_token_maps_of_a():
         g(za, mix=(zb, 5))
 
 
+def test_token_at_a_time_scales_draw_each_token_given_the_earlier_ones(fixture_batch):
+    """ar_side: a token of the 2x2 scale is drawn after, and given, the ones before it; teacher
+    forcing (encode) and sampling agree on that order; a forced scale is caught up the same way."""
+    draws = {}
+    for ar in (0, 2):
+        g = tiny(ar_side=ar)
+        with torch.no_grad():
+            g.predictor.head.weight.mul_(0.3)  # a spread-out head: the draws depend on the noise
+            if ar:
+                g.predictor.prev_embed.weight.normal_(0.0, 1.0)
+            u = torch.rand(256, g.latent_dim, generator=torch.Generator().manual_seed(1))
+            u2 = u.clone()
+            u2[:, 1] = torch.rand(256, generator=torch.Generator().manual_seed(2))  # the 2x2 scale's first token
+            a, b = g(u).extras["tokens"][8].flatten(1), g(u2).extras["tokens"][8].flatten(1)
+            enc = g.encode(fixture_batch)
+            again = g(enc.latents)
+            kept = g.resample(fixture_batch[:2], keep_below=16, seed=3, count=2)
+        draws[ar] = (a != b).float().mean(0)
+        assert all(torch.equal(again.extras["tokens"][l], enc.tokens[l]) for l in g.levels), ar
+        assert all(torch.equal(kept.extras["tokens"][l], enc.tokens[l][:2].repeat_interleave(2, 0)) for l in (4, 8))
+    assert draws[0][0] > 0.3 and draws[2][0] > 0.3  # the token whose noise changed
+    assert draws[0][1:].max() == 0  # drawn at once: the others are independent of it
+    assert draws[2][1:].min() > 0.2  # token at a time: the later ones follow it
+    assert tiny(ar_side=16).predictor.ar == [False, True, True]  # every scale but the 1x1 (one token)
+
+
 def test_feature_maps_are_captured_per_scale():
     g = tiny()
     with torch.no_grad():
@@ -287,6 +313,31 @@ def test_exported_tokenizer_is_the_one_the_predictor_learned(fixture_batch, tmp_
     assert longer.step == 16 and longer.recipe.split == 8 and longer.recipe.ema_start(15) == 4
     pr, pe = longer.G.predictor.state_dict(), longer.G_ema.predictor.state_dict()
     assert not all(torch.equal(pr[k], pe[k]) for k in pr)
+
+
+def test_a_fine_tune_applies_its_familys_config_changes_and_keeps_every_base_tensor(fixture_batch, tmp_path,
+                                                                                     monkeypatch):
+    import dataclasses
+
+    from msgen import models
+
+    fam = get_family("var")
+    monkeypatch.setitem(models.FAMILIES, "var", dataclasses.replace(fam, finetune=models.FineTune(config=(("ar_side", 2),))))
+    base = make_tiny_model(tmp_path / "base", family="var", **TINY)
+    base_state = msgen.load(base).state_dict()
+    opts = TrainOptions(steps=2, batch_size=8, sample_every=10**6, checkpoint_every=10**6,
+                        family=VAROptions(tokenizer_share=0.0))
+    trainer = Trainer(images=fixture_batch, run_dir=tmp_path / "r", base=base, options=opts)
+    g = trainer.G
+    assert g.config.ar_side == 2 and g.predictor.ar == [False, True, False]
+    assert all(torch.equal(g.state_dict()[k], v) for k, v in base_state.items())  # the base, whole
+    assert g.predictor.prev_embed.weight.abs().max() == 0  # the new part starts as "no effect"
+    trainer.train()
+    assert trainer.G.predictor.prev_embed.weight.abs().max() > 0  # ... and learns
+    assert msgen.load(trainer.model_dir).config.ar_side == 2
+    # A base that set the field itself keeps its own value.
+    own = make_tiny_model(tmp_path / "own", family="var", **(TINY | {"ar_side": 4}))
+    assert Trainer(images=fixture_batch, run_dir=tmp_path / "r2", base=own, options=opts).G.config.ar_side == 4
 
 
 def test_level_pictures_of_a_model_loaded_under_inference_mode(trained, tmp_path):

@@ -78,6 +78,10 @@ class FineTune:
     steps: int = 500
     lr: float = 2e-4
     batch_size: int = 16
+    # Config changes a fine-tune makes to its base, as (field, value) pairs, each applied only where
+    # the base has the field's default (a base that set it keeps its own). Parts of the model that a
+    # change adds start at their initial values; every tensor of the base is kept.
+    config: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
