@@ -232,6 +232,26 @@ def card_metrics(result: dict, floor: dict, recon: dict | None, command: str, da
     return m
 
 
+def write_opening_seed(model_dir: Path, g, real: RealSet) -> None:
+    """The seed the Generate page opens ``g`` on, chosen by ``msgen.metrics.opening_seed`` against
+    its data, into its config.json."""
+    from msgen.metrics import diversity_features, opening_seed
+
+    seed = opening_seed(g, diversity_features(real.pool))
+    cfg = json.loads((model_dir / "config.json").read_text())
+    cfg.setdefault("msgen", {})["opening_seed"] = seed
+    _write_text(model_dir / "config.json", json.dumps(cfg, indent=2, sort_keys=False) + "\n")
+    log(f"{model_dir.name}: opens on seed {seed}")
+
+
+def _write_text(path: Path, text: str) -> None:
+    from msgen.checkpoint import atomic_write_text
+
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    atomic_write_text(path, text)
+    os.chmod(path, mode)  # atomic_write_text's temp file is 0600; keep the file's own mode
+
+
 def write_card(model_dir: Path, metrics: dict) -> None:
     from msgen.card import model_card
     from msgen.checkpoint import atomic_write_text
@@ -334,6 +354,8 @@ def main() -> None:
     p.add_argument("--lw-fmap-max", type=int, default=512, help="lightweight-gan's fmap_max (its default: 512)")
     p.add_argument("--no-baseline", action="store_true")
     p.add_argument("--write-cards", action="store_true", help="store the figures in weights/*/config.json and README.md")
+    p.add_argument("--opening-seeds", action="store_true",
+                   help="only choose each shipped model's opening seed (msgen.metrics.opening_seed) into its config.json")
     p.add_argument("--grids", default=None, help="folder for sample grids of the baseline runs")
     p.add_argument("--json", default=None, help="write every figure here")
     args = p.parse_args()
@@ -362,6 +384,9 @@ def main() -> None:
                 out.setdefault("skipped", {})[e.name] = str(exc)
                 continue
             metas[e.name] = dict(g.meta)
+            if args.opening_seeds:
+                write_opening_seed(e.path, g, real)
+                continue
             rows[e.name] = score(g, real, args.seed)
             if hasattr(g, "reconstruct"):
                 images, desc = heldout(real, real.n, args.seed)
@@ -370,11 +395,15 @@ def main() -> None:
                 variants[e.name] = variant_figures(g, name, args.seed)
             log(f"{name}: {e.name}: SWD {rows[e.name]['swd']['mean']:.2f}, FID {rows[e.name]['fid_efflite0']:.2f}"
                 + (f", recon MSE {recon[e.name]['mse']:.4f}" if e.name in recon else ""))
+            if args.write_cards or args.opening_seeds:
+                write_opening_seed(e.path, g, real)
             if args.write_cards:
                 data_desc = f"data/{name} ({len(real.images)} images, python -m msgen data {name})"
                 sha = hashlib.sha256((Path(e.path) / "model.safetensors").read_bytes()).hexdigest()[:16]
                 write_card(e.path, card_metrics(rows[e.name], real.floor, recon.get(e.name), command, data_desc, sha,
                                                 variants.get(e.name)))
+        if args.opening_seeds:
+            continue
         table = format_quality(name, real, rows, recon, args.seed)
         if any(variants.values()):
             table += "\n" + variant_table({k: v for k, v in variants.items() if v}) + "\n"
@@ -389,6 +418,8 @@ def main() -> None:
             out["datasets"][name]["baseline"] = brows
         if args.json:
             Path(args.json).write_text(json.dumps(out, indent=1, default=str))
+    if args.opening_seeds:
+        return
     print("\n# Quality of the shipped models\n")
     for name in args.datasets:
         print(out["datasets"][name]["quality_table"] + "\n")

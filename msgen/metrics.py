@@ -351,6 +351,30 @@ def near_duplicate_share(images: Tensor, *, rms: float = NEAR_DUPLICATE_RMS) -> 
     return float((d.min(dim=1).values < rms).double().mean())
 
 
+OPENING_SEEDS = 64  # the seeds the opening picture is chosen among
+
+
+@torch.inference_mode()
+def opening_seed(model: nn.Module, real_features: Tensor, *, seeds: int = OPENING_SEEDS, k: int = PRDC_K,
+                 truncation: float | None = None) -> int:
+    """The seed a page opens a model on, by a rule that a retrain re-applies: among seeds 0 to
+    ``seeds - 1`` (each drawn as the Generate tab draws it, at the family's starting truncation), the
+    one whose picture lies inside the most real pictures' k-nearest-neighbour balls in Lite0 features
+    (``real_features``: ``diversity_features`` of the model's data; Naeem et al.'s density of one
+    sample: a typical, clean picture of the data rather than an outlier); the lowest on a tie."""
+    import msgen
+
+    from .models import ui_hints
+
+    t = ui_hints(getattr(getattr(model, "config", None), "family", None)).default_truncation
+    out = msgen.generate(model, seed=0, n=seeds, truncation=t if truncation is None else truncation)
+    fake = diversity_features(out.images[out.scale].float().clamp(-1, 1).cpu())
+    real = real_features.float()
+    radii = torch.cdist(real, real).kthvalue(k + 1, dim=1).values  # k-th neighbour besides itself
+    inside = (torch.cdist(fake, real) < radii[None, :]).sum(1)
+    return int(torch.argmax(inside))  # argmax returns the first of equal maxima
+
+
 def copies_near_duplicate_share(real: Tensor, n: int | None = None, *, seed: int = 0) -> float:
     """The near-duplicate share of a copy machine: ``n`` (default: as many as ``real``) pictures
     drawn at random, with replacement, from ``real``. A model that only reproduces its training

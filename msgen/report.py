@@ -65,6 +65,9 @@ class QualityReport:
         self.quality["after_step"] = trainer.step
         self._write()
         trainer.meta["metrics"] = card_metrics(self.quality)
+        seed = self.opening_seed(trainer.G_ema)
+        if seed is not None:
+            trainer.meta["opening_seed"] = seed
         trainer.export()  # weights unchanged; the card gains the report
         return self.quality
 
@@ -95,6 +98,16 @@ class QualityReport:
             return {k: round(float(v), 3) for k, v in out.items()}
         except (ValueError, RuntimeError):  # under k + 2 pictures: prdc is undefined
             return {}
+
+    def opening_seed(self, generator: torch.nn.Module) -> int | None:
+        """Where the Generate page opens the model (``msgen.metrics.opening_seed`` against the run's
+        pictures); None when it cannot be measured."""
+        from .metrics import opening_seed
+
+        try:
+            return opening_seed(generator, self.features())
+        except (ValueError, RuntimeError):
+            return None
 
     def floor(self) -> dict[str, Any]:
         from .metrics import near_duplicate_share, prdc, swd

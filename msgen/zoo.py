@@ -55,6 +55,7 @@ class ModelEntry:
     levels: tuple[int, ...]
     dataset: str
     source: str  # "shipped" or "run"
+    opening_seed: int = 0  # where the Generate page opens it (``msgen.metrics.opening_seed``, in its card)
 
     @property
     def label(self) -> str:
@@ -76,7 +77,16 @@ def _entry(name: str, path: Path, source: str) -> ModelEntry | None:
         levels=tuple(config.levels),
         dataset=meta.get("dataset_short") or meta.get("dataset") or "user images",
         source=source,
+        opening_seed=_opening_seed(meta.get("opening_seed")),
     )
+
+
+def _opening_seed(value: object) -> int:
+    """A card's opening seed, or 0 when it has none or a stranger's card holds anything odd."""
+    from .validate import SEED_MAX
+
+    ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= SEED_MAX
+    return int(value) if ok else 0
 
 
 def list_models(*, runs_dir: str | Path | None = None, weights_dir: str | Path | None = None) -> list[ModelEntry]:

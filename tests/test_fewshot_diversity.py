@@ -39,6 +39,8 @@ def test_fixed_seed_samples_stay_distinct_after_a_default_fine_tune(tmp_path):
                 "--sample-every", "25", "--checkpoint-every", "25", "--threads", "1"]) in (0, None)
     tuned = msgen.load(run)
     assert tuned.meta["steps"] == 25 and tuned.meta["base"]
+    assert tuned.config.ar_side == 3  # the var fine-tune's change to its base: 1x1 to 3x3 drawn a token at a time
+    assert 0 <= tuned.meta["opening_seed"] < 64  # chosen by msgen.metrics.opening_seed in the quality report
     assert closest_pair(tuned) > NEAR_DUPLICATE_RMS
 
     class IgnoresTheSeed(torch.nn.Module):  # a collapsed generator: every seed gets seed 0's latents

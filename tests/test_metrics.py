@@ -264,6 +264,32 @@ def test_diversity_figures_and_their_floor():
     assert metrics.diversity_features(real[:3], device="cpu").shape == (3, metrics.EFFLITE0_DIM)
 
 
+class _SeedPictures(nn.Module):
+    """Stand-in generator: seed ``good`` draws a picture of the data set, every other seed noise."""
+
+    levels = (32,)
+
+    def __init__(self, real: torch.Tensor, good: int):
+        super().__init__()
+        self.real, self.good, self.w = real, good, nn.Parameter(torch.zeros(1))
+
+    def sample_latents(self, n, seed):
+        return torch.full((n, 1), float(seed))
+
+    def forward(self, z, *, upto=None, truncation=1.0, mix=None):
+        noise = torch.rand(len(z), 3, RES, RES, generator=torch.Generator().manual_seed(3)) * 2 - 1
+        pick = (z[:, 0] == self.good).view(-1, 1, 1, 1)
+        return MultiScaleOutput(images={32: torch.where(pick, self.real[:1].expand_as(noise), noise)})
+
+
+def test_the_opening_seed_is_the_one_whose_picture_is_most_like_the_data(sets):
+    images, _ = sets
+    real = metrics.diversity_features(images["real"], device="cpu")  # the space the rule works in
+    for good in (0, 41):
+        assert metrics.opening_seed(_SeedPictures(images["real"], good), real, truncation=1.0) == good
+    assert metrics.opening_seed(_SeedPictures(images["real"], 99), real, truncation=1.0) == 0  # a tie: the lowest
+
+
 # --- Decompose: variants that keep (or lose) the picture --------------------------------------
 
 

@@ -392,3 +392,21 @@ def test_one_image_on_the_cpu_runs_on_one_torch_thread_and_leaves_the_default(h)
         msgen.generate = real
     assert seen[0][0].startswith("msgen-generate") and seen[0][1] == 1
     assert not seen[1][0].startswith("msgen-generate") and seen[1][1] == before
+
+
+def test_the_page_opens_on_the_models_opening_seed_and_odd_ones_are_ignored(tmp_path):
+    from msgen import zoo
+
+    root = tmp_path / "weights"
+    make_varied_model(root / "tiny16", resolution=16, seed=1)
+    g = msgen.load(root / "tiny16")
+    save_model(root / "tiny16", g, meta=dict(g.meta) | {"opening_seed": 37})
+    ctx = common.AppContext(runs_dir=tmp_path / "runs", weights_dir=root)
+    with gr.Blocks() as demo:
+        G.build(ctx)
+    by_id = {b.elem_id: b for b in demo.blocks.values() if getattr(b, "elem_id", None)}
+    assert by_id["msgen-seed-box"].value == 37 and by_id["msgen-seed"].value == 37
+    assert "seed 37" in str(by_id["msgen-view"].value)  # the opening picture is that seed's
+    for odd in ("37", True, -1, 2**40, 3.5, None):
+        save_model(root / "tiny16", g, meta=dict(g.meta) | {"opening_seed": odd})
+        assert zoo._entry("tiny16", root / "tiny16", "shipped").opening_seed == 0, odd

@@ -121,7 +121,8 @@ def build(ctx) -> GenerateHandlers:
     levels = entry.levels if entry else (4, 8, 16, 32, 64)
     family = entry.family if entry else None
     start_truncation, truncation_label = truncation_of(family)
-    first = _first_result(h, default, levels, start_truncation)  # image, cards, stats, info, channel, level, channel
+    start_seed = entry.opening_seed if entry else 0  # chosen by a stated rule (msgen.metrics.opening_seed)
+    first = _first_result(h, default, levels, start_truncation, start_seed)  # image, cards, stats, info, channel, level, channel
     ch_start = first[5:] if first else ({"value": levels[-1]}, {"value": 0, "maximum": 511, "label": "Channel"})
 
     gr.HTML(f"<style>{view.CSS}</style>", padding=False)
@@ -131,10 +132,10 @@ def build(ctx) -> GenerateHandlers:
             scale = gr.Radio(level_choices(levels), value=levels[-1], label="Scale: the finest level to render",
                              elem_id="msgen-scale")
             with gr.Row(equal_height=True):
-                seed_box = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=SEED_MAX, scale=4,
+                seed_box = gr.Number(start_seed, label="Seed", precision=0, minimum=0, maximum=SEED_MAX, scale=4,
                                      elem_id="msgen-seed-box")
                 dice = gr.Button("🎲", scale=1, min_width=48, elem_id="msgen-dice")
-            seed = gr.Slider(0, SEED_MAX, value=0, step=1, precision=0, label="Seed (drag to explore)",
+            seed = gr.Slider(0, SEED_MAX, value=start_seed, step=1, precision=0, label="Seed (drag to explore)",
                              elem_id="msgen-seed")
             truncation = gr.Slider(*validate.truncation_range(family), value=start_truncation, step=0.05, elem_id="msgen-truncation",
                                    label=truncation_label)
@@ -263,12 +264,12 @@ def build(ctx) -> GenerateHandlers:
     return h
 
 
-def _first_result(h: GenerateHandlers, model: str | None, levels, truncation: float) -> tuple | None:
+def _first_result(h: GenerateHandlers, model: str | None, levels, truncation: float, seed: int = 0) -> tuple | None:
     """The page's opening picture and channel picker, computed at build: the default model loads
     once, before launch, and the first visitor sees every view without waiting for a request."""
     if model is None:
         return None
     try:
-        return h.page_and_picker(model, levels[-1], 0, truncation, 1, 0, levels[-1], 0, True, None, reset=True)
+        return h.page_and_picker(model, levels[-1], seed, truncation, 1, 0, levels[-1], 0, True, None, reset=True)
     except Exception:  # a broken default model, or no GPU outside a request (ZeroGPU): the page
         return None  # still opens, and the first request says what is wrong

@@ -43,7 +43,7 @@ from ..defaults import training_threads
 from ..options import options_to_dict
 from ..report import train_with_report
 from ..run import DataRecord, Run, RunRecord
-from ..train import Progress, Trainer, TrainOptions
+from ..train import Progress, Trainer, TrainOptions, fine_tune_config
 
 HISTORY_POINTS = 400  # loss curves are thinned to about this many points per series for the plot
 HISTORY_MAX = 20_000  # (step, series, value) entries a job keeps; older steps are thinned beyond it
@@ -313,7 +313,8 @@ def _data_record(spec: JobSpec, count: int | None = None) -> DataRecord:
 
 def _write_queued(spec: JobSpec) -> None:
     """``run.json`` for a run in line: the record the Trainer writes, status "queued"."""
-    config = spec.config if spec.config is not None else (_model_config(spec.base) if spec.base else None)
+    config = spec.config if spec.config is not None else (
+        fine_tune_config(_model_config(spec.base)) if spec.base else None)  # what the Trainer will build
     Run(spec.run_dir).write(RunRecord(
         status="queued", step=0, steps=spec.options.steps, family=getattr(config, "family", None),
         resolution=getattr(config, "resolution", 0), config=dataclasses.asdict(config) if config is not None else None,
