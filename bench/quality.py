@@ -29,6 +29,8 @@
 
 --write-cards stores each shipped model's figures in its config.json (``msgen.metrics``) and
 re-renders its README.md card from them; both are written atomically and nothing else changes.
+It also stores the seed the Generate page opens the model on (``msgen.metrics.opening_seed``
+against the same real pictures); --opening-seeds does only that.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ class RealSet:
     n: int
 
 
-def load_real(name: str, data_root: Path, n: int, seed: int) -> RealSet:
+def load_real(name: str, data_root: Path, n: int, seed: int, *, measure_floor: bool = True) -> RealSet:
     import torch
 
     from msgen.data import LIMITS, load_image_set
@@ -80,6 +82,8 @@ def load_real(name: str, data_root: Path, n: int, seed: int) -> RealSet:
     # The same seeded shuffle as msgen.metrics.real_vs_real, so the floor equals its figure.
     idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[: 2 * half]
     a, b = images[idx[:half]], images[idx[half:]]
+    if not measure_floor:  # the opening seeds need only the pool
+        return RealSet(name, images, a, torch.empty(0), {}, half)
     fa, fb = efflite0_features(a), efflite0_features(b)
     floor = {"swd": swd(a, b, seed=seed)} | fid_kid(fa, fb, seed=seed) | diversity(a, b) | {"n_real": half, "n_fake": half}
     return RealSet(name, images, a, fa, floor, half)
@@ -372,9 +376,10 @@ def main() -> None:
     out: dict = {"command": command, "datasets": {}}
     all_baseline, verdicts = [], []
     for name in args.datasets:
-        real = load_real(name, Path(args.data), args.n, args.seed)
-        log(f"{name}: {len(real.images)} images, scoring with n = {real.n}; floor SWD {real.floor['swd']['mean']:.2f}, "
-            f"FID {real.floor['fid_efflite0']:.2f}")
+        real = load_real(name, Path(args.data), args.n, args.seed, measure_floor=not args.opening_seeds)
+        if real.floor:
+            log(f"{name}: {len(real.images)} images, scoring with n = {real.n}; floor SWD {real.floor['swd']['mean']:.2f}, "
+                f"FID {real.floor['fid_efflite0']:.2f}")
         rows, recon, metas, variants = {}, {}, {}, {}
         for e in (e for e in shipped if e.name.startswith(name)):
             try:
