@@ -156,6 +156,19 @@ class Run:
         ckpt.atomic_save_tensors(self.file(STATE_TENSORS), tensors, metadata={"step": str(info["step"])})
         ckpt.atomic_write_text(self.file(STATE_JSON), json.dumps(info, indent=1))
 
+    def state_tensor_names(self) -> set[str]:
+        """The names of the last checkpoint's tensors (its header only); empty if there is none."""
+        path = self.file(STATE_TENSORS)
+        if not path.is_file():
+            return set()
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                return set(f.keys())
+        except (OSError, ValueError, RuntimeError):  # unreadable: load_state says why, later
+            return set()
+
     def load_state(self) -> tuple[dict[str, Any], dict] | None:
         """(state.json, tensors) of the last checkpoint, None if there is none; a torn one refused."""
         path = self.file(STATE_TENSORS)

@@ -105,10 +105,17 @@ def fine_tune_config(cfg: Any) -> Any:
     return dataclasses.replace(cfg, **changes) if changes else cfg
 
 
-def _fine_tuned_generator(cfg: Any, state: dict[str, torch.Tensor], seed: int) -> torch.nn.Module:
+def _fine_tuned_generator(cfg: Any, state: dict[str, torch.Tensor], seed: int,
+                          resumed: set[str] = frozenset()) -> torch.nn.Module:
     """The base's generator under ``fine_tune_config``: every base tensor loaded, the parts a change
-    adds at their initial values (drawn from the run's seed)."""
+    adds at their initial values (drawn from the run's seed). ``resumed``: the tensor names of the
+    run's checkpoint, if any; a run begun as the plain base (before its family's change existed)
+    resumes as it began."""
     new_cfg = fine_tune_config(cfg)
+    if new_cfg is not cfg and resumed:
+        plain = {f"generator.{k}" for k in build_generator(cfg).state_dict()}
+        if plain == {k for k in resumed if k.startswith("generator.")}:
+            new_cfg = cfg
     if new_cfg is cfg:
         G = build_generator(cfg)
         G.load_state_dict(state)
@@ -179,7 +186,8 @@ class Trainer:
         if base is not None:
             path = ckpt.resolve(base)
             cfg, _meta, tensors = ckpt.read_model_dir(path)
-            G = _fine_tuned_generator(cfg, ckpt.split_tensors(tensors, "generator."), self.options.seed)
+            G = _fine_tuned_generator(cfg, ckpt.split_tensors(tensors, "generator."), self.options.seed,
+                                      resumed=self.run.state_tensor_names())
             D = build_discriminator(cfg)
             d_state = ckpt.split_tensors(tensors, "discriminator.")
             if D is not None and d_state:

@@ -322,11 +322,18 @@ def test_a_fine_tune_applies_its_familys_config_changes_and_keeps_every_base_ten
     from msgen import models
 
     fam = get_family("var")
-    monkeypatch.setitem(models.FAMILIES, "var", dataclasses.replace(fam, finetune=models.FineTune(config=(("ar_side", 2),))))
     base = make_tiny_model(tmp_path / "base", family="var", **TINY)
     base_state = msgen.load(base).state_dict()
     opts = TrainOptions(steps=2, batch_size=8, sample_every=10**6, checkpoint_every=10**6,
                         family=VAROptions(tokenizer_share=0.0))
+    monkeypatch.setitem(models.FAMILIES, "var", dataclasses.replace(fam, finetune=models.FineTune()))
+    Trainer(images=fixture_batch, run_dir=tmp_path / "old", base=base, options=opts).train()  # begun without the change
+    monkeypatch.setitem(models.FAMILIES, "var", dataclasses.replace(fam, finetune=models.FineTune(config=(("ar_side", 2),))))
+    longer = dataclasses.replace(opts, steps=4)
+    old = Trainer(images=fixture_batch, run_dir=tmp_path / "old", base=base, options=longer)
+    assert old.G.config.ar_side == 0  # ... resumes as it began
+    old.train()
+    assert old.step == 4
     trainer = Trainer(images=fixture_batch, run_dir=tmp_path / "r", base=base, options=opts)
     g = trainer.G
     assert g.config.ar_side == 2 and g.predictor.ar == [False, True, False]
