@@ -400,7 +400,7 @@ def main() -> None:
                 variants[e.name] = variant_figures(g, name, args.seed)
             log(f"{name}: {e.name}: SWD {rows[e.name]['swd']['mean']:.2f}, FID {rows[e.name]['fid_efflite0']:.2f}"
                 + (f", recon MSE {recon[e.name]['mse']:.4f}" if e.name in recon else ""))
-            if args.write_cards or args.opening_seeds:
+            if args.write_cards:
                 write_opening_seed(e.path, g, real)
             if args.write_cards:
                 data_desc = f"data/{name} ({len(real.images)} images, python -m msgen data {name})"

@@ -367,9 +367,15 @@ def opening_seed(model: nn.Module, real_features: Tensor, *, seeds: int = OPENIN
     from .models import ui_hints
 
     t = ui_hints(getattr(getattr(model, "config", None), "family", None)).default_truncation
-    out = msgen.generate(model, seed=0, n=seeds, truncation=t if truncation is None else truncation)
-    fake = diversity_features(out.images[out.scale].float().clamp(-1, 1).cpu())
-    real = real_features.float()
+    t = t if truncation is None else truncation
+    pictures = []
+    for s in range(seeds):  # one at a time, as the page draws them
+        out = msgen.generate(model, seed=s, truncation=t)
+        pictures.append(out.images[out.scale].float().clamp(-1, 1).cpu())
+    fake = diversity_features(torch.cat(pictures))
+    real = real_features.float().cpu()
+    if len(real) <= k + 1:
+        raise ValueError(f"the opening seed needs more than {k + 1} real pictures, got {len(real)}")
     radii = torch.cdist(real, real).kthvalue(k + 1, dim=1).values  # k-th neighbour besides itself
     inside = (torch.cdist(fake, real) < radii[None, :]).sum(1)
     return int(torch.argmax(inside))  # argmax returns the first of equal maxima

@@ -112,18 +112,19 @@ def _fine_tuned_generator(cfg: Any, state: dict[str, torch.Tensor], seed: int,
     run's checkpoint, if any; a run begun as the plain base (before its family's change existed)
     resumes as it began."""
     new_cfg = fine_tune_config(cfg)
-    if new_cfg is not cfg and resumed:
-        plain = {f"generator.{k}" for k in build_generator(cfg).state_dict()}
-        if plain == {k for k in resumed if k.startswith("generator.")}:
-            new_cfg = cfg
     if new_cfg is cfg:
         G = build_generator(cfg)
         G.load_state_dict(state)
         return G
     with torch.random.fork_rng(devices=[]):  # the global generator stays as it was
+        plain = set(build_generator(cfg).state_dict())
+        if resumed and {f"generator.{k}" for k in plain} == {k for k in resumed if k.startswith("generator.")}:
+            G = build_generator(cfg)  # (a change that adds no tensor looks the same; it changes nothing to resume)
+            G.load_state_dict(state)
+            return G
         torch.manual_seed(seed)
         G = build_generator(new_cfg)
-    added = set(G.state_dict()) - set(build_generator(cfg).state_dict())
+    added = set(G.state_dict()) - plain
     result = G.load_state_dict(state, strict=False)
     if result.unexpected_keys or set(result.missing_keys) - added:
         raise ValueError(f"the base does not fit its fine-tune config: missing {sorted(set(result.missing_keys) - added)}, "

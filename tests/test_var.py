@@ -181,7 +181,71 @@ def test_token_at_a_time_scales_draw_each_token_given_the_earlier_ones(fixture_b
     assert draws[0][0] > 0.3 and draws[2][0] > 0.3  # the token whose noise changed
     assert draws[0][1:].max() == 0  # drawn at once: the others are independent of it
     assert draws[2][1:].min() > 0.2  # token at a time: the later ones follow it
-    assert tiny(ar_side=16).predictor.ar == [False, True, True]  # every scale but the 1x1 (one token)
+    assert tiny(ar_side=8).predictor.ar == [False, True, True]  # every scale but the 1x1 (one token)
+    with pytest.raises(ValueError, match="between 0 and 8"):
+        tiny(ar_side=9)  # a stranger's config cannot ask for hundreds of passes a picture
+
+
+def _ar_model(ar: int) -> VARGenerator:
+    g = tiny(ar_side=ar)
+    with torch.no_grad():
+        g.predictor.head.weight.mul_(0.3)
+        if ar:
+            g.predictor.prev_embed.weight.normal_(0.0, 1.0)
+    return g
+
+
+@pytest.mark.parametrize("ar", [0, 2, 4])
+def test_sampling_positions_see_exactly_what_teacher_forcing_shows_them(fixture_batch, ar):
+    """The key/value-cache path (a catch-up chunk over forced scales that ends one position into a
+    token-at-a-time scale, then one position or one scale per pass) gives the teacher-forced states."""
+    from msgen.models.var import next_inputs, previous_codes
+
+    g = _ar_model(ar)
+    pred, quant = g.predictor, g.tokenizer.quant
+    with torch.no_grad():
+        q = g.tokenizer.tokenize(fixture_batch[:2])
+        inputs, prev = next_inputs(quant, q.f_hats), previous_codes(quant, q.tokens, pred.ar, pred.length)
+        full = pred.states(2, inputs, prev)
+        cache = [[] for _ in pred.blocks]
+        first = pred.bounds[2][0] + 1 if pred.ar[2] else pred.bounds[1][1]
+        rows = [pred.extend(2, inputs, cache, 0, first, prev)]
+        for k in range(1, len(pred.bounds)):
+            a, b = max(pred.bounds[k][0], first), pred.bounds[k][1]
+            if a >= b:
+                continue
+            if pred.ar[k]:
+                rows += [pred.extend(2, inputs, cache, pos, pos + 1, prev) for pos in range(a, b)]
+            else:
+                rows.append(pred.extend(2, inputs, cache, a, b, prev))
+    assert pred.ar == [False, ar >= 2, ar >= 4]
+    torch.testing.assert_close(torch.cat(rows, dim=1), full, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("ar", [0, 4])
+def test_vary_detail_is_sampling_with_the_pictures_own_coarse_noise(fixture_batch, ar):
+    """Decompose's keep_below (forced coarse scales, caught up later) draws what forward draws from the
+    picture's own noise below the level and the variant's seed from it on."""
+    from msgen.validate import seed_at
+
+    g = _ar_model(ar)
+    x = fixture_batch[:2]
+    states = []  # the 4x4 scale's final states, each time it is drawn
+    hook = g.predictor.maps[2].register_forward_hook(lambda mod, args, out: states.append(out))
+    try:
+        with torch.no_grad():
+            enc = g.encode(x)
+            states.clear()
+            out = g.resample(x, keep_below=16, seed=3, count=2)
+            noise = torch.cat([g.sample_latents(1, seed_at(3, j)) for j in range(2)])
+            coarse = g._position_levels(torch.device("cpu")) < 16
+            for i in range(2):
+                for j in range(2):
+                    ref = g(torch.where(coarse, enc.latents[i], noise[j])[None])
+                    assert torch.equal(out.extras["tokens"][16][2 * i + j], ref.extras["tokens"][16][0]), (ar, i, j)
+                    torch.testing.assert_close(states[0][2 * i + j], states[-1][0], atol=1e-5, rtol=0)
+    finally:
+        hook.remove()
 
 
 def test_feature_maps_are_captured_per_scale():
@@ -338,10 +402,14 @@ def test_a_fine_tune_applies_its_familys_config_changes_and_keeps_every_base_ten
     g = trainer.G
     assert g.config.ar_side == 2 and g.predictor.ar == [False, True, False]
     assert all(torch.equal(g.state_dict()[k], v) for k, v in base_state.items())  # the base, whole
-    assert g.predictor.prev_embed.weight.abs().max() == 0  # the new part starts as "no effect"
+    assert g.predictor.prev_embed.weight.abs().max() == 0  # the new part starts at zero
     trainer.train()
     assert trainer.G.predictor.prev_embed.weight.abs().max() > 0  # ... and learns
     assert msgen.load(trainer.model_dir).config.ar_side == 2
+    again = Trainer(images=fixture_batch, run_dir=tmp_path / "r", base=base, options=longer)  # resumes with it
+    assert again.G.config.ar_side == 2
+    again.train()
+    assert again.step == 4
     # A base that set the field itself keeps its own value.
     own = make_tiny_model(tmp_path / "own", family="var", **(TINY | {"ar_side": 4}))
     assert Trainer(images=fixture_batch, run_dir=tmp_path / "r2", base=own, options=opts).G.config.ar_side == 4

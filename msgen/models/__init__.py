@@ -79,8 +79,10 @@ class FineTune:
     lr: float = 2e-4
     batch_size: int = 16
     # Config changes a fine-tune makes to its base, as (field, value) pairs, each applied only where
-    # the base has the field's default (a base that set it keeps its own). Parts of the model that a
-    # change adds start at their initial values; every tensor of the base is kept.
+    # the base has the field's default (a base that set it keeps its own; one that set it to the
+    # default cannot be told apart and takes the change). Parts of the model that a change adds start
+    # at their initial values; every tensor of the base is kept. A run begun before a change existed
+    # resumes without it (msgen.train: its checkpoint lacks the new tensors).
     config: tuple[tuple[str, Any], ...] = ()
 
 

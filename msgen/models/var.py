@@ -86,7 +86,7 @@ class VARConfig:
     # the ones before it in its scale; the others all at once given the coarser scales (VAR). Drawn
     # at once, a coarse scale's tokens are independent: on a few-shot set the 2x2 tokens of two
     # different pictures combine into a picture that is neither (README, "What limits it").
-    ar_side: int = bounded(0, 0, 16)
+    ar_side: int = bounded(0, 0, 8)  # at most 8: a stranger's config cannot make a picture hundreds of passes
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -329,8 +329,8 @@ class Predictor(nn.Module):
         scale_of = torch.cat([torch.full((s * s,), k, dtype=torch.long) for k, s in enumerate(sides)])
         self.register_buffer("scale_of", scale_of, persistent=False)
         # Token-at-a-time scales: a position also reads the code of the token before it in its scale
-        # (zero-initialised, so a model given this later starts as it was), and sees only the
-        # positions of its scale up to itself.
+        # (zero-initialised: a model given this later starts close to what it was, the only change
+        # being the mask), and sees only the positions of its scale up to itself.
         self.ar = [1 < s <= config.ar_side for s in sides]  # per scale (a 1x1 scale is one token anyway)
         if any(self.ar):
             self.prev_embed = nn.Linear(config.code_dim, d, bias=False)
@@ -398,7 +398,7 @@ def previous_codes(quant: "MultiScaleQuantizer", tokens: list[torch.Tensor], ar:
     if not any(ar):
         return None
     n = tokens[0].shape[0]
-    book = quant.codebook.weight
+    book = quant.codebook.weight.detach()  # the predictor's input: no gradient into the frozen tokenizer
     parts = []
     for k, t in enumerate(tokens):
         codes = torch.zeros(n, t[0].numel(), book.shape[1], device=book.device, dtype=book.dtype)
@@ -547,7 +547,7 @@ class VARGenerator(nn.Module):
         tokens, residuals, f_hats = {}, {}, []
         cache: list[list] = [[] for _ in pred.blocks]
         done = 0  # positions whose keys and values are in the cache
-        book = quant.codebook.weight
+        book = quant.codebook.weight.detach()
         # the token-at-a-time scales' inputs: each position's previous token's code (previous_codes)
         prev = (torch.zeros(n, pred.length, book.shape[1], device=p.device, dtype=p.dtype)
                 if any(pred.ar) else None)
