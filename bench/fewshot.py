@@ -117,16 +117,23 @@ def measure(model_dir: Path, real: torch.Tensor, seed: int = 0) -> dict:
     G = msgen.load(model_dir)
     fake = sample_images(G, len(real), seed=seed)
     out = diversity(real, fake) | {"swd": _str_keys(swd(real, fake, seed=seed))} | fid_kid(real, fake, seed=seed)
-    return out | copy_figures(real, fake), fake
+    return out | copy_figures(real, fake, G), fake
 
 
-def copy_figures(real: torch.Tensor, fake: torch.Tensor) -> dict:
+def copy_figures(real: torch.Tensor, fake: torch.Tensor, G=None) -> dict:
     """How far the samples are from copies: the median RMS (on [-1, 1]) to the nearest training
-    picture, and the share within RMS 0.10 of one."""
+    picture, and the share within RMS 0.10 of one; for a model that reconstructs (var, hvae), the
+    median RMS of its reconstructions of the training pictures too (a sample that close to a
+    training picture is that picture through the model's own tokenizer)."""
     from msgen.metrics import nearest_training_rms
 
     d = nearest_training_rms(real, fake)
-    return {"nearest_rms_median": float(d.median()), "within_0.10": float((d < 0.10).float().mean())}
+    out = {"nearest_rms_median": float(d.median()), "within_0.10": float((d < 0.10).float().mean())}
+    if G is not None and hasattr(G, "reconstruct"):
+        with torch.inference_mode():
+            rec = torch.cat([G.reconstruct(x).finest.float().clamp(-1, 1) for x in real.split(64)])
+        out["recon_rms_median"] = float((rec - real).pow(2).flatten(1).mean(1).sqrt().median())
+    return out
 
 
 def floor_copy_figures(real: torch.Tensor, seed: int = 0) -> dict:
@@ -168,6 +175,8 @@ def row(label: str, r: dict) -> str:
     if "near_duplicates_copies" in r:
         dup += f" (copies {r['near_duplicates_copies']:.2f})"
     near = (f"{r['nearest_rms_median']:.2f}, {r['within_0.10']:.2f}" if "nearest_rms_median" in r else "-")
+    if "recon_rms_median" in r:
+        near += f" (reconstructions {r['recon_rms_median']:.2f})"
     return (f"| {label} | {timing} | {r['precision']:.2f} | {r['recall']:.2f} | {r['density']:.2f} | "
             f"{r['coverage']:.2f} | {dup} | {near} | {swd_levels} ({r['swd']['mean']:.0f}) | "
             f"{r['fid_efflite0']:.0f} | {r['kid_efflite0'] * 1e3:.1f} |")
@@ -250,11 +259,12 @@ def main(argv: list[str] | None = None) -> None:
                     save_grid(fake, args.out / f"{rkey.replace('/', '-')}.png")
                     results[rkey] |= figures
                     results_path.write_text(json.dumps(results, indent=1, default=str))
-                elif "nearest_rms_median" not in results[rkey] and (run_dir / "model").is_dir():
+                elif "recon_rms_median" not in results[rkey] and (run_dir / "model").is_dir():
                     import msgen
                     from msgen.metrics import sample_images
 
-                    results[rkey] |= copy_figures(real, sample_images(msgen.load(run_dir / "model"), len(real), seed=0))
+                    G = msgen.load(run_dir / "model")
+                    results[rkey] |= copy_figures(real, sample_images(G, len(real), seed=0), G)
                 print(row(f"{rkey}", results[rkey] | results[rkey]["timing"]), flush=True)
     results_path.write_text(json.dumps(results, indent=1, default=str))
 
