@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
         for n in map(int, args.sizes.split(",")):
             folder = build_set(name, n, args.out / "data" / f"{name}-{n}")
             real = load_image_set(folder, base.resolution).images
-            key = f"{name}-{n}"
+            key = f"{name}-{n}" + (f"-{base.resolution}px" if base.resolution != 32 else "")  # a floor per size
             if f"{key}/floor" not in results:
                 results[f"{key}/floor"] = floor(real)
                 save_grid(real, args.out / f"{key}-real.png")

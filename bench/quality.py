@@ -50,7 +50,8 @@ from pathlib import Path
 import _common  # noqa: F401  (puts the repo on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
-DATASETS = {"sprites": 32, "emoji": 64, "fashion": 32, "broad": 32}  # name -> resolution the models use
+DATASETS = {"sprites": 32, "emoji": 64, "fashion": 32, "broad": 32, "broad64": 64}  # name -> resolution the models use
+DATA_ARGS = {"broad64": "broad --resolution 64"}  # ``python -m msgen data`` arguments of a set not named as its source
 
 
 def log(msg: str) -> None:
@@ -77,7 +78,7 @@ def load_real(name: str, data_root: Path, n: int, seed: int, *, measure_floor: b
     big = dataclasses.replace(LIMITS, max_files=25000, max_zip_entries=30000, max_total_bytes=2**31)
     images = load_image_set(data_root / name, DATASETS[name], limits=big).images
     if len(images) < 8:
-        raise SystemExit(f"{data_root / name}: no data set; build it with python -m msgen data {name} --out {data_root / name}")
+        raise SystemExit(f"{data_root / name}: no data set; build it with python -m msgen data {DATA_ARGS.get(name, name)} --out {data_root / name}")
     half = min(n, len(images) // 2)
     # The same seeded shuffle as msgen.metrics.real_vs_real, so the floor equals its figure.
     idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[: 2 * half]
@@ -381,7 +382,7 @@ def main() -> None:
             log(f"{name}: {len(real.images)} images, scoring with n = {real.n}; floor SWD {real.floor['swd']['mean']:.2f}, "
                 f"FID {real.floor['fid_efflite0']:.2f}")
         rows, recon, metas, variants = {}, {}, {}, {}
-        for e in (e for e in shipped if e.name.startswith(name)):
+        for e in (e for e in shipped if e.name.startswith(name.rstrip("0123456789")) and e.resolution == DATASETS[name]):
             try:
                 g = msgen.load(e.path)
             except msgen.CheckpointError as exc:  # e.g. weights being replaced by a concurrent export
@@ -403,7 +404,7 @@ def main() -> None:
             if args.write_cards:
                 write_opening_seed(e.path, g, real)
             if args.write_cards:
-                data_desc = f"data/{name} ({len(real.images)} images, python -m msgen data {name})"
+                data_desc = f"data/{name} ({len(real.images)} images, python -m msgen data {DATA_ARGS.get(name, name)})"
                 sha = hashlib.sha256((Path(e.path) / "model.safetensors").read_bytes()).hexdigest()[:16]
                 write_card(e.path, card_metrics(rows[e.name], real.floor, recon.get(e.name), command, data_desc, sha,
                                                 variants.get(e.name)))
