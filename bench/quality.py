@@ -243,9 +243,14 @@ def write_opening_seed(model_dir: Path, g, real: RealSet) -> None:
     from msgen.metrics import diversity_features, opening_seed
 
     seed = opening_seed(g, diversity_features(real.pool))
+    from msgen.card import model_card
+    from msgen.models import config_from_dict
+
     cfg = json.loads((model_dir / "config.json").read_text())
     cfg.setdefault("msgen", {})["opening_seed"] = seed
+    config = config_from_dict({k: v for k, v in cfg.items() if k != "msgen"})
     _write_text(model_dir / "config.json", json.dumps(cfg, indent=2, sort_keys=False) + "\n")
+    _write_text(model_dir / "README.md", model_card(config, cfg["msgen"]))  # the card shows its config
     log(f"{model_dir.name}: opens on seed {seed}")
 
 

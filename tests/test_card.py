@@ -54,7 +54,7 @@ def test_hostile_title_is_one_heading_line_with_its_text():
 
 def test_shipped_cards_are_exactly_what_the_card_code_makes_of_their_configs():
     folders = sorted(p.parent for p in (ROOT / "weights").glob("*/config.json"))
-    assert len(folders) == 7  # three msggan, two hvae, two var
+    assert len(folders) == 8  # three msggan, two hvae, three var
     for folder in folders:
         config, meta = ckpt.read_config(folder)
         assert model_card(config, meta) == (folder / "README.md").read_text(), folder.name
