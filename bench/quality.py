@@ -237,38 +237,22 @@ def card_metrics(result: dict, floor: dict, recon: dict | None, command: str, da
     return m
 
 
-def write_opening_seed(model_dir: Path, g, real: RealSet) -> None:
-    """The seed the Generate page opens ``g`` on, chosen by ``msgen.metrics.opening_seed`` against
-    its data, into its config.json."""
+def chosen_opening_seed(g, real: RealSet) -> int:
+    """The seed the Generate page opens ``g`` on: ``msgen.metrics.opening_seed`` against its data."""
     from msgen.metrics import diversity_features, opening_seed
 
-    seed = opening_seed(g, diversity_features(real.pool))
-    from msgen.card import model_card
-    from msgen.models import config_from_dict
-
-    cfg = json.loads((model_dir / "config.json").read_text())
-    cfg.setdefault("msgen", {})["opening_seed"] = seed
-    config = config_from_dict({k: v for k, v in cfg.items() if k != "msgen"})
-    _write_text(model_dir / "config.json", json.dumps(cfg, indent=2, sort_keys=False) + "\n")
-    _write_text(model_dir / "README.md", model_card(config, cfg["msgen"]))  # the card shows its config
-    log(f"{model_dir.name}: opens on seed {seed}")
+    return opening_seed(g, diversity_features(real.pool))
 
 
-def _write_text(path: Path, text: str) -> None:
-    from msgen.checkpoint import atomic_write_text
-
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    atomic_write_text(path, text)
-    os.chmod(path, mode)  # atomic_write_text's temp file is 0600; keep the file's own mode
-
-
-def write_card(model_dir: Path, metrics: dict) -> None:
+def write_card(model_dir: Path, metrics: dict | None = None, **meta) -> None:
+    """``metrics`` and any other ``meta`` fields into ``model_dir``'s config.json, and its README.md
+    card re-rendered from it (the card shows its config); both atomic, their file modes kept."""
     from msgen.card import model_card
     from msgen.checkpoint import atomic_write_text
     from msgen.models import config_from_dict
 
     cfg = json.loads((model_dir / "config.json").read_text())
-    cfg.setdefault("msgen", {})["metrics"] = metrics
+    cfg.setdefault("msgen", {}).update(meta | ({"metrics": metrics} if metrics is not None else {}))
     config = config_from_dict({k: v for k, v in cfg.items() if k != "msgen"})
     for fname, text in (("config.json", json.dumps(cfg, indent=2, sort_keys=False) + "\n"),
                         ("README.md", model_card(config, cfg["msgen"]))):
@@ -396,7 +380,9 @@ def main() -> None:
                 continue
             metas[e.name] = dict(g.meta)
             if args.opening_seeds:
-                write_opening_seed(e.path, g, real)
+                seed = chosen_opening_seed(g, real)
+                write_card(e.path, opening_seed=seed)
+                log(f"{e.name}: opens on seed {seed}")
                 continue
             rows[e.name] = score(g, real, args.seed)
             if hasattr(g, "reconstruct"):
@@ -407,12 +393,10 @@ def main() -> None:
             log(f"{name}: {e.name}: SWD {rows[e.name]['swd']['mean']:.2f}, FID {rows[e.name]['fid_efflite0']:.2f}"
                 + (f", recon MSE {recon[e.name]['mse']:.4f}" if e.name in recon else ""))
             if args.write_cards:
-                write_opening_seed(e.path, g, real)
-            if args.write_cards:
                 data_desc = f"data/{name} ({len(real.images)} images, python -m msgen data {DATA_ARGS.get(name, name)})"
                 sha = hashlib.sha256((Path(e.path) / "model.safetensors").read_bytes()).hexdigest()[:16]
                 write_card(e.path, card_metrics(rows[e.name], real.floor, recon.get(e.name), command, data_desc, sha,
-                                                variants.get(e.name)))
+                                                variants.get(e.name)), opening_seed=chosen_opening_seed(g, real))
         if args.opening_seeds:
             continue
         table = format_quality(name, real, rows, recon, args.seed)

@@ -108,27 +108,25 @@ def fine_tune_config(cfg: Any) -> Any:
 def _fine_tuned_generator(cfg: Any, state: dict[str, torch.Tensor], seed: int,
                           resumed: set[str] = frozenset()) -> torch.nn.Module:
     """The base's generator under ``fine_tune_config``: every base tensor loaded, the parts a change
-    adds at their initial values (drawn from the run's seed). ``resumed``: the tensor names of the
-    run's checkpoint, if any; a run begun as the plain base (before its family's change existed)
-    resumes as it began."""
+    adds at their initial values (drawn from the run's seed). ``state`` holds exactly ``cfg``'s
+    tensors (``read_model_dir`` checked them). ``resumed``: the tensor names of the run's checkpoint,
+    if any; a run begun as the plain base (before its family's change existed) resumes as it began
+    (a change that adds no tensor looks the same, and changes nothing to resume)."""
     new_cfg = fine_tune_config(cfg)
+    if new_cfg is not cfg and resumed and {k for k in resumed if k.startswith("generator.")} == {
+            f"generator.{k}" for k in state}:
+        new_cfg = cfg
     if new_cfg is cfg:
         G = build_generator(cfg)
         G.load_state_dict(state)
         return G
     with torch.random.fork_rng(devices=[]):  # the global generator stays as it was
-        plain = set(build_generator(cfg).state_dict())
-        if resumed and {f"generator.{k}" for k in plain} == {k for k in resumed if k.startswith("generator.")}:
-            G = build_generator(cfg)  # (a change that adds no tensor looks the same; it changes nothing to resume)
-            G.load_state_dict(state)
-            return G
         torch.manual_seed(seed)
         G = build_generator(new_cfg)
-    added = set(G.state_dict()) - plain
-    result = G.load_state_dict(state, strict=False)
-    if result.unexpected_keys or set(result.missing_keys) - added:
-        raise ValueError(f"the base does not fit its fine-tune config: missing {sorted(set(result.missing_keys) - added)}, "
-                         f"unexpected {sorted(result.unexpected_keys)}")
+    try:  # strict: a base tensor with no place, or another shape, in the changed model is refused
+        G.load_state_dict(G.state_dict() | state)
+    except RuntimeError as exc:
+        raise ValueError(f"the base does not fit its fine-tune config: {exc}") from None
     return G
 
 
