@@ -50,6 +50,13 @@ VARIANTS: dict[str, dict] = {
     "tok1000": {"steps": 2000, "tokenizer_share": 0.5},
     "tok1800": {"steps": 3000, "tokenizer_share": 0.6},
     "tok2000": {"steps": 3500, "tokenizer_share": 4 / 7},
+    # var: a transformer that memorises less (residual dropout), mirrored pictures
+    "drop1": {"dropout": 0.1},
+    "drop3": {"dropout": 0.3},
+    "flip": {"hflip": 0.5},
+    "flip-drop1": {"hflip": 0.5, "dropout": 0.1},
+    "flip-2500": {"hflip": 0.5, "steps": 2500},
+    "flip-pred": {"hflip": 0.5, "steps": 2500, "tokenizer_share": 0.21},
 }
 
 

@@ -363,6 +363,51 @@ def test_predictor_stage_leaves_the_tokenizer_alone_and_stays_on_when_extended(f
     assert recipe.stage(3) == "transformer"
 
 
+def _one_step(images, stage_share: float, seed: int = 0, **family) -> tuple[dict, VARGenerator]:
+    torch.manual_seed(seed)
+    g = build_generator(make_config("var", **TINY_CONFIG))
+    recipe = make_recipe(g, None, TrainOptions(steps=10, batch_size=len(images),
+                                               family=VAROptions(tokenizer_share=stage_share, **family)))
+    stats = recipe.step(images, 0, torch.Generator().manual_seed(seed))
+    return stats, g
+
+
+def test_mirrored_pictures_train_as_if_the_batch_were_mirrored(fixture_batch):
+    # hflip 1: every picture mirrored, so one step equals a step on the mirrored batch, the random
+    # stream advanced by the flip's draw (drawn only when the option is on).
+    batch = fixture_batch[:4]
+    for share in (1.0, 0.0):  # the tokenizer's stage, the predictor's
+        flipped, g1 = _one_step(batch, share, hflip=1.0)
+        torch.manual_seed(0)
+        g2 = build_generator(make_config("var", **TINY_CONFIG))
+        recipe = make_recipe(g2, None, TrainOptions(steps=10, batch_size=4, family=VAROptions(tokenizer_share=share)))
+        gen = torch.Generator().manual_seed(0)
+        torch.rand(4, generator=gen)
+        by_hand = recipe.step(batch.flip(3), 0, gen)
+        plain, _ = _one_step(batch, share)
+        key = "mse" if share else "ce"
+        assert flipped[key] == pytest.approx(by_hand[key], rel=1e-6) and flipped[key] != pytest.approx(plain[key])
+        assert all(torch.equal(a, b) for a, b in zip(g1.state_dict().values(), g2.state_dict().values()))
+
+
+def test_dropout_acts_in_the_predictors_training_only_and_adds_no_weights(fixture_batch):
+    batch = fixture_batch[:4]
+    plain, g0 = _one_step(batch, 0.0)
+    dropped, g1 = _one_step(batch, 0.0, dropout=0.5)
+    assert dropped["ce"] != pytest.approx(plain["ce"])  # the training loss sees the dropout
+    assert g1.state_dict().keys() == g0.state_dict().keys()
+    assert all(b.dropout == 0.5 for b in g1.predictor.blocks)
+    g1.eval()
+    with torch.no_grad():  # sampling never drops: the same noise is the same picture, twice
+        z = g1.sample_latents(2, seed=3)
+        a, b = g1(z), g1(z)
+    assert all(torch.equal(a.images[k], b.images[k]) for k in a.images)
+    with pytest.raises(ValueError, match="dropout"):
+        VAROptions(dropout=1.0)
+    with pytest.raises(ValueError, match="hflip"):
+        VAROptions(hflip=-0.1)
+
+
 def test_exported_tokenizer_is_the_one_the_predictor_learned(fixture_batch, tmp_path):
     # The EMA restarts where the predictor's stage begins: the exported (EMA) tokenizer is the
     # frozen raw one, so its codes are the ones the predictor was trained to predict.

@@ -270,6 +270,7 @@ class Block(nn.Module):
     def __init__(self, width: int, heads: int, mlp_ratio: int, depth: int):
         super().__init__()
         self.heads = heads
+        self.dropout = 0.0  # residual dropout while training (VAROptions.dropout); not a weight
         self.ln1, self.ln2 = nn.LayerNorm(width), nn.LayerNorm(width)
         self.qkv, self.proj = nn.Linear(width, 3 * width), nn.Linear(width, width)
         self.fc1, self.fc2 = nn.Linear(width, mlp_ratio * width), nn.Linear(mlp_ratio * width, width)
@@ -289,8 +290,9 @@ class Block(nn.Module):
                 k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
             cache[:] = [k, v]
         a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        x = x + self.proj(a.transpose(1, 2).reshape(n, length, d))
-        return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
+        p = self.dropout if self.training else 0.0
+        x = x + F.dropout(self.proj(a.transpose(1, 2).reshape(n, length, d)), p)
+        return x + F.dropout(self.fc2(F.gelu(self.fc1(self.ln2(x)))), p)
 
 
 class ScaleMap(nn.Module):
@@ -698,6 +700,10 @@ class VAROptions:
     label_smoothing: float = option(0.0, "label smoothing of the predictor's cross-entropy", lo=0.0, hi=0.5)
     lr_warmup_steps: int = option(100, "per stage, the learning rate ramps up over this many updates", lo=0, hi=10**7)
     grad_clip: float = option(2.0, "gradient-norm clip of either stage (0: off)", lo=0.0, hi=1e6)
+    dropout: float = option(0.0, "residual dropout in the transformer's blocks while it trains (GPT-2's); "
+                            "a small set is memorised less", lo=0.0, hi=0.9)
+    hflip: float = option(0.0, "probability that a training picture is mirrored left to right (both stages)",
+                          lo=0.0, hi=1.0)
 
     def __post_init__(self) -> None:
         check_options(self)
@@ -750,6 +756,9 @@ class VARRecipe:
 
     def step(self, real: torch.Tensor, step: int, gen: torch.Generator) -> dict[str, float]:
         stage = self.stage(step)
+        if self.vopt.hflip > 0:  # drawn only when on: a run without it keeps its random stream
+            flip = (torch.rand(real.shape[0], generator=gen) < self.vopt.hflip).to(real.device)
+            real = torch.where(flip[:, None, None, None], real.flip(3), real)
         opt = self.optimizers[stage]
         done = _updates(opt)
         lr = self.lr * min(1.0, (done + 1) / max(1, self.vopt.lr_warmup_steps))
@@ -803,6 +812,9 @@ class VARRecipe:
     def _predictor_loss(self, real: torch.Tensor):
         G = self.G
         G.tokenizer.eval()
+        G.predictor.train()
+        for block in G.predictor.blocks:
+            block.dropout = self.vopt.dropout
         with torch.no_grad():
             q = G.tokenizer.tokenize(real)
             q.f_hats = [f.detach() for f in q.f_hats]
