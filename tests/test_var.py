@@ -364,6 +364,7 @@ def test_predictor_stage_leaves_the_tokenizer_alone_and_stays_on_when_extended(f
 
 
 def _one_step(images, stage_share: float, seed: int = 0, **family) -> tuple[dict, VARGenerator]:
+    family = {"hflip": 0.0} | family
     torch.manual_seed(seed)
     g = build_generator(make_config("var", **TINY_CONFIG))
     recipe = make_recipe(g, None, TrainOptions(steps=10, batch_size=len(images),
@@ -380,7 +381,7 @@ def test_mirrored_pictures_train_as_if_the_batch_were_mirrored(fixture_batch):
         flipped, g1 = _one_step(batch, share, hflip=1.0)
         torch.manual_seed(0)
         g2 = build_generator(make_config("var", **TINY_CONFIG))
-        recipe = make_recipe(g2, None, TrainOptions(steps=10, batch_size=4, family=VAROptions(tokenizer_share=share)))
+        recipe = make_recipe(g2, None, TrainOptions(steps=10, batch_size=4, family=VAROptions(tokenizer_share=share, hflip=0.0)))
         gen = torch.Generator().manual_seed(0)
         torch.rand(4, generator=gen)
         by_hand = recipe.step(batch.flip(3), 0, gen)

@@ -10,13 +10,15 @@
 # and metrics were added at export from the figures in the README (python bench/var.py --recon, msgen eval).
 # (It ran with --augment none, when every family took the GAN's flags; the tokenizer never augments,
 # and its own settings are VAROptions flags now, spelled out below at their defaults: the same run.)
+# All three models here were trained before var mirrored pictures by default (VAROptions.hflip, now
+# 0.5): the commands below add --hflip 0, the run they were (their cards record the command as it was typed).
 set -euo pipefail
 DATA=${DATA:-data}
 RUNS=${RUNS:-runs}
 train() {
 python -m msgen train --family var --data "$DATA/fashion" --out "$RUNS/fashion32-var" --resolution 32 --background black \
   --steps "$1" --batch 24 --lr 1e-3 --ema-half-life 2000 --sample-every 200 \
-  --tokenizer-share 0.35 --beta 0.25 --aux-weight 0.5 --restart-every 25 --lr-warmup-steps 100 --grad-clip 2.0 \
+  --tokenizer-share 0.35 --beta 0.25 --aux-weight 0.5 --restart-every 25 --lr-warmup-steps 100 --grad-clip 2.0 --hflip 0 \
   --checkpoint-every 100 --max-files 25000 --threads 1 --seed 0 --title "fashion32-var: Fashion-MNIST" \
   --dataset "Fashion-MNIST training images (Debian dataset-fashion-mnist), 28x28 padded to 32x32" \
   --dataset-short "Fashion-MNIST" --license mit --data-license "MIT"
@@ -32,7 +34,7 @@ train 1600
 train_broad() {
 python -m msgen train --family var --data "$DATA/broad" --out "$RUNS/broad32-var" --resolution 32 \
   --config '{"vocab_size": 512}' --steps "$1" --batch 32 --lr 1e-3 --ema-half-life 2000 --sample-every 500 \
-  --tokenizer-share 0.4 --checkpoint-every 200 --max-files 25000 --threads 2 --seed 0 \
+  --tokenizer-share 0.4 --hflip 0 --checkpoint-every 200 --max-files 25000 --threads 2 --seed 0 \
   --title "broad32-var: broad mix of small pictures" --dataset-short broad
 }
 train_broad 4000
@@ -45,7 +47,7 @@ train_broad 4000
 train_broad64() {
 python -m msgen train --family var --data "$DATA/broad64" --out "$RUNS/broad64-var" --resolution 64 \
   --config '{"vocab_size": 512, "downsample": 8, "ar_side": 3}' --steps "$1" --batch 32 --lr 1e-3 --ema-half-life 2000 \
-  --sample-every 500 --tokenizer-share 0.4 --checkpoint-every 200 --max-files 25000 --threads 2 --seed 0 \
+  --sample-every 500 --tokenizer-share 0.4 --hflip 0 --checkpoint-every 200 --max-files 25000 --threads 2 --seed 0 \
   --title "broad64-var: broad mix of small pictures at 64 px" --dataset-short broad64
 }
 train_broad64 4000

@@ -702,8 +702,12 @@ class VAROptions:
     grad_clip: float = option(2.0, "gradient-norm clip of either stage (0: off)", lo=0.0, hi=1e6)
     dropout: float = option(0.0, "residual dropout in the transformer's blocks while it trains (GPT-2's); "
                             "a small set is memorised less", lo=0.0, hi=0.9)
-    hflip: float = option(0.0, "probability that a training picture is mirrored left to right (both stages)",
-                          lo=0.0, hi=1.0)
+    # Mirrored pictures double a small set: a few-shot fine-tune repeats itself less (bench/fewshot.py,
+    # with 2500 steps: near-duplicates of EmojiOne-100 0.61 -> 0.42 at coverage 0.82, Tango-200 coverage
+    # 0.29 -> 0.41). Set it to 0 for pictures that must not be mirrored (text, arrows).
+    hflip: float = option(0.5, "probability that a training picture is mirrored left to right (both stages; "
+                          "0 for pictures that must not be mirrored, such as text)", lo=0.0, hi=1.0,
+                          label="Mirror pictures left to right (probability; 0 for text)")
 
     def __post_init__(self) -> None:
         check_options(self)
@@ -844,9 +848,11 @@ register(
             default_truncation=1.0,
         ),
         # Few-shot (bench/fewshot.py): the tokenizer adapts for the first 35% of the steps, then the
-        # transformer; one CPU thread does a step of 16 in about a quarter of a second. The 1x1 to
-        # 3x3 scales are drawn a token at a time: drawn at once, their tokens combined different
-        # pictures into smears (coverage of EmojiOne-200 0.42 -> 0.66, precision 0.54 -> 0.77).
-        finetune=FineTune(steps=1500, lr=1e-3, batch_size=16, config=(("ar_side", 3),)),
+        # transformer; one CPU thread does a step of 16 in about a sixth of a second (7-8 minutes in
+        # all at 32 px). The 1x1 to 3x3 scales are drawn a token at a time: drawn at once, their
+        # tokens combined different pictures into smears (coverage of EmojiOne-200 0.42 -> 0.66,
+        # precision 0.54 -> 0.77). 2500 steps, not 1500: the mirrored pictures (VAROptions.hflip)
+        # double what the transformer learns.
+        finetune=FineTune(steps=2500, lr=1e-3, batch_size=16, config=(("ar_side", 3),)),
     )
 )
