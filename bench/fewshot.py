@@ -146,12 +146,15 @@ def copy_figures(real: torch.Tensor, fake: torch.Tensor, G=None) -> dict:
 def floor_copy_figures(real: torch.Tensor, seed: int = 0) -> dict:
     """The references for ``copy_figures`` and the near-duplicate share: one half of the set against
     the other (how far a new real picture lies from the rest), and a copy machine's near-duplicate
-    share (as many draws from the set, with replacement)."""
+    share (as many draws from the set, with replacement; and from the set with its mirror images,
+    what a model that copies its mirrored training pictures would score)."""
     from msgen.metrics import _subsample, copies_near_duplicate_share
 
     idx = _subsample(real, len(real) // 2 * 2, seed)
     a, b = real[idx[: len(idx) // 2]], real[idx[len(idx) // 2 :]]
-    return copy_figures(a, b) | {"near_duplicates_copies": copies_near_duplicate_share(real, seed=seed)}
+    return copy_figures(a, b) | {"near_duplicates_copies": copies_near_duplicate_share(real, seed=seed),
+                                 "near_duplicates_copies_mirrored": copies_near_duplicate_share(real, seed=seed,
+                                                                                                mirrored=True)}
 
 
 def floor(real: torch.Tensor, seed: int = 0) -> dict:
@@ -161,6 +164,13 @@ def floor(real: torch.Tensor, seed: int = 0) -> dict:
     a, b = real[idx[: len(idx) // 2]], real[idx[len(idx) // 2 :]]
     return (diversity_floor(real, seed=seed) | {"swd": _str_keys(swd(a, b, seed=seed))} | fid_kid(a, b, seed=seed)
             | floor_copy_figures(real, seed))
+
+
+def write_results(path: Path, results: dict) -> None:
+    """results.json, written whole or not at all (a killed bench keeps the previous file)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(results, indent=1, default=str))
+    os.replace(tmp, path)
 
 
 def _str_keys(d: dict) -> dict:
@@ -180,7 +190,8 @@ def row(label: str, r: dict) -> str:
               if "wall_s" in r else "-")
     dup = f"{r['near_duplicates']:.2f}"
     if "near_duplicates_copies" in r:
-        dup += f" (copies {r['near_duplicates_copies']:.2f})"
+        dup += f" (copies {r['near_duplicates_copies']:.2f}"
+        dup += f", mirrored {r['near_duplicates_copies_mirrored']:.2f})" if "near_duplicates_copies_mirrored" in r else ")"
     near = (f"{r['nearest_rms_median']:.2f}, {r['within_0.10']:.2f}" if "nearest_rms_median" in r else "-")
     if "recon_rms_median" in r:
         near += f" (reconstructions {r['recon_rms_median']:.2f})"
@@ -246,7 +257,7 @@ def main(argv: list[str] | None = None) -> None:
             if f"{key}/floor" not in results:
                 results[f"{key}/floor"] = floor(real)
                 save_grid(real, args.out / f"{key}-real.png")
-            if "near_duplicates_copies" not in results[f"{key}/floor"]:  # a floor measured before these figures
+            if "near_duplicates_copies_mirrored" not in results[f"{key}/floor"]:  # measured before these figures
                 results[f"{key}/floor"] |= floor_copy_figures(real)
             print(row(f"{key} real vs real", results[f"{key}/floor"]), flush=True)
             for variant in args.variants.split(","):
@@ -258,14 +269,14 @@ def main(argv: list[str] | None = None) -> None:
                     timing = fine_tune(folder, run_dir, base.path, page_options(variant, args.steps, base.family),
                                        args.threads)
                     results[rkey] = {"timing": timing}
-                    results_path.write_text(json.dumps(results, indent=1, default=str))
+                    write_results(results_path, results)
                 if args.train_only:
                     continue
                 if "coverage" not in results[rkey]:
                     figures, fake = measure(run_dir / "model", real)
                     save_grid(fake, args.out / f"{rkey.replace('/', '-')}.png")
                     results[rkey] |= figures
-                    results_path.write_text(json.dumps(results, indent=1, default=str))
+                    write_results(results_path, results)
                 elif "recon_rms_median" not in results[rkey] and (run_dir / "model").is_dir():
                     import msgen
                     from msgen.metrics import sample_images
@@ -273,7 +284,7 @@ def main(argv: list[str] | None = None) -> None:
                     G = msgen.load(run_dir / "model")
                     results[rkey] |= copy_figures(real, sample_images(G, len(real), seed=0), G)
                 print(row(f"{rkey}", results[rkey] | results[rkey]["timing"]), flush=True)
-    results_path.write_text(json.dumps(results, indent=1, default=str))
+    write_results(results_path, results)
 
 
 if __name__ == "__main__":

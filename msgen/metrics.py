@@ -381,11 +381,15 @@ def opening_seed(model: nn.Module, real_features: Tensor, *, seeds: int = OPENIN
     return int(torch.argmax(inside))  # argmax returns the first of equal maxima
 
 
-def copies_near_duplicate_share(real: Tensor, n: int | None = None, *, seed: int = 0) -> float:
+def copies_near_duplicate_share(real: Tensor, n: int | None = None, *, seed: int = 0, mirrored: bool = False) -> float:
     """The near-duplicate share of a copy machine: ``n`` (default: as many as ``real``) pictures
     drawn at random, with replacement, from ``real``. A model that only reproduces its training
-    pictures lands here (for n = N pictures about 1 - 1/e = 0.63), however faithful each copy is."""
+    pictures lands here (for n = N pictures about 1 - 1/e = 0.63), however faithful each copy is.
+    ``mirrored``: drawn from ``real`` and its left-right mirror images (a model trained on mirrored
+    pictures that only reproduces them lands here; about 1 - e^-1/2 = 0.39)."""
     n = len(real) if n is None else n
+    if mirrored:
+        real = torch.cat([real, real.flip(-1)])
     idx = torch.randint(0, len(real), (n,), generator=torch.Generator().manual_seed(seed))
     # a drawn copy is a duplicate of another draw of the same picture (distance 0), or of a real neighbour
     return near_duplicate_share(real[idx].float())

@@ -240,6 +240,16 @@ def test_near_duplicate_share_counts_pictures_with_a_close_twin():
     assert metrics.near_duplicate_share(base[:1]) == 0.0
 
 
+def test_a_copy_machine_repeats_itself_and_less_so_with_mirror_images():
+    base = shapes(200, seed=3)
+    assert metrics.near_duplicate_share(base) == 0.0
+    plain = metrics.copies_near_duplicate_share(base, seed=0)
+    mirrored = metrics.copies_near_duplicate_share(base, seed=0, mirrored=True)
+    assert 0.5 < plain < 0.75  # about 1 - 1/e: drawing N of N with replacement repeats pictures
+    assert 0.25 < mirrored < 0.5 and mirrored < plain  # about 1 - e^-1/2: twice as many to draw from
+    assert metrics.copies_near_duplicate_share(base, n=1) == 0.0
+
+
 def test_prdc_set_against_itself_and_a_collapsed_sample(sets):
     _, feats = sets
     same = metrics.prdc(feats["real"], feats["real"])
