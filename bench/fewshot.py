@@ -46,17 +46,19 @@ VARIANTS: dict[str, dict] = {
     "ms8": {"ms_weight": 1.0, "ms_size": 8},
     "ms8-light": {"ms_weight": 0.1, "ms_size": 8},
     "lr-half": {"lr": 1e-4},
-    # var: longer tokenizer fine-tunes (its reconstructions bound what samples can cover)
-    "tok1000": {"steps": 2000, "tokenizer_share": 0.5},
-    "tok1800": {"steps": 3000, "tokenizer_share": 0.6},
-    "tok2000": {"steps": 3500, "tokenizer_share": 4 / 7},
-    # var: a transformer that memorises less (residual dropout), mirrored pictures
-    "drop1": {"dropout": 0.1},
-    "drop3": {"dropout": 0.3},
-    "flip": {"hflip": 0.5},
-    "flip-drop1": {"hflip": 0.5, "dropout": 0.1},
-    "flip-2500": {"hflip": 0.5, "steps": 2500},
-    "flip-pred": {"hflip": 0.5, "steps": 2500, "tokenizer_share": 0.21},
+    # var: longer tokenizer fine-tunes (its reconstructions bound what samples can cover; measured
+    # before the fine-tune drew the coarse scales a token at a time, FineTune.config)
+    "tok1000": {"steps": 2000, "tokenizer_share": 0.5, "hflip": 0.0},
+    "tok1800": {"steps": 3000, "tokenizer_share": 0.6, "hflip": 0.0},
+    "tok2000": {"steps": 3500, "tokenizer_share": 4 / 7, "hflip": 0.0},
+    # var, spelled out in full against today's default (2500 steps, hflip 0.5), each what it measured:
+    "ar3": {"steps": 1500, "hflip": 0.0},  # the previous default (results and grids *-ar3)
+    "drop1": {"steps": 1500, "hflip": 0.0, "dropout": 0.1},  # a transformer that memorises less
+    "drop3": {"steps": 1500, "hflip": 0.0, "dropout": 0.3},
+    "flip": {"steps": 1500},  # mirrored pictures, the previous step count
+    "flip-drop1": {"steps": 1500, "dropout": 0.1},
+    "flip-pred": {"tokenizer_share": 0.21},  # the extra 1000 steps all the transformer's
+    # "flip-2500" (mirrored, 2500 steps) is the default now
 }
 
 

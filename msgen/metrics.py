@@ -386,7 +386,8 @@ def copies_near_duplicate_share(real: Tensor, n: int | None = None, *, seed: int
     drawn at random, with replacement, from ``real``. A model that only reproduces its training
     pictures lands here (for n = N pictures about 1 - 1/e = 0.63), however faithful each copy is.
     ``mirrored``: drawn from ``real`` and its left-right mirror images (a model trained on mirrored
-    pictures that only reproduces them lands here; about 1 - e^-1/2 = 0.39)."""
+    pictures that only reproduces them lands here; about 1 - e^-1/2 = 0.39 for pictures unlike
+    their mirror images, more where a picture is symmetric and its mirror image a duplicate of it)."""
     n = len(real) if n is None else n
     if mirrored:
         real = torch.cat([real, real.flip(-1)])

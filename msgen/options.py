@@ -80,7 +80,10 @@ def options_from_dict(data: dict[str, Any], family: str, config: dict[str, Any] 
     loop = {k: data.pop(k) for k in LOOP_FIELDS if k in data}
     fam = get_family(family)
     if isinstance(data.get("family"), dict) or (data.get("family") is None and "family" in data):
-        own = data.pop("family") or {}
+        stored = data.pop("family")
+        # None: the family's defaults, filled in when the run starts (a queued run); a dict was
+        # written by a run with every field then known, so a field it lacks takes its ``absent``.
+        own = {} if stored is None else _absent(fam.options_cls, stored) | stored
         if data:
             raise ValueError(f"training options have no {', '.join(sorted(str(k)[:64] for k in data)[:10])}")
     else:  # the old flat form
@@ -91,8 +94,15 @@ def options_from_dict(data: dict[str, Any], family: str, config: dict[str, Any] 
             raise ValueError(f"training options have no {', '.join(unknown[:10])}")
         own = {k: v for k, v in data.items() if k in known}
         legacy = {k: v for k, v in (config or {}).items() if k in fam.legacy_config_keys}
-        own = legacy | own
+        own = _absent(fam.options_cls, legacy | own) | legacy | own
     return TrainOptions(**loop, family=family_options(family, own))
+
+
+def _absent(cls: type, stored: dict[str, Any]) -> dict[str, Any]:
+    """The values that ``cls``'s fields missing from ``stored`` mean (``option(absent=...)``): how
+    training behaved before the field existed, so an older run resumes as it began."""
+    return {f.name: f.metadata["absent"] for f in dataclasses.fields(cls)
+            if f.name not in stored and "absent" in f.metadata}
 
 
 def options_to_dict(options: TrainOptions) -> dict[str, Any]:

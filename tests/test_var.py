@@ -50,10 +50,11 @@ def fixture_batch() -> torch.Tensor:
     return load_image_set(FIXTURES / "images", 16).images[:8]
 
 
-def train(images, run, *, steps: int, stop=None, share: float = 0.5, seed: int = 0) -> Trainer:
+def train(images, run, *, steps: int, stop=None, share: float = 0.5, seed: int = 0, **family) -> Trainer:
+    family = {"hflip": 0.0} | family  # unmirrored unless asked: the fixed batch is the whole lesson
     opts = TrainOptions(steps=steps, batch_size=8, lr=3e-3, sample_every=10**6, checkpoint_every=10**6,
                         ema_half_life_images=50, seed=seed,
-                        family=VAROptions(tokenizer_share=share, lr_warmup_steps=10))
+                        family=VAROptions(tokenizer_share=share, lr_warmup_steps=10, **family))
     trainer = Trainer(images=images, run_dir=run, config=make_config("var", **TINY_CONFIG), options=opts, stop=stop)
     assert trainer.recipe.vopt == opts.family and trainer.recipe.split == round(share * steps)
     threads = torch.get_num_threads()
@@ -75,7 +76,8 @@ def trained(fixture_batch) -> VARGenerator:
         torch.manual_seed(0)
         g = build_generator(make_config("var", **TINY_CONFIG))
         recipe = VARRecipe(g, None, TrainOptions(steps=280, lr=3e-3,
-                                                 family=VAROptions(tokenizer_share=220 / 280, lr_warmup_steps=10)))
+                                                 family=VAROptions(tokenizer_share=220 / 280, lr_warmup_steps=10,
+                                                                   hflip=0.0)))
         gen = torch.Generator().manual_seed(0)
         for step in range(280):
             recipe.step(fixture_batch, step, gen)
@@ -471,22 +473,37 @@ def test_level_pictures_of_a_model_loaded_under_inference_mode(trained, tmp_path
     assert out.pictures and all("token map" in p for p in out.pictures.values())
 
 
-def test_a_resumed_run_matches_an_unbroken_one(fixture_batch, tmp_path):
-    whole = train(fixture_batch, tmp_path / "whole", steps=8)
+@pytest.mark.parametrize("family", [{}, {"hflip": 0.5, "dropout": 0.3}], ids=["plain", "mirrored-dropout"])
+def test_a_resumed_run_matches_an_unbroken_one(fixture_batch, tmp_path, family):
+    # Mirroring and dropout draw from the checkpointed step generator: a resumed run draws the same.
+    whole = train(fixture_batch, tmp_path / "whole", steps=8, **family)
     calls = {"n": 0}
 
     def stop_after_five():
         calls["n"] += 1
         return calls["n"] > 5  # checked before each step: 5 done, 4 of the tokenizer and 1 of the predictor
 
-    first = train(fixture_batch, tmp_path / "broken", steps=8, stop=stop_after_five)
+    first = train(fixture_batch, tmp_path / "broken", steps=8, stop=stop_after_five, **family)
     assert first.step == 5
-    resumed = train(fixture_batch, tmp_path / "broken", steps=8)
+    torch.rand(100)  # the global generator moved on meanwhile (another request on the page): no draw reads it
+    resumed = train(fixture_batch, tmp_path / "broken", steps=8, **family)
     assert resumed.step == 8
     a, b = whole.G.state_dict(), resumed.G.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     ea, eb = whole.G_ema.state_dict(), resumed.G_ema.state_dict()
     assert all(torch.equal(ea[k], eb[k]) for k in ea)
+
+
+def test_a_run_stored_before_mirroring_existed_resumes_without_it():
+    from msgen.options import options_from_dict, options_to_dict
+
+    stored = options_to_dict(TrainOptions(family=VAROptions(hflip=0.0)))
+    del stored["family"]["hflip"], stored["family"]["dropout"]  # what a run began before these options wrote
+    assert options_from_dict(stored, "var").family == VAROptions(hflip=0.0, dropout=0.0)
+    now = options_to_dict(TrainOptions(family=VAROptions()))
+    assert options_from_dict(now, "var").family.hflip == 0.5  # a run of today keeps its own
+    queued = options_to_dict(TrainOptions())  # family None (a queued run that never trained): today's defaults
+    assert options_from_dict(queued, "var").family == VAROptions()
 
 
 def test_save_load_round_trip(trained, tmp_path):

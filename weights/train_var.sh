@@ -8,8 +8,8 @@
 # last checkpoint, and `train 3000` afterwards would continue the transformer alone (once it has
 # been updated it stays the stage, so the tokenizer is not touched again). The card's description
 # and metrics were added at export from the figures in the README (python bench/var.py --recon, msgen eval).
-# (It ran with --augment none, when every family took the GAN's flags; the tokenizer never augments,
-# and its own settings are VAROptions flags now, spelled out below at their defaults: the same run.)
+# (It ran with --augment none, when every family took the GAN's flags; it augmented nothing, and its
+# own settings are VAROptions flags now, spelled out below: the same run.)
 # All three models here were trained before var mirrored pictures by default (VAROptions.hflip, now
 # 0.5): the commands below add --hflip 0, the run they were (their cards record the command as it was typed).
 set -euo pipefail

@@ -147,10 +147,15 @@ def check_fields(config: Any) -> None:
 
 
 def option(default: Any, help: str, *, lo: int | float | None = None, hi: int | float | None = None,
-           choices: tuple[str, ...] | None = None, flags: tuple[str, ...] = (), label: str | None = None) -> Any:
+           choices: tuple[str, ...] | None = None, flags: tuple[str, ...] = (), label: str | None = None,
+           absent: Any = dataclasses.MISSING) -> Any:
     """A training-options field: its help (the CLI's --help), bounds or choices (``check_options``),
-    extra CLI spellings (``flags``) and, with ``label``, a control in the Train tab."""
+    extra CLI spellings (``flags``) and, with ``label``, a control in the Train tab. ``absent``: the
+    value a run's stored options that lack the field mean (they were written before it existed, when
+    training behaved as this value does), where that is not ``default``; ``msgen.options`` reads it."""
     meta = {"help": help, "bounds": None if lo is None else (lo, hi), "choices": choices, "flags": flags, "label": label}
+    if absent is not dataclasses.MISSING:
+        meta["absent"] = absent
     return field(default=default, metadata=meta)
 
 

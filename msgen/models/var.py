@@ -61,6 +61,7 @@ from torch import nn
 from . import (Family, FineTune, MultiScaleOutput, UIHints, bounded, check_fields, check_generate_args, check_options,
                check_seed, seed_at)
 from . import option, register
+from ..distributed import rows
 from .layers import ResBlock
 
 MAX_TOKENS = 4096  # positions over all scales: the attention mask is L x L
@@ -270,7 +271,10 @@ class Block(nn.Module):
     def __init__(self, width: int, heads: int, mlp_ratio: int, depth: int):
         super().__init__()
         self.heads = heads
-        self.dropout = 0.0  # residual dropout while training (VAROptions.dropout); not a weight
+        # Residual dropout while training (VAROptions.dropout; not a weight), its masks drawn from
+        # ``dropout_gen``, which the recipe seeds from the run's checkpointed step generator.
+        self.dropout = 0.0
+        self.dropout_gen: torch.Generator | None = None
         self.ln1, self.ln2 = nn.LayerNorm(width), nn.LayerNorm(width)
         self.qkv, self.proj = nn.Linear(width, 3 * width), nn.Linear(width, width)
         self.fc1, self.fc2 = nn.Linear(width, mlp_ratio * width), nn.Linear(mlp_ratio * width, width)
@@ -290,9 +294,15 @@ class Block(nn.Module):
                 k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
             cache[:] = [k, v]
         a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        p = self.dropout if self.training else 0.0
-        x = x + F.dropout(self.proj(a.transpose(1, 2).reshape(n, length, d)), p)
-        return x + F.dropout(self.fc2(F.gelu(self.fc1(self.ln2(x)))), p)
+        x = x + self._drop(self.proj(a.transpose(1, 2).reshape(n, length, d)))
+        return x + self._drop(self.fc2(F.gelu(self.fc1(self.ln2(x)))))
+
+    def _drop(self, h: torch.Tensor) -> torch.Tensor:
+        p = self.dropout
+        if not self.training or p <= 0:
+            return h
+        keep = torch.rand(h.shape, generator=self.dropout_gen, device=h.device) >= p
+        return h * keep.to(h.dtype) / (1 - p)
 
 
 class ScaleMap(nn.Module):
@@ -707,7 +717,8 @@ class VAROptions:
     # 0.29 -> 0.41). Set it to 0 for pictures that must not be mirrored (text, arrows).
     hflip: float = option(0.5, "probability that a training picture is mirrored left to right (both stages; "
                           "0 for pictures that must not be mirrored, such as text)", lo=0.0, hi=1.0,
-                          label="Mirror pictures left to right (probability; 0 for text)")
+                          label="Mirror pictures left to right (probability; 0 for text)",
+                          absent=0.0)  # a run stored before this option existed mirrored nothing
 
     def __post_init__(self) -> None:
         check_options(self)
@@ -761,8 +772,8 @@ class VARRecipe:
     def step(self, real: torch.Tensor, step: int, gen: torch.Generator) -> dict[str, float]:
         stage = self.stage(step)
         if self.vopt.hflip > 0:  # drawn only when on: a run without it keeps its random stream
-            flip = (torch.rand(real.shape[0], generator=gen) < self.vopt.hflip).to(real.device)
-            real = torch.where(flip[:, None, None, None], real.flip(3), real)
+            u = rows(lambda k: torch.rand(k, generator=gen), real.shape[0], self.shard)  # as augment's draws
+            real = torch.where((u < self.vopt.hflip).to(real.device)[:, None, None, None], real.flip(3), real)
         opt = self.optimizers[stage]
         done = _updates(opt)
         lr = self.lr * min(1.0, (done + 1) / max(1, self.vopt.lr_warmup_steps))
@@ -772,7 +783,7 @@ class VARRecipe:
             loss, stats = self._tokenizer_loss(real, done, gen)
             params = self.G.tokenizer.parameters()
         else:
-            loss, stats = self._predictor_loss(real)
+            loss, stats = self._predictor_loss(real, gen)
             params = self.G.predictor.parameters()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -813,12 +824,16 @@ class VARRecipe:
         used = (tok.quant.usage > 0.03 / tok.quant.usage.numel()).float().mean().item()
         return loss, stats | {"loss": loss.item(), "codes_used": used, "restarted": float(restarted)}
 
-    def _predictor_loss(self, real: torch.Tensor):
+    def _predictor_loss(self, real: torch.Tensor, gen: torch.Generator):
         G = self.G
         G.tokenizer.eval()
         G.predictor.train()
+        drops = None
+        if self.vopt.dropout > 0:  # masks from the step generator (checkpointed): a resumed run drops the same
+            drops = torch.Generator(device=real.device)
+            drops.manual_seed(int(torch.randint(0, 2**62, (), generator=gen)))
         for block in G.predictor.blocks:
-            block.dropout = self.vopt.dropout
+            block.dropout, block.dropout_gen = self.vopt.dropout, drops
         with torch.no_grad():
             q = G.tokenizer.tokenize(real)
             q.f_hats = [f.detach() for f in q.f_hats]
