@@ -519,3 +519,16 @@ def test_resuming_a_never_started_run_is_budgeted_at_its_own_resolution(tmp_path
     limit_64 = T.SHARED_LIMITS.max_images // 4 // 4  # steps at batch 4 and 64 px (a 32 px reading allows 4x)
     job_id, text = T.resume(ctx, fresh, "waiting", limit_64 + 1, OWNER)
     assert job_id is None and "steps x batch size" in text and "64 px" in text
+
+
+@pytest.mark.parametrize("resolution", [32, 64])
+def test_the_default_fine_tune_fits_a_shared_hosts_budget_and_four_times_it_does_not(resolution, tmp_path):
+    from msgen.defaults import FINETUNE
+    from msgen.train import TrainOptions
+    from msgen.ui import train_limits
+
+    ctx = common.AppContext(runs_dir=tmp_path / "runs", shared=True)
+    default = TrainOptions(steps=FINETUNE.steps, batch_size=FINETUNE.batch_size, lr=FINETUNE.lr)
+    train_limits.check_budget(ctx, default, resolution)  # a stranger's default run is not refused
+    with pytest.raises(ValueError, match="steps x batch size"):
+        train_limits.check_budget(ctx, dataclasses.replace(default, steps=default.steps * 4 + 1), resolution)
