@@ -59,6 +59,7 @@ VARIANTS: dict[str, dict] = {
     "flip-drop1": {"steps": 1500, "dropout": 0.1},
     "flip-pred": {"tokenizer_share": 0.21},  # the extra 1000 steps all the transformer's
     # "flip-2500" (mirrored, 2500 steps) is the default now
+    "flip-3000": {"steps": 3000},  # mirrored, 3000 steps: near the 10-minute goal at 32 px
 }
 
 
