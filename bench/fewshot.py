@@ -171,9 +171,9 @@ def floor(real: torch.Tensor, seed: int = 0) -> dict:
 
 def write_results(path: Path, results: dict) -> None:
     """results.json, written whole or not at all (a killed bench keeps the previous file)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(results, indent=1, default=str))
-    os.replace(tmp, path)
+    from msgen.checkpoint import atomic_write_text
+
+    atomic_write_text(path, json.dumps(results, indent=1, default=str))
 
 
 def _str_keys(d: dict) -> dict:

@@ -94,7 +94,8 @@ def options_from_dict(data: dict[str, Any], family: str, config: dict[str, Any] 
             raise ValueError(f"training options have no {', '.join(unknown[:10])}")
         own = {k: v for k, v in data.items() if k in known}
         legacy = {k: v for k, v in (config or {}).items() if k in fam.legacy_config_keys}
-        own = _absent(fam.options_cls, legacy | own) | legacy | own
+        own = legacy | own
+        own = _absent(fam.options_cls, own) | own
     return TrainOptions(**loop, family=family_options(family, own))
 
 
