@@ -6,6 +6,8 @@ Training (``msgen.train``), the model cache (``msgen.zoo``) and the metrics' fea
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 
@@ -18,3 +20,17 @@ def pick_device(name: str | torch.device = "auto") -> torch.device:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def cpu_bfloat16() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices natively (Intel AMX tiles). There oneDNN runs a
+    batch-1 convolutional generator in bfloat16 about 1.7x as fast as in float32; elsewhere bfloat16
+    is emulated and slower. ``MSGEN_CPU_BF16=0`` turns its use off, ``MSGEN_CPU_BF16=1`` on."""
+    env = os.environ.get("MSGEN_CPU_BF16", "").strip()
+    if env in ("0", "1"):
+        return env == "1"
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # torch's own check; private, so guarded
+    try:
+        return bool(probe()) if probe is not None and torch.backends.mkldnn.is_available() else False
+    except Exception:  # noqa: BLE001 - a probe that fails means no
+        return False

@@ -7,8 +7,9 @@ install .``) carries the shipped folders as ``msgen/weights`` and keeps runs in 
 folder (``$XDG_DATA_HOME/msgen/runs``, by default ``~/.local/share/msgen/runs``), never in
 site-packages. ``MSGEN_WEIGHTS`` and ``MSGEN_RUNS`` override both. ``list_models`` describes
 them (family, resolution, data set) without loading weights; ``ModelCache`` loads each once onto
-the best device (CUDA, then MPS, then CPU; half precision on a GPU) and keeps a bounded LRU of
-them. A cache key includes the weights' modification time, so a model retrained under the same
+the best device (CUDA, then MPS, then CPU; half precision on a GPU, bfloat16 for the families that
+allow it on a CPU with native bfloat16 matrices) and keeps a bounded LRU of them. A cache key
+includes the weights' modification time, so a model retrained under the same
 name is reloaded, not served stale.
 """
 
@@ -23,7 +24,7 @@ from pathlib import Path
 import torch
 
 from . import checkpoint as ckpt
-from .device import pick_device
+from .device import cpu_bfloat16, pick_device
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 _ROOT = PACKAGE_DIR.parent
@@ -62,7 +63,34 @@ class ModelEntry:
         return f"{self.name} ({self.family}, {self.resolution}px, {self.dataset})"
 
 
+# Listings happen on every request (the Generate tab checks the model a request names against
+# them), so each folder's entry is kept, keyed by its config.json's identity and change times:
+# an unchanged file is not read and checked again, and a rewritten one (new inode, size, mtime or
+# ctime) is. Bounded, so a runs folder that keeps changing cannot grow it without end.
+_ENTRIES: OrderedDict[tuple, ModelEntry | None] = OrderedDict()
+_ENTRIES_MAX = 1024
+_ENTRIES_LOCK = threading.Lock()
+
+
 def _entry(name: str, path: Path, source: str) -> ModelEntry | None:
+    try:
+        st = os.lstat(path / "config.json")
+    except OSError:
+        return None
+    key = (str(path), name, source, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    with _ENTRIES_LOCK:
+        if key in _ENTRIES:
+            _ENTRIES.move_to_end(key)
+            return _ENTRIES[key]
+    entry = _read_entry(name, path, source)
+    with _ENTRIES_LOCK:
+        _ENTRIES[key] = entry
+        while len(_ENTRIES) > _ENTRIES_MAX:
+            _ENTRIES.popitem(last=False)
+    return entry
+
+
+def _read_entry(name: str, path: Path, source: str) -> ModelEntry | None:
     try:
         # The same bounded, checked read as loading (weights aside): a folder whose config.json
         # is odd in any way (nesting, huge numbers, wrong types, odd "msgen" block) is skipped.
@@ -133,7 +161,9 @@ class ModelCache:
     def __init__(self, max_models: int = 4, device: str | torch.device | None = None):
         self.max_models = max_models
         self.device = torch.device(device) if device is not None else pick_device()
-        self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32  # every family on a GPU
+        # On a CPU with native bfloat16 matrices, the families that allow it (Family.cpu_bfloat16).
+        self.cpu_bfloat16 = self.device.type == "cpu" and cpu_bfloat16()
         self._models: OrderedDict[tuple, torch.nn.Module] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -148,11 +178,17 @@ class ModelCache:
             if key in self._models:
                 self._models.move_to_end(key)
                 return self._models[key]
-            gen = ckpt.load_generator(path, device=self.device).to(self.dtype)
+            gen = ckpt.load_generator(path, device=self.device)
+            gen = gen.to(self.dtype_for(gen.config.family))
             self._models[key] = gen
             while len(self._models) > self.max_models:
                 self._models.popitem(last=False)
             return gen
+
+    def dtype_for(self, family: str) -> torch.dtype:
+        from .models import get_family
+
+        return torch.bfloat16 if self.cpu_bfloat16 and get_family(family).cpu_bfloat16 else self.dtype
 
     def __len__(self) -> int:
         return len(self._models)

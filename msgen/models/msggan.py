@@ -307,5 +307,6 @@ register(
         options_cls=GANOptions,
         tiny_config=dict(channel_base=256, channel_max=32, d_channel_base=256, d_channel_max=32, latent_dim=32, w_dim=32),
         description="multi-scale GAN (MSG-GAN with StyleGAN mapping and per-level styles)",
+        cpu_bfloat16=True,  # emoji64 on one thread: 15.6 -> 8.8 ms, mean pixel change 0.005
     )
 )
