@@ -3,7 +3,10 @@
     python bench/generate.py [--threads 2] [--repeat 200]
 
 Prints one table row per model and level: latency of one image up to that level, with and
-without capturing every level's feature maps, and images/s at batch 64.
+without capturing every level's feature maps, and images/s at batch 64. Then, for the families
+the pages serve in bfloat16 where the CPU multiplies it natively (``Family.cpu_bfloat16``), one
+image with features in float32 against bfloat16 in the same run, and how far bfloat16 moves the
+finest picture's pixels (16 seeds, in 1/255 steps of the 8-bit picture).
 """
 
 from __future__ import annotations
@@ -41,6 +44,32 @@ def main() -> None:
     print("| --- | --- |")
     for name, ips in throughput:
         print(f"| {name} | {ips:.0f} |")
+    low_precision(args.repeat)
+
+
+def low_precision(repeat: int) -> None:
+    import copy
+
+    import torch
+
+    import msgen
+    from msgen.device import cpu_bfloat16
+    from msgen.models import get_family
+
+    print()
+    print(f"native bfloat16 matrices on this CPU (msgen.device.cpu_bfloat16): {'yes' if cpu_bfloat16() else 'no'}")
+    print("| model | p50 ms float32 | p50 ms bfloat16 | speed-up | mean / max pixel change (1/255) |")
+    print("| --- | --- | --- | --- | --- |")
+    for name, g in models_to_measure():
+        if not get_family(g.config.family).cpu_bfloat16:
+            continue
+        b = copy.deepcopy(g).to(torch.bfloat16)
+        a32 = percentiles(timeit(lambda: msgen.generate(g, seed=1, features=True), repeat=repeat))[0]
+        a16 = percentiles(timeit(lambda: msgen.generate(b, seed=1, features=True), repeat=repeat))[0]
+        full, low = msgen.generate(g, seed=0, n=16), msgen.generate(b, seed=0, n=16)
+        k = max(full.images)
+        step = (full.images[k] - low.images[k]).abs() * 127.5
+        print(f"| {name} | {a32:.2f} | {a16:.2f} | {a32 / a16:.2f}x | {step.mean():.2f} / {step.max():.1f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -461,3 +461,17 @@ def test_bfloat16_serving_is_the_familys_choice_and_stays_close(tmp_path, monkey
         assert torch.equal(a.images[16], b.images[16])
     monkeypatch.setenv("MSGEN_CPU_BF16", "0")
     assert next(ModelCache(device="cpu").get(tmp_path / "m").parameters()).dtype == torch.float32
+
+
+def test_rendering_on_two_threads_gives_what_one_loop_gives_in_level_order(weights):
+    # render_generation renders the levels on a pool, finest first; the page must not see that.
+    from msgen.ui.generate_rendered import render_generation
+
+    out = msgen.generate(msgen.load(weights / "tiny16"), seed=11, features=True)
+    res = render_generation(out)
+    views = render.level_views(out.images, out.features)
+    assert [c["level"] for c in res.levels] == [v.level for v in views] == sorted(out.features)
+    assert [c["image"] for c in res.levels] == [render.data_uri(v.card) for v in views]
+    assert res.image == render.data_uri(render.to_uint8(out.images[out.scale][0]))
+    assert [row[0] for row in res.stats] == [v.level for v in views]
+    assert [row[4] for row in res.stats] == [round(v.stats.std, 4) for v in views]
