@@ -463,8 +463,8 @@ def test_bfloat16_serving_is_the_familys_choice_and_stays_close(tmp_path, monkey
     assert next(ModelCache(device="cpu").get(tmp_path / "m").parameters()).dtype == torch.float32
 
 
-def test_rendering_on_two_threads_gives_what_one_loop_gives_in_level_order(weights):
-    # render_generation renders the levels on a pool, finest first; the page must not see that.
+def test_the_pages_rendering_is_level_views_encoded_in_level_order(weights):
+    # What the page shows of a generation is exactly what the CLI's level_views gives, coarse to fine.
     from msgen.ui.generate_rendered import render_generation
 
     out = msgen.generate(msgen.load(weights / "tiny16"), seed=11, features=True)

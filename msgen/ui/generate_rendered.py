@@ -6,9 +6,6 @@ every picture; the Generate tab's handlers keep its ``Rendered`` results in thei
 
 from __future__ import annotations
 
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -49,40 +46,14 @@ def caption(view: render.LevelView) -> str:
     return text
 
 
-_POOL: tuple[int, ThreadPoolExecutor] | None = None
-_POOL_LOCK = threading.Lock()
-
-
-def _pool() -> ThreadPoolExecutor:
-    """Two rendering threads (one on a one-core host), made on first use and again in a forked child."""
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None or _POOL[0] != os.getpid():
-            workers = max(1, min(2, os.cpu_count() or 1))
-            _POOL = (os.getpid(), ThreadPoolExecutor(workers, thread_name_prefix="msgen-render"))
-        return _POOL[1]
-
-
-def _level(out: msgen.Generation, lvl: int) -> tuple[render.LevelView, str]:
-    view = render.level_views({lvl: out.images[lvl]}, {lvl: out.features[lvl]}, pictures=out.pictures)[0]
-    return view, render.data_uri(view.card)
-
-
 def render_generation(out: msgen.Generation) -> Rendered:
-    """The page's pictures of one generation: ``msgen.render.level_views``, as the CLI writes them.
-
-    The levels are rendered and encoded on two threads, the finest (the most work) first: numpy's
-    larger operations and the WebP encoder release the GIL, so on two free cores this takes about
-    two thirds of the time of one loop (emoji64: 11.3 -> 7.9 ms at load 3)."""
+    """The page's pictures of one generation: ``msgen.render.level_views``, as the CLI writes them."""
     fmaps = {lvl: f[0] for lvl, f in sorted((out.features or {}).items())}
-    pool = _pool()
     with render.one_blas_thread():
-        image = pool.submit(lambda: render.data_uri(render.to_uint8(out.images[out.scale][0])))
-        done = dict(zip(sorted(fmaps, reverse=True), pool.map(lambda lvl: _level(out, lvl), sorted(fmaps, reverse=True))))
-        views = [done[lvl][0] for lvl in sorted(done)]
-        cards = [{"level": v.level, "channels": v.channels, "caption": caption(v), "image": done[v.level][1]}
+        views = render.level_views(out.images, out.features or {}, pictures=out.pictures)
+        cards = [{"level": v.level, "channels": v.channels, "caption": caption(v), "image": render.data_uri(v.card)}
                  for v in views]
-        image = image.result()
+        image = render.data_uri(render.to_uint8(out.images[out.scale][0]))
     stats = []
     for v in views:
         h, w = fmaps[v.level].shape[-2:]

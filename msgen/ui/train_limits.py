@@ -27,9 +27,9 @@ class SharedLimits:
 
     max_jobs: int = 4  # runs training or waiting, all visitors together: the line's length
     budget_min: float = 30.0  # wall-clock minutes one run may train before it stops (checkpoint kept)
-    # steps x batch x (resolution / 32)^2: the default fine-tune at 64 px (2500 x 16 x 4; at 32 px it
+    # steps x batch x (resolution / 32)^2: the default fine-tune at 64 px (3000 x 16 x 4; at 32 px it
     # may be 4x the default); the time budget bounds what it costs
-    max_images: int = 160_000
+    max_images: int = 192_000
     max_batch_pixels: int = 16 * 64 * 64  # batch x resolution^2 bounds activation memory (~1.2 GB)
     max_batch: int = 64
     per_client: int = 1  # runs training or waiting per client address (forgeable behind a proxy: a speed bump)
