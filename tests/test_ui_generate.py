@@ -435,7 +435,7 @@ def test_listing_reads_an_unchanged_config_once_and_sees_every_rewrite(tmp_path,
     assert listing() == [] and listing() == [] and len(reads) == 2
 
 
-@pytest.mark.parametrize("family,low", [("msggan", True), ("hvae", True), ("var", False)])
+@pytest.mark.parametrize("family,low", [("msggan", True), ("hvae", False), ("var", False)])
 def test_bfloat16_serving_is_the_familys_choice_and_stays_close(tmp_path, monkeypatch, family, low):
     # Where the CPU multiplies bfloat16 natively the cache serves the smooth families in it (the
     # conftest turns it off for the rest of the suite; here it is forced on, emulated elsewhere).

@@ -98,10 +98,11 @@ class Family:
     tiny_config: dict[str, Any] = field(default_factory=dict)  # config overrides for a fast test model
     description: str = ""
     encodes: bool = False  # the generator has ``encode(images)`` (posterior latents): Decompose can use it
-    # Its pictures are a smooth function of the weights (no token drawn from a distribution), so the
-    # pages may serve it in bfloat16 on a CPU that multiplies bfloat16 matrices natively
-    # (``msgen.device.cpu_bfloat16``): faster, within a few 1/255 steps on average. A family that
-    # samples discrete tokens leaves it off: rounding would change which token a seed draws.
+    # The pages may serve it in bfloat16 on a CPU that multiplies bfloat16 matrices natively
+    # (``msgen.device.cpu_bfloat16``): set where that was measured faster (bench/generate.py
+    # --only-bfloat16) and its pictures are a smooth function of the weights, so rounding moves a
+    # few 8-bit steps; a family that draws discrete tokens leaves it off, as rounding would change
+    # which token a seed draws.
     cpu_bfloat16: bool = False
     ui: UIHints = UIHints()
     finetune: FineTune = FineTune()  # the defaults of a fine-tune starting from one of its models

@@ -476,7 +476,6 @@ register(
         tiny_config=dict(channel_base=64, channel_max=16, z_channels=4, z_channels_min=1, z_global=8),
         description="hierarchical VAE (NVAE/VDVAE-style ladder, a latent group per level; can decompose an image)",
         encodes=True,
-        cpu_bfloat16=True,  # emoji64-hvae on one thread: 12.7 -> 7.4 ms, mean pixel change 0.002
         ui=UIHints(
             truncation_label="Temperature (0: each level's most likely latent, 1: the prior as trained)",
             default_truncation=0.7,  # a small VAE's prior samples look cleaner a little below 1
