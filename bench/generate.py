@@ -6,8 +6,7 @@ Prints one table row per model and level: latency of one image up to that level,
 without capturing every level's feature maps, and images/s at batch 64. Then, for the families
 the pages serve in bfloat16 where the CPU multiplies it natively (``Family.cpu_bfloat16``), one
 image with features on one thread in float32 against bfloat16 in the same run (``--only-bfloat16``
-prints just that), and how far bfloat16 moves the
-finest picture's 8-bit values (16 seeds).
+prints just that), and how far bfloat16 moves the finest picture's 8-bit values (16 seeds).
 """
 
 from __future__ import annotations
