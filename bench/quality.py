@@ -129,24 +129,15 @@ def recon_error(g, images) -> dict:
 def variant_figures(g, name: str, seed: int) -> dict:
     """Decompose's "keep coarse, vary detail" at every split level, on the model's example pictures
     (weights/examples/<data set>_*.png, the Decompose tab's examples): msgen.metrics.variant_fidelity."""
-    import numpy as np
-    import torch
-    from PIL import Image
+    from msgen.metrics import example_pictures, variant_fidelity
 
-    from msgen.metrics import variant_fidelity
-
-    res = max(g.levels)
     files = sorted((ROOT / "weights" / "examples").glob(f"{name}_*.png"))
-    pics = []
-    for f in files:
-        with Image.open(f) as im:
-            rgb = np.array(im.convert("RGB").resize((res, res), Image.Resampling.LANCZOS))
-        pics.append(torch.from_numpy(rgb).permute(2, 0, 1).float() / 127.5 - 1)
-    if len(pics) < 2:
+    if len(files) < 2:
         return {}
+    pics = example_pictures(files, max(g.levels))
     out = {}
     for level in g.levels[1:]:
-        rows = variant_fidelity(g, torch.stack(pics), level, seed=seed)
+        rows = variant_fidelity(g, pics, level, seed=seed)
         out[level] = {"pictures": [f.stem for f in files], "rows": rows,
                       "closer_to_original": sum(r["to_original"] > r["to_other"] for r in rows),
                       "sharp_enough": sum(r["sharpness"] >= 0.5 for r in rows)}

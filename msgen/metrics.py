@@ -438,6 +438,20 @@ def laplacian_energy(images: Tensor) -> Tensor:
 
 
 @torch.inference_mode()
+def example_pictures(files, resolution: int) -> Tensor:
+    """Picture files (the Decompose tab's examples) as N x 3 x r x r in [-1, 1], each resized to
+    ``resolution`` with Lanczos: what ``variant_fidelity`` is measured on, in bench/quality.py and
+    tests/test_shipped.py alike."""
+    from PIL import Image
+
+    pics = []
+    for f in files:
+        with Image.open(f) as im:
+            rgb = np.array(im.convert("RGB").resize((resolution, resolution), Image.Resampling.LANCZOS))
+        pics.append(torch.from_numpy(rgb).permute(2, 0, 1).float() / 127.5 - 1)
+    return torch.stack(pics)
+
+
 def variant_fidelity(model: nn.Module, pictures: Tensor, level: int, *, seed: int = 0, temperature: float = 0.8,
                      count: int = 8, batch_size: int = 64, device: str | torch.device | None = None) -> list[dict]:
     """For each of ``pictures`` (N x 3 x r x r in [-1, 1], N >= 2), ``count`` variants that keep the

@@ -88,22 +88,13 @@ def test_shipped_hvae_detail_variants_keep_their_picture_and_stay_sharp(name):
     # Decompose's "keep coarse, vary detail" on the tab's own example pictures, at the tab's default
     # split and temperature: every example's variants are closer (Lite0 cosine) to it than to any
     # other example, and at least half as sharp as its reconstruction (msgen.metrics.variant_fidelity).
-    import numpy as np
-    from PIL import Image
-
-    from msgen.metrics import variant_fidelity
+    from msgen.metrics import example_pictures, variant_fidelity
     from msgen.ui.decompose_handlers import default_level, default_temperature
 
     g = msgen.load(name).eval()
-    res = g.levels[-1]
     files = sorted((WEIGHTS / "examples").glob(f"{HVAE_DATA[name]}_*.png"))
     assert len(files) >= 4
-    pics = []
-    for f in files:
-        with Image.open(f) as im:
-            rgb = np.array(im.convert("RGB").resize((res, res), Image.Resampling.LANCZOS))
-        pics.append(torch.from_numpy(rgb).permute(2, 0, 1).float() / 127.5 - 1)
-    rows = variant_fidelity(g, torch.stack(pics), default_level(g.levels), seed=0,
+    rows = variant_fidelity(g, example_pictures(files, g.levels[-1]), default_level(g.levels), seed=0,
                             temperature=default_temperature("hvae"))
     for f, r in zip(files, rows):
         assert r["to_original"] > r["to_other"], (f.stem, r)

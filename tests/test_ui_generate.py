@@ -440,12 +440,11 @@ def test_bfloat16_serving_is_the_familys_choice_and_stays_close(tmp_path, monkey
     # Where the CPU multiplies bfloat16 natively the cache serves the smooth families in it (the
     # conftest turns it off for the rest of the suite; here it is forced on, emulated elsewhere).
     from msgen.checkpoint import load_generator
-    from msgen.models import get_family
+    from msgen.models import build_generator, get_family, make_config
     from msgen.zoo import ModelCache
 
     torch.manual_seed(0)
-    cls = get_family(family)
-    g = cls.generator_cls(cls.config_cls(resolution=16, **cls.tiny_config)).eval()
+    g = build_generator(make_config(family, resolution=16, **get_family(family).tiny_config)).eval()
     save_model(tmp_path / "m", g)
     monkeypatch.setenv("MSGEN_CPU_BF16", "1")
     served = ModelCache(device="cpu").get(tmp_path / "m")

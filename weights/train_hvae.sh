@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The exact commands that trained the shipped hierarchical VAE models, on the same Debian-built
 # data sets as weights/train_gan.sh. They ran on our 2-core CPU machine, one after the other
-# (emoji64-hvae 44 min and 66 more, fashion32-hvae 30 min); a GPU runs them in minutes.
+# (emoji64-hvae 44 min and 68 more, fashion32-hvae 30 min); a GPU runs them in minutes.
 set -euo pipefail
 DATA=${DATA:-data}
 RUNS=${RUNS:-runs}
@@ -19,7 +19,7 @@ python -m msgen train --data "$DATA/emoji" --out "$RUNS/emoji64-hvae" --resoluti
   --dataset "Noto Color Emoji glyphs (Debian fonts-noto-color-emoji), 64x64 on white" --dataset-short "Noto emoji" \
   --license apache-2.0 --data-license "OFL-1.1 (font) / Apache-2.0 (images)"
 # emoji64-hvae as shipped: the run above trained on for 8000 more steps from its own weights, the KL
-# term at full weight from the first step (the 16,000-step model; 66 more minutes on our 2-core CPU).
+# term at full weight from the first step (the 16,000-step model; 68 more minutes on our 2-core CPU).
 # Its Decompose "vary detail" variants at 16x16 keep their picture and their sharpness (README).
 python -m msgen train --data "$DATA/emoji" --out "$RUNS/emoji64-hvae-16k" --model "$RUNS/emoji64-hvae" --resolution 64 \
   --steps 8000 --batch 16 --lr 5e-4 --beta 2.0 --min-sigma 0.25 --kl-warmup-steps 0 --sample-every 1000 \
