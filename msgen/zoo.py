@@ -162,7 +162,7 @@ class ModelCache:
         self.max_models = max_models
         self.device = torch.device(device) if device is not None else pick_device()
         self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32  # every family on a GPU
-        # On a CPU with native bfloat16 matrices, the families that allow it (Family.cpu_bfloat16).
+        # On a CPU: each family as its Family.cpu_serving says (bfloat16 parts where the CPU has native bfloat16).
         self.cpu_bfloat16 = self.device.type == "cpu" and cpu_bfloat16()
         self._models: OrderedDict[tuple, torch.nn.Module] = OrderedDict()
         self._lock = threading.Lock()
@@ -179,16 +179,16 @@ class ModelCache:
                 self._models.move_to_end(key)
                 return self._models[key]
             gen = ckpt.load_generator(path, device=self.device)
-            gen = gen.to(self.dtype_for(gen.config.family))
+            from .models import get_family, serve_on_cpu
+
+            if self.device.type == "cpu":
+                gen = serve_on_cpu(gen, get_family(gen.config.family).cpu_serving, bfloat16=self.cpu_bfloat16)
+            else:
+                gen = gen.to(self.dtype)
             self._models[key] = gen
             while len(self._models) > self.max_models:
                 self._models.popitem(last=False)
             return gen
-
-    def dtype_for(self, family: str) -> torch.dtype:
-        from .models import get_family
-
-        return torch.bfloat16 if self.cpu_bfloat16 and get_family(family).cpu_bfloat16 else self.dtype
 
     def __len__(self) -> int:
         return len(self._models)

@@ -435,31 +435,42 @@ def test_listing_reads_an_unchanged_config_once_and_sees_every_rewrite(tmp_path,
     assert listing() == [] and listing() == [] and len(reads) == 2
 
 
-@pytest.mark.parametrize("family,low", [("msggan", True), ("hvae", False), ("var", False)])
-def test_bfloat16_serving_is_the_familys_choice_and_stays_close(tmp_path, monkeypatch, family, low):
-    # Where the CPU multiplies bfloat16 natively the cache serves the smooth families in it (the
-    # conftest turns it off for the rest of the suite; here it is forced on, emulated elsewhere).
+@pytest.mark.parametrize("family", ["msggan", "hvae", "var"])
+@pytest.mark.parametrize("native", [True, False])
+def test_cpu_serving_converts_the_familys_parts_and_keeps_the_picture(tmp_path, monkeypatch, family, native):
+    # The cache serves each family on a CPU as its Family.cpu_serving says: those parts channels_last,
+    # and where the CPU multiplies bfloat16 natively (forced here; the conftest turns it off for the
+    # rest of the suite) those parts in bfloat16. The picture stays the same picture, pictures and
+    # maps come back float32, and a part that picks tokens stays exact: var draws the same tokens.
     from msgen.checkpoint import load_generator
     from msgen.models import build_generator, get_family, make_config
     from msgen.zoo import ModelCache
 
+    fam = get_family(family)
+    assert fam.cpu_serving.channels_last or fam.cpu_serving.bfloat16  # every family measured faster so
     torch.manual_seed(0)
-    g = build_generator(make_config(family, resolution=16, **get_family(family).tiny_config)).eval()
+    g = build_generator(make_config(family, resolution=16, **fam.tiny_config)).eval()
     save_model(tmp_path / "m", g)
-    monkeypatch.setenv("MSGEN_CPU_BF16", "1")
+    monkeypatch.setenv("MSGEN_CPU_BF16", "1" if native else "0")
     served = ModelCache(device="cpu").get(tmp_path / "m")
-    assert next(served.parameters()).dtype == (torch.bfloat16 if low else torch.float32)
+    low = {n for n in fam.cpu_serving.bfloat16} if native else set()
+    last = set(fam.cpu_serving.channels_last) | low
+    for name, param in served.named_parameters():
+        owner = {n for n in last | low if n == "" or name.startswith(n + ".")}
+        assert param.dtype == (torch.bfloat16 if owner & low else torch.float32), name
+        if param.ndim == 4 and param.shape[2] * param.shape[3] > 1:
+            assert param.is_contiguous(memory_format=torch.channels_last) == bool(owner), name
     exact = load_generator(tmp_path / "m").eval()
     a = msgen.generate(exact, seed=3, features=True)
     b = msgen.generate(served, seed=3, features=True)
     assert all(b.images[k].dtype == torch.float32 and b.features[k].dtype == torch.float32 for k in b.images)
-    if low:
-        err = (a.images[16] - b.images[16]).abs()
-        assert 0 < err.max() and err.mean() < 0.02  # rounded, but the same picture
-    else:
-        assert torch.equal(a.images[16], b.images[16])
-    monkeypatch.setenv("MSGEN_CPU_BF16", "0")
-    assert next(ModelCache(device="cpu").get(tmp_path / "m").parameters()).dtype == torch.float32
+    err = (a.images[16] - b.images[16]).abs()
+    assert err.mean() < 0.02 and (err.max() > 0 or not low)  # rounded where bfloat16, the same picture
+    if family == "var":
+        assert all(torch.equal(a.pictures[k]["token map"], b.pictures[k]["token map"]) for k in a.pictures)
+    if fam.encodes:  # Decompose runs on the served model too
+        x = a.images[16]
+        assert (exact.reconstruct(x).finest - served.reconstruct(x).finest.float()).abs().mean() < 0.02
 
 
 def test_the_pages_rendering_is_level_views_encoded_in_level_order(weights):

@@ -45,7 +45,7 @@ from torch import nn
 
 from . import (Family, MultiScaleOutput, UIHints, bounded, check_fields, check_generate_args, check_options, option,
                seed_at)
-from . import register, seeded_normal
+from . import CPUServing, register, seeded_normal
 from .layers import ResBlock
 from .layers import image_pyramid, level_channels
 from ..distributed import rows
@@ -483,6 +483,8 @@ register(
             # than at 0.7 (README, "Decompose, measured": the figures were taken at 0.8)
             resample_temperature=0.8,
         ),
+        # bench/generate.py --only-cpu-serving, one thread: channels_last MEASURED, with bfloat16 MEASURED
+        cpu_serving=CPUServing(channels_last=("",), bfloat16=("",)),
         legacy_config_keys=LEGACY_CONFIG_KEYS,
     )
 )
