@@ -24,8 +24,8 @@ def pick_device(name: str | torch.device = "auto") -> torch.device:
 
 def cpu_bfloat16() -> bool:
     """Whether this CPU multiplies bfloat16 matrices natively (Intel AMX tiles). There oneDNN runs
-    the GAN family's batch-1 generator in bfloat16 1.2-1.4x as fast as in float32 on one thread
-    (bench/generate.py --only-bfloat16); elsewhere bfloat16 is emulated and slower.
+    the parts that ``Family.cpu_serving`` names in bfloat16 1.3-1.4x as fast as in float32 on one
+    thread, batch 1 (bench/generate.py --only-cpu-serving); elsewhere bfloat16 is emulated and slower.
     ``MSGEN_CPU_BF16=0`` turns its use off, ``MSGEN_CPU_BF16=1`` on."""
     env = os.environ.get("MSGEN_CPU_BF16", "").strip()
     if env in ("0", "1"):

@@ -307,9 +307,10 @@ register(
         options_cls=GANOptions,
         tiny_config=dict(channel_base=256, channel_max=32, d_channel_base=256, d_channel_max=32, latent_dim=32, w_dim=32),
         description="multi-scale GAN (MSG-GAN with StyleGAN mapping and per-level styles)",
-        # bench/generate.py --only-cpu-serving, one thread: bfloat16 (channels_last with it) MEASURED;
-        # 1.6% of emoji64's 8-bit values move by more than 8 steps. channels_last alone in float32
-        # was slower at 32 px (fashion32 9.1 -> 9.5 ms), so float32 keeps the default layout.
+        # bench/generate.py --only-cpu-serving, one thread: bfloat16 (channels_last with it) 1.34-1.41x
+        # as fast (emoji64 12.4 -> 8.8 ms; in bfloat16, channels_last alone 10.6 -> 9.9); 1.6% of
+        # emoji64's 8-bit values move by more than 8 steps. channels_last in float32 was slower at
+        # 32 px (fashion32 9.1 -> 9.5 ms), so float32 keeps the default layout.
         cpu_serving=CPUServing(bfloat16=("",)),
     )
 )

@@ -889,8 +889,9 @@ register(
         # was 0.41; at 3000, 0.56).
         finetune=FineTune(steps=3000, lr=1e-3, batch_size=16, config=(("ar_side", 3),)),
         # The tokenizer's decoder only (it turns chosen tokens into pixels; the transformer and the
-        # quantiser, which pick the tokens, stay float32 and exact). bench/generate.py
-        # --only-cpu-serving, one thread: MEASURED
+        # quantiser, which pick the tokens, stay float32: the same tokens). bench/generate.py
+        # --only-cpu-serving, one thread: 1.26-1.30x as fast (broad64-var 35.9 -> 27.7 ms, the decoder
+        # alone 14.6 -> 4.2), no 8-bit value moved by more than 3 steps
         cpu_serving=CPUServing(channels_last=("tokenizer.decoder",), bfloat16=("tokenizer.decoder",)),
     )
 )
