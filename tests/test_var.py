@@ -15,7 +15,7 @@ import msgen
 from msgen import checkpoint as ckpt
 from msgen.features import capture
 from msgen.models import build_generator, config_from_dict, get_family, make_config
-from msgen.models.var import VARGenerator, VAROptions, VARRecipe, inverse_cdf, midpoint_noise, \
+from msgen.models.var import VARGenerator, VAROptions, VARRecipe, inverse_cdf, midpoint_noise, probability_order, \
     reconstruction_error
 from msgen.train import Trainer, TrainOptions, make_recipe
 from msgen import render
@@ -144,6 +144,28 @@ def test_truncation_is_the_sampling_temperature():
     u, nll = midpoint_noise(logits.expand(3, 3), torch.tensor([0, 1, 2]))
     assert torch.equal(inverse_cdf(logits.expand(3, 3), u, 1.0), torch.tensor([0, 1, 2]))
     torch.testing.assert_close(nll, -logits[0])
+
+
+def test_probability_order_is_a_stable_descending_sort_ties_and_zeros_included():
+    # The CPU's numpy order of the draws must be torch's stable sort exactly, or a seed would name
+    # another picture on another device: ties go by index, exact zeros (underflow) last by index.
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 40, 64, generator=gen) * 4
+    logits[:, :, :20] = logits[:, :, :1]  # twenty equal probabilities
+    logits[:, 1] = 0.0  # a flat row
+    logits[:, 2] = -1e4
+    logits[:, 2, 7] = 0.0  # every code but one underflows to exactly zero
+    probs = torch.softmax(logits, -1)
+    assert (probs[:, 2] == 0).sum() > 0
+    expected = probs.sort(dim=-1, descending=True, stable=True).indices
+    assert torch.equal(probability_order(probs), expected)
+    u = torch.rand(3, 40, generator=gen)
+    for t in (0.5, 1.0, 2.0):  # the draws themselves, against the sort they were defined by
+        p = torch.softmax(logits / t, -1)
+        sp, order = p.sort(dim=-1, descending=True, stable=True)
+        rank = torch.searchsorted(sp.cumsum(-1), u.unsqueeze(-1).contiguous(), right=True)
+        want = order.gather(-1, rank.clamp_max(63)).squeeze(-1)
+        assert torch.equal(inverse_cdf(logits, u, t), want)
 
 
 def test_mix_keeps_the_coarse_token_maps_of_a():
