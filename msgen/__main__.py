@@ -91,7 +91,9 @@ def cmd_generate(args: argparse.Namespace) -> None:
     import msgen
     from . import render
 
-    g = msgen.load(args.model)
+    from .zoo import serving_form
+
+    g = serving_form(msgen.load(args.model))  # as the Generate page runs it, so its pixels are the page's
     out = msgen.generate(g, seed=args.seed, scale=args.scale, truncation=args.truncation,
                          mix_seed=args.mix_seed, mix_level=args.mix_level, n=args.n, features=bool(args.features))
     final = render.to_uint8(out.images[out.scale])

@@ -155,14 +155,30 @@ def resolve_model(name_or_path: str | os.PathLike, *, runs_dir: str | Path | Non
         raise ckpt.CheckpointError(f"{exc} (listed models: {known})") from None
 
 
+def serving_form(gen: torch.nn.Module, *, bfloat16: bool | None = None) -> torch.nn.Module:
+    """``gen`` (as loaded: float32) converted in place to the form the pages run it in on its device:
+    half precision on a GPU; on a CPU its family's ``cpu_serving`` (channels_last parts, and bfloat16
+    parts where the CPU multiplies it natively: ``bfloat16``, by default ``msgen.device.cpu_bfloat16()``).
+    ``python -m msgen generate`` runs its model in this form too, so it writes the page's pixels."""
+    from .models import get_family, serve_on_cpu
+
+    device = next(gen.parameters()).device
+    if device.type == "cuda":
+        return gen.to(torch.float16)
+    if device.type != "cpu":
+        return gen
+    native = cpu_bfloat16() if bfloat16 is None else bfloat16
+    return serve_on_cpu(gen, get_family(gen.config.family).cpu_serving, bfloat16=native)
+
+
 class ModelCache:
     """Bounded LRU of generators resident on one device. Thread-safe; loads happen once."""
 
     def __init__(self, max_models: int = 4, device: str | torch.device | None = None):
         self.max_models = max_models
         self.device = torch.device(device) if device is not None else pick_device()
-        self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32  # every family on a GPU
-        # On a CPU: each family as its Family.cpu_serving says (bfloat16 parts where the CPU has native bfloat16).
+        # Each model in its serving form (serving_form): half precision on a GPU, on a CPU its family's
+        # cpu_serving (bfloat16 parts where the CPU has native bfloat16).
         self.cpu_bfloat16 = self.device.type == "cpu" and cpu_bfloat16()
         self._models: OrderedDict[tuple, torch.nn.Module] = OrderedDict()
         self._lock = threading.Lock()
@@ -178,13 +194,7 @@ class ModelCache:
             if key in self._models:
                 self._models.move_to_end(key)
                 return self._models[key]
-            gen = ckpt.load_generator(path, device=self.device)
-            from .models import get_family, serve_on_cpu
-
-            if self.device.type == "cpu":
-                gen = serve_on_cpu(gen, get_family(gen.config.family).cpu_serving, bfloat16=self.cpu_bfloat16)
-            else:
-                gen = gen.to(self.dtype)
+            gen = serving_form(ckpt.load_generator(path, device=self.device), bfloat16=self.cpu_bfloat16)
             self._models[key] = gen
             while len(self._models) > self.max_models:
                 self._models.popitem(last=False)
