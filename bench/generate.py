@@ -4,7 +4,7 @@
 
 Prints one table row per model and level: latency of one image up to that level, with and
 without capturing every level's feature maps, and images/s at batch 64 (the models as loaded:
-float32, default layout). Then how the pages serve each family on a CPU (``Family.cpu_serving``:
+float32, default layout). Then how the pages serve each family on a CPU (``Family.serving``:
 parts in channels_last, parts in bfloat16 where the CPU multiplies it natively), one image with
 features on one thread, as the Generate tab runs it: float32 as loaded, with the family's
 channels_last parts only, and as served, in the same run, and how far the served form moves the
@@ -74,10 +74,10 @@ def cpu_serving(repeat: int) -> None:
           "speed-up | 8-bit values changed by more than 2 / 8 / 32 | largest change | same tokens |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, g in models_to_measure():
-        serving = get_family(g.config.family).cpu_serving
-        if not (serving.channels_last or serving.bfloat16):
+        serving = get_family(g.config.family).serving
+        if not (serving.channels_last or serving.low_precision):
             continue
-        layout = serve_on_cpu(copy.deepcopy(g), dataclasses.replace(serving, bfloat16=()), bfloat16=False)
+        layout = serve_on_cpu(copy.deepcopy(g), dataclasses.replace(serving, low_precision=()), bfloat16=False)
         served = serve_on_cpu(copy.deepcopy(g), serving, bfloat16=native)
         times = [percentiles(timeit(lambda m=m: msgen.generate(m, seed=1, features=True), repeat=repeat))[0]
                  for m in (g, layout, served)]
@@ -89,7 +89,7 @@ def cpu_serving(repeat: int) -> None:
         same = "n/a" if tokens is None else ("yes" if all(
             torch.equal(full.pictures[lvl]["token map"], low.pictures[lvl]["token map"]) for lvl in full.pictures) else "NO")
         parts = f"{', '.join(repr(n) for n in serving.channels_last) or '-'} / " + \
-                (", ".join(repr(n) for n in serving.bfloat16) if native and serving.bfloat16 else "-")
+                (", ".join(repr(n) for n in serving.low_precision) if native and serving.low_precision else "-")
         print(f"| {name} | {parts} | {times[0]:.2f} | {times[1]:.2f} | {times[2]:.2f} | {times[0] / times[2]:.2f}x | "
               f"{shares} | {step.max()} | {same} |", flush=True)
 

@@ -24,7 +24,7 @@ def pick_device(name: str | torch.device = "auto") -> torch.device:
 
 def cpu_bfloat16() -> bool:
     """Whether this CPU multiplies bfloat16 matrices natively (Intel AMX tiles). There oneDNN runs
-    the parts that ``Family.cpu_serving`` names in bfloat16 1.3-1.4x as fast as in float32 on one
+    the parts that ``Family.serving`` names in bfloat16 1.3-1.4x as fast as in float32 on one
     thread, batch 1 (bench/generate.py --only-cpu-serving); elsewhere bfloat16 is emulated and slower.
     ``MSGEN_CPU_BF16=0`` turns its use off, ``MSGEN_CPU_BF16=1`` on."""
     env = os.environ.get("MSGEN_CPU_BF16", "").strip()

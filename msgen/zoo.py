@@ -156,19 +156,24 @@ def resolve_model(name_or_path: str | os.PathLike, *, runs_dir: str | Path | Non
 
 
 def serving_form(gen: torch.nn.Module, *, bfloat16: bool | None = None) -> torch.nn.Module:
-    """``gen`` (as loaded: float32) converted in place to the form the pages run it in on its device:
-    half precision on a GPU; on a CPU its family's ``cpu_serving`` (channels_last parts, and bfloat16
-    parts where the CPU multiplies it natively: ``bfloat16``, by default ``msgen.device.cpu_bfloat16()``).
+    """``gen`` (as loaded: float32) converted in place to the form the pages run it in on its device,
+    as its family's ``serving`` says: on a CPU its channels_last parts, and its low-precision
+    parts in bfloat16 where the CPU multiplies it natively (``bfloat16``, by default
+    ``msgen.device.cpu_bfloat16()``); on a GPU those low-precision parts in float16 (not measured
+    here: no GPU), so var's token choices stay float32 there too. Elsewhere (MPS) as loaded.
     ``python -m msgen generate`` runs its model in this form too, so it writes the page's pixels."""
-    from .models import get_family, serve_on_cpu
+    from .models import get_family, serve_on_cpu, serving_part
 
+    serving = get_family(gen.config.family).serving
     device = next(gen.parameters()).device
     if device.type == "cuda":
-        return gen.to(torch.float16)
+        for name in serving.low_precision:
+            serving_part(gen, name).to(torch.float16)
+        return gen
     if device.type != "cpu":
         return gen
     native = cpu_bfloat16() if bfloat16 is None else bfloat16
-    return serve_on_cpu(gen, get_family(gen.config.family).cpu_serving, bfloat16=native)
+    return serve_on_cpu(gen, serving, bfloat16=native)
 
 
 class ModelCache:
@@ -177,8 +182,7 @@ class ModelCache:
     def __init__(self, max_models: int = 4, device: str | torch.device | None = None):
         self.max_models = max_models
         self.device = torch.device(device) if device is not None else pick_device()
-        # Each model in its serving form (serving_form): half precision on a GPU, on a CPU its family's
-        # cpu_serving (bfloat16 parts where the CPU has native bfloat16).
+        # Each model in its serving form (serving_form): its family's Family.serving.
         self.cpu_bfloat16 = self.device.type == "cpu" and cpu_bfloat16()
         self._models: OrderedDict[tuple, torch.nn.Module] = OrderedDict()
         self._lock = threading.Lock()

@@ -14,6 +14,7 @@ from gradio_client import Client
 from PIL import Image
 
 import msgen
+from msgen.zoo import serving_form
 from msgen import render
 from tests.conftest import pixels
 
@@ -31,7 +32,8 @@ def generate(client: Client, **kw):
 
 
 def expected(weights, name: str, seed: int, scale: int, **kw) -> np.ndarray:
-    out = msgen.generate(msgen.load(weights / name), seed=seed, scale=scale, **kw)
+    # the Python API on the model in the form the server runs it (msgen.zoo.serving_form)
+    out = msgen.generate(serving_form(msgen.load(weights / name)), seed=seed, scale=scale, **kw)
     return render.to_uint8(out.images[scale][0])
 
 
@@ -117,7 +119,7 @@ def test_twenty_simultaneous_requests_all_succeed_with_correct_images(client, ti
     with ThreadPoolExecutor(20) as pool:
         futures = [pool.submit(generate, client, model=m, scale=s, seed=seed) for m, s, seed in jobs]
         results = [f.result(timeout=120) for f in futures]
-    models = {name: msgen.load(tiny_weights / name) for name in ("tiny32", "tinyvae16")}
+    models = {name: serving_form(msgen.load(tiny_weights / name)) for name in ("tiny32", "tinyvae16")}
     for (model, scale, seed), (image, cards, stats, info) in zip(jobs, results):
         want = render.to_uint8(msgen.generate(models[model], seed=seed, scale=scale).images[scale][0])
         assert np.array_equal(pixels(image), want), (model, seed)

@@ -168,10 +168,26 @@ def check_encode_round_trip(name, tmp_path):
         assert torch.allclose(again.images[lvl], enc.images[lvl], atol=1e-5), lvl
 
 
+def check_serving_names_its_own_parts(name, tmp_path):
+    # Family.serving names submodules the pages convert (channels_last, low precision): each one must
+    # exist, and the model must still run with all of them converted (bfloat16 forced: emulated here).
+    from msgen.models import serve_on_cpu, serving_part
+
+    fam, g = get_family(name), tiny(name).eval()
+    for part in fam.serving.channels_last + fam.serving.low_precision:
+        assert isinstance(serving_part(g, part), torch.nn.Module), part
+    with pytest.raises(ValueError, match="no submodule 'no_such_part'"):
+        serving_part(g, "no_such_part")
+    served = serve_on_cpu(g, fam.serving, bfloat16=True)
+    with torch.no_grad():
+        out = served(served.sample_latents(1, 0).to(next(served.parameters()).dtype))
+    assert set(out.images) == set(g.levels) and all(torch.isfinite(v.float()).all() for v in out.images.values())
+
+
 CONTRACT = [check_tiny_config_builds, check_latents_are_seeded, check_forward_gives_every_level, check_upto_stops_early,
             check_truncation_range, check_mix_keeps_the_coarse_levels, check_granularity_modules,
             check_save_load_round_trip, check_options_dataclass, check_two_steps_train_and_resume,
-            check_encode_round_trip]
+            check_encode_round_trip, check_serving_names_its_own_parts]
 
 
 def run_contract(name: str, tmp_path) -> None:

@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 import msgen
+from msgen.zoo import serving_form
 from msgen import render
 from msgen.checkpoint import save_model
 from msgen.models.layers import StyleConv
@@ -68,8 +69,9 @@ def size(picture) -> tuple[int, int]:
 
 
 def expected(weights, name: str, seed: int, scale: int, **kw) -> np.ndarray:
-    """What the Python API gives for this request: the reference for every UI picture."""
-    out = msgen.generate(msgen.load(weights / name), seed=seed, scale=scale, **kw)
+    """What the Python API gives for this request, on the model in the form the page runs it
+    (``msgen.zoo.serving_form``): the reference for every UI picture."""
+    out = msgen.generate(serving_form(msgen.load(weights / name)), seed=seed, scale=scale, **kw)
     return render.to_uint8(out.images[scale][0])
 
 
@@ -438,7 +440,7 @@ def test_listing_reads_an_unchanged_config_once_and_sees_every_rewrite(tmp_path,
 @pytest.mark.parametrize("family", ["msggan", "hvae", "var"])
 @pytest.mark.parametrize("native", [True, False])
 def test_cpu_serving_converts_the_familys_parts_and_keeps_the_picture(tmp_path, monkeypatch, family, native):
-    # The cache serves each family on a CPU as its Family.cpu_serving says: those parts channels_last,
+    # The cache serves each family on a CPU as its Family.serving says: those parts channels_last,
     # and where the CPU multiplies bfloat16 natively (forced here; the conftest turns it off for the
     # rest of the suite) those parts in bfloat16. The picture stays the same picture, pictures and
     # maps come back float32, and a part that picks tokens stays exact: var draws the same tokens.
@@ -447,14 +449,14 @@ def test_cpu_serving_converts_the_familys_parts_and_keeps_the_picture(tmp_path, 
     from msgen.zoo import ModelCache
 
     fam = get_family(family)
-    assert fam.cpu_serving.channels_last or fam.cpu_serving.bfloat16  # every family measured faster so
+    assert fam.serving.channels_last or fam.serving.low_precision  # every family measured faster so
     torch.manual_seed(0)
     g = build_generator(make_config(family, resolution=16, **fam.tiny_config)).eval()
     save_model(tmp_path / "m", g)
     monkeypatch.setenv("MSGEN_CPU_BF16", "1" if native else "0")
     served = ModelCache(device="cpu").get(tmp_path / "m")
-    low = {n for n in fam.cpu_serving.bfloat16} if native else set()
-    last = set(fam.cpu_serving.channels_last) | low
+    low = {n for n in fam.serving.low_precision} if native else set()
+    last = set(fam.serving.channels_last) | low
     for name, param in served.named_parameters():
         owner = {n for n in last | low if n == "" or name.startswith(n + ".")}
         assert param.dtype == (torch.bfloat16 if owner & low else torch.float32), name
@@ -468,9 +470,17 @@ def test_cpu_serving_converts_the_familys_parts_and_keeps_the_picture(tmp_path, 
     assert err.mean() < 0.02 and (err.max() > 0 or not low)  # rounded where bfloat16, the same picture
     if family == "var":
         assert all(torch.equal(a.pictures[k]["token map"], b.pictures[k]["token map"]) for k in a.pictures)
-    if fam.encodes:  # Decompose runs on the served model too
+    if fam.encodes:  # Decompose runs on the served model too: encode, reconstruct, resample
         x = a.images[16]
         assert (exact.reconstruct(x).finest - served.reconstruct(x).finest.float()).abs().mean() < 0.02
+        enc_a, enc_b = exact.encode(x), served.encode(x)
+        if family == "var":  # the tokenizer's encoder and quantiser are not served low: the same tokens,
+            assert all(torch.equal(enc_a.tokens[k], enc_b.tokens[k]) for k in enc_a.tokens)
+            assert all(enc_b.images[k].dtype == torch.float32 for k in enc_b.images)  # the decoder casts back
+        kept = exact.levels[len(exact.levels) // 2]
+        va = exact.resample(x, seed=1, temperature=0.8, count=2, keep_below=kept).finest
+        vb = served.resample(x, seed=1, temperature=0.8, count=2, keep_below=kept).finest.float()
+        assert va.shape == vb.shape and (va - vb).abs().mean() < 0.05
 
 
 def test_the_pages_rendering_is_level_views_encoded_in_level_order(weights):

@@ -87,32 +87,41 @@ class FineTune:
 
 
 @dataclass(frozen=True)
-class CPUServing:
-    """How the pages' model cache runs a family's generator on a CPU (``serve_on_cpu``): its
+class Serving:
+    """How the pages run a family's generator (``msgen.zoo.serving_form``, ``serve_on_cpu``): its
     submodules by dotted name, ``""`` for the whole generator. Set where ``python bench/generate.py
     --only-cpu-serving`` measured it faster.
 
-    * ``channels_last``: their 4-D weights in channels_last memory format, so oneDNN's convolutions
-      run in their native layout without reordering every activation (the same values, summed in
-      another order: float rounding);
-    * ``bfloat16``: on a CPU that multiplies bfloat16 matrices natively (``msgen.device.cpu_bfloat16``)
-      their weights in bfloat16, and channels_last too (oneDNN's bfloat16 kernels are NHWC). Only for
-      parts whose pictures are a smooth function of the weights, so rounding moves a few 8-bit
-      steps: never a part that picks a discrete token, where rounding would change what a seed draws.
-      Such a part casts its inputs to its own weights' dtype."""
+    * ``channels_last`` (on a CPU): their 4-D weights in channels_last memory format, so oneDNN's
+      convolutions run in their native layout without reordering every activation (the same
+      values, summed in another order: float rounding);
+    * ``low_precision``: on a CPU that multiplies bfloat16 matrices natively
+      (``msgen.device.cpu_bfloat16``) their weights in bfloat16, and channels_last too (oneDNN's
+      bfloat16 kernels are NHWC); on a GPU in float16. Only parts whose pictures are a smooth
+      function of the weights, so rounding moves a few 8-bit steps: never a part that picks a
+      discrete token, where rounding would change what a seed draws. Such a part casts its inputs
+      to its own weights' dtype."""
 
     channels_last: tuple[str, ...] = ()
-    bfloat16: tuple[str, ...] = ()
+    low_precision: tuple[str, ...] = ()
 
 
-def serve_on_cpu(gen: nn.Module, serving: CPUServing, *, bfloat16: bool) -> nn.Module:
+def serving_part(gen: nn.Module, name: str) -> nn.Module:
+    """The submodule ``name`` of ``gen`` that a ``Serving`` names; ValueError if it has none."""
+    try:
+        return gen.get_submodule(name)
+    except AttributeError:
+        raise ValueError(f"{type(gen).__name__} has no submodule {name!r} (its family's serving names it)") from None
+
+
+def serve_on_cpu(gen: nn.Module, serving: Serving, *, bfloat16: bool) -> nn.Module:
     """``gen`` (on the CPU, float32) converted in place as ``serving`` says; ``bfloat16``: whether
     this CPU multiplies it natively."""
-    low = serving.bfloat16 if bfloat16 else ()
+    low = serving.low_precision if bfloat16 else ()
     for name in dict.fromkeys(serving.channels_last + low):
-        gen.get_submodule(name).to(memory_format=torch.channels_last)
+        serving_part(gen, name).to(memory_format=torch.channels_last)
     for name in low:
-        gen.get_submodule(name).to(torch.bfloat16)
+        serving_part(gen, name).to(torch.bfloat16)
     return gen
 
 
@@ -128,7 +137,7 @@ class Family:
     tiny_config: dict[str, Any] = field(default_factory=dict)  # config overrides for a fast test model
     description: str = ""
     encodes: bool = False  # the generator has ``encode(images)`` (posterior latents): Decompose can use it
-    cpu_serving: CPUServing = CPUServing()  # how the pages run it on a CPU (msgen.zoo.ModelCache)
+    serving: Serving = Serving()  # how the pages run it (msgen.zoo.serving_form, for ModelCache and the CLI)
     ui: UIHints = UIHints()
     finetune: FineTune = FineTune()  # the defaults of a fine-tune starting from one of its models
     # config.json fields older versions wrote that are training options now: accepted and ignored

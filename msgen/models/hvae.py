@@ -45,7 +45,7 @@ from torch import nn
 
 from . import (Family, MultiScaleOutput, UIHints, bounded, check_fields, check_generate_args, check_options, option,
                seed_at)
-from . import CPUServing, register, seeded_normal
+from . import Serving, register, seeded_normal
 from .layers import ResBlock
 from .layers import image_pyramid, level_channels
 from ..distributed import rows
@@ -486,7 +486,7 @@ register(
         # bench/generate.py --only-cpu-serving, one thread: channels_last 1.2x as fast (emoji64-hvae 8.1 ->
         # 6.7 ms, the same values up to float rounding), with bfloat16 1.3-1.4x (5.8 ms; 0.2% of the 8-bit
         # values move by more than 2 steps, none by more than 8)
-        cpu_serving=CPUServing(channels_last=("",), bfloat16=("",)),
+        serving=Serving(channels_last=("",), low_precision=("",)),
         legacy_config_keys=LEGACY_CONFIG_KEYS,
     )
 )

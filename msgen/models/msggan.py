@@ -33,7 +33,7 @@ from .. import losses as objectives
 from ..augment import POLICIES, diff_augment
 from ..distributed import rows
 from . import Family, MultiScaleOutput, bounded, check_fields, check_generate_args, check_options, option, register
-from . import CPUServing, seeded_normal
+from . import Serving, seeded_normal
 from .layers import (
     DownBlock,
     GranularityBlock,
@@ -311,6 +311,6 @@ register(
         # as fast (emoji64 12.4 -> 8.8 ms; in bfloat16, channels_last alone 10.6 -> 9.9); 1.6% of
         # emoji64's 8-bit values move by more than 8 steps. channels_last in float32 was slower at
         # 32 px (fashion32 9.1 -> 9.5 ms), so float32 keeps the default layout.
-        cpu_serving=CPUServing(bfloat16=("",)),
+        serving=Serving(low_precision=("",)),
     )
 )

@@ -61,7 +61,7 @@ from torch import nn
 
 from . import (Family, FineTune, MultiScaleOutput, UIHints, bounded, check_fields, check_generate_args, check_options,
                check_seed, seed_at)
-from . import CPUServing, option, register
+from . import Serving, option, register
 from ..distributed import rows
 from .layers import ResBlock
 
@@ -153,7 +153,7 @@ class Decoder(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
-        # in its own weights' dtype: the pages may serve the decoder alone in bfloat16 (CPUServing)
+        # in its own weights' dtype: the pages may serve the decoder alone in bfloat16 (Serving)
         return torch.tanh(self.net(f.to(self.net[0].weight.dtype)))
 
 
@@ -892,6 +892,6 @@ register(
         # quantiser, which pick the tokens, stay float32: the same tokens). bench/generate.py
         # --only-cpu-serving, one thread: 1.26-1.30x as fast (broad64-var 35.9 -> 27.7 ms, the decoder
         # alone 14.6 -> 4.2), no 8-bit value moved by more than 3 steps
-        cpu_serving=CPUServing(channels_last=("tokenizer.decoder",), bfloat16=("tokenizer.decoder",)),
+        serving=Serving(channels_last=("tokenizer.decoder",), low_precision=("tokenizer.decoder",)),
     )
 )
