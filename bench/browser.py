@@ -1,6 +1,7 @@
 """Generate tab in a real browser: seed change to fully painted, and updates per second while dragging.
 
     python bench/browser.py [--repeat 30] [--models emoji64,sprites32] [--root DIR] [--drag-s 4]
+                            [--runs N] [--before DIR]
 
 Debian's chromium (headless, through playwright) opens two apps served side by side on
 loopback: msgen (``app.py`` from ``--root``, this checkout by default) and a trivial Gradio app
@@ -14,6 +15,11 @@ p50 over the trivial app's.
 Dragging: the mouse holds the seed slider and sweeps it for ``--drag-s`` seconds at 60 moves a
 second; each time the main image changes to a new, loaded picture counts as one visible update
 (the trivial app gets the same slider driving its image, as a reference).
+
+The host's speed drifts between runs (one model's p50 moved by up to 20 ms from run to run here),
+so an A/B runs several whole runs in turn: ``--runs N --before DIR`` measures the checkout ``DIR``
+and ``--root`` alternately, N times each, and ends with each side's mean of the runs' p50s, the
+ratio of the means and the range of the runs' ratios.
 """
 
 from __future__ import annotations
@@ -189,33 +195,22 @@ def pick_model(page, name: str) -> None:
     page.wait_for_timeout(1500)  # the channel panel and any chained update settle
 
 
-def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--repeat", type=int, default=30)
-    p.add_argument("--models", default="", help="comma-separated; default every shipped model")
-    p.add_argument("--root", default=str(ROOT), help="the msgen checkout whose app.py is served")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--drag-s", type=float, default=4.0)
-    p.add_argument("--serve-trivial", type=int, help=argparse.SUPPRESS)
-    args = p.parse_args()
-    if args.serve_trivial:
-        return trivial_app(args.serve_trivial)
-    sys.path.insert(0, args.root)
-    import msgen
-
-    shipped = [e for e in msgen.list_models() if e.source == "shipped"]
-    wanted = [m for m in args.models.split(",") if m] or [e.name for e in shipped]
-    models = [e for e in shipped if e.name in wanted]
+def measure(root: str, models: list, args) -> tuple[dict, tuple[float, float], str]:
+    """One run: msgen served from ``root`` beside the trivial app, every model in ``models``.
+    -> model name -> (msgen p50, p95, trivial p50, p95) in ms, the drag (msgen, trivial) updates/s
+    and the run's header line."""
     env = dict(os.environ, MSGEN_RUNS=tempfile.mkdtemp(), GRADIO_ANALYTICS_ENABLED="False",
-               OMP_NUM_THREADS=str(args.threads), PYTHONPATH=args.root)
+               OMP_NUM_THREADS=str(args.threads), PYTHONPATH=root)
     env.pop("MSGEN_WEIGHTS", None)
     mport, tport = free_port(), free_port()
-    msgen_proc, cold = serve([sys.executable, "app.py", "--port", str(mport)], mport, Path(args.root), env)
+    msgen_proc, cold = serve([sys.executable, "app.py", "--port", str(mport)], mport, Path(root), env)
     trivial_proc, _ = serve([sys.executable, __file__, "--serve-trivial", str(tport)], tport, ROOT, env)
     from playwright.sync_api import sync_playwright
 
-    print(f"msgen from {args.root}; chromium headless; load average {os.getloadavg()[0]:.2f} at start; "
-          f"msgen server up in {cold:.1f} s")
+    header = (f"msgen from {root}; chromium headless; load average {os.getloadavg()[0]:.2f} at start; "
+              f"msgen server up in {cold:.1f} s")
+    print(header, flush=True)
+    out = {}
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
@@ -225,7 +220,7 @@ def main() -> None:
             ref.locator("#trivial-box input").wait_for()
             page.goto(f"http://127.0.0.1:{mport}/")
             page.locator("#msgen-image img").wait_for(timeout=60_000)
-            rows, seed = [], 10_000
+            seed = 10_000
             for e in models:
                 pick_model(page, e.name)
                 ours, theirs, lost = [], [], 0
@@ -242,9 +237,9 @@ def main() -> None:
                         lost += (t is None) + (m is None)
                 a, b = percentiles(ours)
                 c, d = percentiles(theirs)
-                rows.append(f"| {e.name} | {e.resolution} | {a:.0f} / {b:.0f} | {c:.0f} / {d:.0f} | {a / c:.2f}x |"
-                            + (f" {lost} timed out |" if lost else ""))
-                print(rows[-1], flush=True)
+                out[e.name] = (a, b, c, d)
+                print(f"| {e.name} | {e.resolution} | {a:.0f} / {b:.0f} | {c:.0f} / {d:.0f} | {a / c:.2f}x |"
+                      + (f" {lost} timed out |" if lost else ""), flush=True)
             page.bring_to_front()
             ours_drag = drag(page, "#msgen-seed input[type=range]", MSGEN["image"], args.drag_s)
             ref.bring_to_front()
@@ -254,12 +249,73 @@ def main() -> None:
         for proc in (msgen_proc, trivial_proc):
             proc.terminate()
             proc.wait(timeout=30)
+    return out, (ours_drag, ref_drag), header
+
+
+def print_run(models: list, rows: dict, dragged: tuple[float, float]) -> None:
     print()
     print("| model | px | msgen p50 / p95 ms | trivial app p50 / p95 ms | msgen / trivial p50 |")
     print("| --- | --- | --- | --- | --- |")
-    print("\n".join(rows))
-    print(f"\nwhile dragging the seed slider ({models[-1].name}): msgen {ours_drag:.1f} visible updates/s, "
-          f"trivial app {ref_drag:.1f}/s; load average {os.getloadavg()[0]:.2f} at the end")
+    for e in models:
+        a, b, c, d = rows[e.name]
+        print(f"| {e.name} | {e.resolution} | {a:.0f} / {b:.0f} | {c:.0f} / {d:.0f} | {a / c:.2f}x |")
+    print(f"\nwhile dragging the seed slider ({models[-1].name}): msgen {dragged[0]:.1f} visible updates/s, "
+          f"trivial app {dragged[1]:.1f}/s; load average {os.getloadavg()[0]:.2f} at the end")
+
+
+def print_summary(models: list, sides: dict[str, list]) -> None:
+    """Over several runs: per side, the mean of the runs' p50s (msgen / trivial), the ratio of the
+    means and the range of the runs' ratios; the drag's range."""
+    names = list(sides)
+    print()
+    print(f"over {', '.join(f'{len(v)} runs of {k}' for k, v in sides.items())} (mean of the runs' p50s, ms):")
+    print("| model | " + " | ".join(f"{k}: msgen / trivial (ratio of means; runs' ratios)" for k in names) + " |")
+    print("| --- | " + " | ".join("---" for _ in names) + " |")
+    for e in models:
+        cells = []
+        for k in names:
+            ms = [rows[e.name][0] for rows, _ in sides[k]]
+            tr = [rows[e.name][2] for rows, _ in sides[k]]
+            ratios = [m / t for m, t in zip(ms, tr)]
+            mean_m, mean_t = sum(ms) / len(ms), sum(tr) / len(tr)
+            cells.append(f"{mean_m:.0f} / {mean_t:.0f} ({mean_m / mean_t:.2f}x; {min(ratios):.2f}-{max(ratios):.2f})")
+        print(f"| {e.name} | " + " | ".join(cells) + " |")
+    for k in names:
+        drags = [d for _, d in sides[k]]
+        print(f"{k}: dragging {min(d[0] for d in drags):.1f}-{max(d[0] for d in drags):.1f} visible updates/s "
+              f"(trivial app {min(d[1] for d in drags):.1f}-{max(d[1] for d in drags):.1f})")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--repeat", type=int, default=30)
+    p.add_argument("--models", default="", help="comma-separated; default every shipped model")
+    p.add_argument("--root", default=str(ROOT), help="the msgen checkout whose app.py is served")
+    p.add_argument("--before", default="", help="another checkout, measured in turn with --root (an A/B)")
+    p.add_argument("--runs", type=int, default=1, help="whole runs (of each checkout), alternating")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--drag-s", type=float, default=4.0)
+    p.add_argument("--serve-trivial", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.serve_trivial:
+        return trivial_app(args.serve_trivial)
+    if args.runs < 1 or args.repeat < 1:
+        raise SystemExit("--runs and --repeat must be at least 1")
+    sys.path.insert(0, args.root)
+    import msgen
+
+    shipped = [e for e in msgen.list_models() if e.source == "shipped"]
+    wanted = [m for m in args.models.split(",") if m] or [e.name for e in shipped]
+    models = [e for e in shipped if e.name in wanted]
+    roots = {"before": args.before, "after": args.root} if args.before else {"msgen": args.root}
+    sides: dict[str, list] = {k: [] for k in roots}
+    for _ in range(args.runs):
+        for side, root in roots.items():
+            rows, dragged, _header = measure(root, models, args)
+            sides[side].append((rows, dragged))
+            print_run(models, rows, dragged)
+    if args.runs > 1 or args.before:
+        print_summary(models, sides)
 
 
 if __name__ == "__main__":
