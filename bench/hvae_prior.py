@@ -13,9 +13,10 @@ in EfficientNet-Lite0 features as ``msgen.metrics.diversity``; FID-EffLite0). Va
 
 * ``N(0, I)``: the model's own prior, at the spatial temperature (as the Generate page draws it);
 * ``gaussian``: one full-covariance Gaussian fitted to the means;
-* ``mixture-K``: a K-component full-covariance Gaussian mixture (scikit-learn), the first
-  half's means; and, for reference, ``copies``: the first half's own posterior means (a prior
-  that only knows the pictures it was fitted to).
+* ``mixture-K``: a K-component full-covariance Gaussian mixture (scikit-learn, which ``prdc``
+  brings) fitted to the same means;
+* ``copies``, for reference: the first half's own posterior means (a prior that only knows the
+  pictures it was fitted to).
 
 The floor is the first half against the second.
 """
