@@ -56,7 +56,6 @@ def main() -> None:
 
 def cpu_serving(repeat: int) -> None:
     import copy
-    import dataclasses
 
     import torch
 
@@ -77,7 +76,7 @@ def cpu_serving(repeat: int) -> None:
         serving = get_family(g.config.family).serving
         if not (serving.channels_last or serving.low_precision):
             continue
-        layout = serve_on_cpu(copy.deepcopy(g), dataclasses.replace(serving, low_precision=()), bfloat16=False)
+        layout = serve_on_cpu(copy.deepcopy(g), serving, bfloat16=False)  # its channels_last parts only
         served = serve_on_cpu(copy.deepcopy(g), serving, bfloat16=native)
         times = [percentiles(timeit(lambda m=m: msgen.generate(m, seed=1, features=True), repeat=repeat))[0]
                  for m in (g, layout, served)]

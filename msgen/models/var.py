@@ -458,7 +458,9 @@ def midpoint_noise(logits: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Te
     """The ``u`` that ``inverse_cdf`` at T = 1 maps to ``tokens`` (the middle of its interval), and -log p."""
     probs = torch.softmax(logits.float(), dim=-1)
     order = probability_order(probs)
-    rank = order.argsort(-1).gather(-1, tokens.unsqueeze(-1))
+    # each code's rank: the inverse permutation of ``order`` (a scatter, not a second sort)
+    ranks = torch.empty_like(order).scatter_(-1, order, torch.arange(order.shape[-1], device=order.device).expand_as(order))
+    rank = ranks.gather(-1, tokens.unsqueeze(-1))
     cdf = probs.gather(-1, order).cumsum(-1).gather(-1, rank)
     p = probs.gather(-1, tokens.unsqueeze(-1))
     return (cdf - p / 2).squeeze(-1).clamp(0, 1 - 1e-7), -torch.log(p.clamp_min(1e-30)).squeeze(-1)
