@@ -57,6 +57,7 @@ class ModelEntry:
     dataset: str
     source: str  # "shipped" or "run"
     opening_seed: int = 0  # where the Generate page opens it (``msgen.metrics.opening_seed``, in its card)
+    precision: float | None = None  # its card's measured precision (``bench/quality.py``); None: not measured
 
     @property
     def label(self) -> str:
@@ -106,6 +107,7 @@ def _read_entry(name: str, path: Path, source: str) -> ModelEntry | None:
         dataset=meta.get("dataset_short") or meta.get("dataset") or "user images",
         source=source,
         opening_seed=_opening_seed(meta.get("opening_seed")),
+        precision=_share(meta.get("metrics", {}).get("precision") if isinstance(meta.get("metrics"), dict) else None),
     )
 
 
@@ -115,6 +117,25 @@ def _opening_seed(value: object) -> int:
 
     ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= SEED_MAX
     return int(value) if ok else 0
+
+
+def _share(value: object) -> float | None:
+    """A card's share (a figure from 0 to 1), or None when it has none or holds anything else."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 1.0  # NaN fails too
+    return float(value) if ok else None
+
+
+def opening_model(entries: list[ModelEntry]) -> ModelEntry | None:
+    """The model the Generate page opens on, by a rule that a retrain re-applies: of the shipped
+    models, the one whose card has the highest measured precision (Kynkaanniemi et al.: the share
+    of its samples that fall among its data's pictures, in Lite0 features, ``bench/quality.py``),
+    so a first visitor's first picture is the one most likely to look like what the model was
+    trained on; the first in the list on a tie, or when no card carries the figure (and the first
+    entry of all when nothing is shipped)."""
+    shipped = [e for e in entries if e.source == "shipped"] or entries
+    if not shipped:
+        return None
+    return max(shipped, key=lambda e: -1.0 if e.precision is None else e.precision)  # max keeps the first of equals
 
 
 def list_models(*, runs_dir: str | Path | None = None, weights_dir: str | Path | None = None) -> list[ModelEntry]:

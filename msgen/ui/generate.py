@@ -26,7 +26,7 @@ import re
 import gradio as gr
 from gradio.context import Context
 
-from .. import validate
+from .. import validate, zoo
 from . import generate_view as view
 from .generate_handlers import (
     GRID_RANGE,
@@ -43,6 +43,12 @@ LIVE = dict(trigger_mode="always_last", show_progress="hidden", preprocess=False
             concurrency_id="msgen-generate-page", concurrency_limit=1)
 
 
+def opening_name(ctx, owner: str | None = None) -> str | None:
+    """The model the tab opens on (``msgen.zoo.opening_model``: the shipped card with the highest precision)."""
+    entry = zoo.opening_model(ctx.models(owner))
+    return entry.name if entry else None
+
+
 def model_choices(ctx, owner: str | None) -> list[tuple[str, str]]:
     """(label, name) for every model this visitor may use: shipped ones, then their runs.
 
@@ -55,7 +61,7 @@ def model_list(ctx) -> gr.Dropdown:
     """The tab's model list, unrendered: made before any tab (``ctx.model_dropdown``, app.py) so the
     Train tab can refresh it whatever order the tabs are built in; ``build`` places it."""
     choices = model_choices(ctx, None)
-    return gr.Dropdown(choices, value=choices[0][1] if choices else None, label="Model (family, resolution, training data)",
+    return gr.Dropdown(choices, value=opening_name(ctx), label="Model (family, resolution, training data)",
                        allow_custom_value=True, elem_id="msgen-model", render=False)  # a visitor's run may be unlisted yet
 
 
@@ -63,7 +69,7 @@ def model_dropdown_update(ctx, owner: str | None, current: str | None = None, se
     """An update for ``ctx.model_dropdown``: fresh choices, ``select`` or the current pick kept."""
     choices = model_choices(ctx, owner)
     names = [name for _, name in choices]
-    value = next((v for v in (select, current) if v in names), names[0] if names else None)
+    value = next((v for v in (select, current) if v in names), opening_name(ctx, owner))
     return gr.update(choices=choices, value=value)
 
 
