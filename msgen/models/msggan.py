@@ -181,6 +181,8 @@ class GANOptions:
     ms_size: int = option(0, "mode seeking compares pictures area-averaged to this side (0: full resolution)",
                           lo=0, hi=4096)
     mixing_prob: float = option(0.5, "style-mixing probability, so that per-level mixing is meaningful", lo=0.0, hi=1.0)
+    mapping_lr: float = option(1.0, "learning-rate multiplier of the mapping network z -> w (StyleGAN's 0.01)",
+                               lo=0.0, hi=1.0)
 
     def __post_init__(self) -> None:
         if len(self.betas) != 2:
@@ -202,8 +204,14 @@ class GANRecipe:
         opt = self.opt
         self.source = copy.deepcopy(generator).eval().requires_grad_(False) if opt.cdc_weight > 0 else None
         self.modules = {"generator": generator, "discriminator": discriminator}
+        groups: Any = generator.parameters()
+        if opt.mapping_lr != 1.0:  # its own group only then: a run begun without one resumes with its layout
+            mapping = list(generator.mapping.parameters())
+            ids = {id(q) for q in mapping}
+            groups = [{"params": [q for q in generator.parameters() if id(q) not in ids]},
+                      {"params": mapping, "lr": options.lr * opt.mapping_lr}]
         self.optimizers = {
-            "generator": torch.optim.Adam(generator.parameters(), lr=options.lr, betas=opt.betas),
+            "generator": torch.optim.Adam(groups, lr=options.lr, betas=opt.betas),
             "discriminator": torch.optim.Adam(discriminator.parameters(), lr=options.lr, betas=opt.betas),
         }
         self.shard = None  # set by msgen.distributed: this rank's rows of the global batch
