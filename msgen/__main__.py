@@ -64,6 +64,16 @@ def _count(text: str) -> int:
         raise argparse.ArgumentTypeError(f"a whole number from 1 to {MAX_SAMPLES}, got {text!r}") from None
 
 
+def _threads(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 256:
+        raise argparse.ArgumentTypeError(f"a whole number of threads from 1 to 256 (0: the default), got {text!r}")
+    return value
+
+
 def _upscale(text: str) -> int:
     try:
         value = int(text)
@@ -93,9 +103,19 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
     from .zoo import serving_form
 
-    g = serving_form(msgen.load(args.model))  # as the Generate page runs it, so its pixels are the page's
-    out = msgen.generate(g, seed=args.seed, scale=args.scale, truncation=args.truncation,
-                         mix_seed=args.mix_seed, mix_level=args.mix_level, n=args.n, features=bool(args.features))
+    import torch
+
+    model = args.model or default_model()
+    g = serving_form(msgen.load(model))  # as the Generate page runs it, so its pixels are the page's
+    threads = torch.get_num_threads()
+    # One picture is quickest on one thread (the second only waits on the first's small operations,
+    # 2-4x slower on a 2-core CPU; the page runs one the same way); a grid uses them all.
+    torch.set_num_threads(args.threads or (1 if args.n == 1 else threads))
+    try:
+        out = msgen.generate(g, seed=args.seed, scale=args.scale, truncation=args.truncation,
+                             mix_seed=args.mix_seed, mix_level=args.mix_level, n=args.n, features=bool(args.features))
+    finally:
+        torch.set_num_threads(threads)  # an in-process caller (tests, notebooks) keeps its own setting
     final = render.to_uint8(out.images[out.scale])
     image = final[0] if args.n == 1 else render.grid(final, cols=min(args.n, 8), gap=1, fill=255, border=True)
     _save_png(image, Path(args.out), upscale=args.upscale)
@@ -118,6 +138,17 @@ def cmd_generate(args: argparse.Namespace) -> None:
                 stats.append(vars(view.stats) | {"top_channels": view.top, "card_tiles": list(view.extra)})
         (fdir / "stats.json").write_text(json.dumps(stats, indent=1))
         print(f"wrote per-level images, cards, feature maps and stats to {fdir}")
+
+
+def default_model() -> str:
+    """The model ``generate`` uses without ``--model``: the one the Generate page opens on
+    (``msgen.zoo.opening_model``)."""
+    from .zoo import list_models, opening_model
+
+    entry = opening_model(list_models())
+    if entry is None:
+        raise ValueError("no model is shipped or trained here; name one with --model")
+    return entry.name
 
 
 def torch_threads(n: int) -> None:
@@ -296,7 +327,8 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
 
     g = sub.add_parser("generate", formatter_class=_Help, help="generate an image (and optionally every level's feature maps)")
-    g.add_argument("--model", default="sprites32", help="listed name, model folder or Hub repo id")
+    g.add_argument("--model", default=None, help="listed name, model folder or Hub repo id (default: the model the "
+                   "Generate page opens on, the shipped one whose card has the highest measured precision)")
     g.add_argument("--seed", type=_seed, default=0, help=validate.seed_range_text())
     g.add_argument("--scale", type=int, default=None, help="finest level to render (default: the model's resolution)")
     lo, hi = validate.truncation_range()
@@ -310,6 +342,8 @@ def parser() -> argparse.ArgumentParser:
                    help=f"nearest-neighbour enlargement of the PNG (its side at most {MAX_PNG_SIDE} px)")
     g.add_argument("--features", default=None, metavar="DIR", help="write per-level images, feature maps and stats here")
     g.add_argument("--out", default="out.png")
+    g.add_argument("--threads", type=_threads, default=None, help="torch threads (default: 1 for one picture, as "
+                   "the page runs it and quickest on a CPU; torch's own count for --n above 1)")
     g.set_defaults(func=cmd_generate)
 
     t = sub.add_parser("train", formatter_class=_Help, help="train from scratch (--family) or fine-tune (--model) on an image set")

@@ -160,3 +160,31 @@ def test_cli_grid_of_seeds(tiny_weights, tmp_path):
 
     want = render.to_uint8(msgen.generate(msgen.load(tiny_weights / "tiny16"), seed=11, n=1).images[16][0])
     assert np.array_equal(grid[18:34, 1:17], want)  # the ninth tile is seed 3 + 8
+
+
+def test_cli_generate_opens_the_pages_model_on_one_thread_and_gives_the_caller_its_threads_back(tmp_path, monkeypatch):
+    import msgen
+    from msgen import zoo
+
+    seen = []
+    real = msgen.generate
+
+    def spy(model, **kw):
+        seen.append((model.meta.get("title"), torch.get_num_threads(), kw["n"]))
+        return real(model, **kw)
+
+    monkeypatch.setattr(msgen, "generate", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert main(["generate", "--out", str(tmp_path / "a.png")]) == 0
+        assert main(["generate", "--n", "3", "--out", str(tmp_path / "b.png")]) == 0
+        assert main(["generate", "--threads", "2", "--out", str(tmp_path / "c.png")]) == 0
+        assert torch.get_num_threads() == 2  # the caller's count, after each
+    finally:
+        torch.set_num_threads(before)
+    page = msgen.load(zoo.opening_model(zoo.list_models()).path).meta.get("title")
+    assert seen == [(page, 1, 1), (page, 2, 3), (page, 2, 1)]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["generate", "--threads", "300", "--out", str(tmp_path / "d.png")])
+    assert exit_info.value.code == 2 and not (tmp_path / "d.png").exists()
