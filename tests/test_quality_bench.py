@@ -60,3 +60,24 @@ def test_lightweight_gan_trains_one_cpu_step_and_samples_in_range():
     out = model(model.sample_latents(3, seed=0)).images[32]
     assert out.shape == (3, 3, 32, 32) and out.min() >= -1 and out.max() <= 1
     assert torch.equal(model.sample_latents(3, seed=0), model.sample_latents(3, seed=0))
+
+
+def test_gan_collapse_bench_compares_the_mapping_inits(tmp_path):
+    # bench/gan_collapse.py end to end on a few pictures: one row per variant, and the init figure
+    # it exists to show (torch's nn.Linear init leaves w ~0.05 per dimension; He init ~0.7).
+    import subprocess
+
+    from PIL import Image
+
+    rng = torch.Generator().manual_seed(0)
+    for i in range(16):
+        pic = (torch.rand(16, 16, 3, generator=rng) * 255).to(torch.uint8).numpy()
+        Image.fromarray(pic).save(tmp_path / f"p{i}.png")
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "gan_collapse.py"), "--data", str(tmp_path),
+                          "--steps", "2", "--n", "12", "--batch", "4", "--resolution", "16",
+                          "--variants", "torch-init,he-init", "--out", str(tmp_path / "runs")],
+                         capture_output=True, text=True, timeout=300, check=True).stdout
+    rows = {line.split("|")[1].strip(): line.split("|") for line in out.splitlines() if line.startswith("| ") and "init" in line}
+    assert set(rows) == {"torch-init", "he-init"}
+    start = {name: float(row[2].split("/")[0]) for name, row in rows.items()}
+    assert start["torch-init"] < 0.1 < 0.3 < start["he-init"]
