@@ -57,7 +57,9 @@ class ModelEntry:
     dataset: str
     source: str  # "shipped" or "run"
     opening_seed: int = 0  # where the Generate page opens it (``msgen.metrics.opening_seed``, in its card)
-    precision: float | None = None  # its card's measured precision (``bench/quality.py``); None: not measured
+    # its card's measured precision and coverage (``bench/quality.py``, Lite0, k = 5); None: not measured
+    precision: float | None = None
+    coverage: float | None = None
 
     @property
     def label(self) -> str:
@@ -98,6 +100,7 @@ def _read_entry(name: str, path: Path, source: str) -> ModelEntry | None:
         config, meta = ckpt.read_config(path)
     except (ckpt.CheckpointError, OSError):
         return None  # a half-made or foreign folder is not a model; skip it, never crash a listing
+    metrics = meta.get("metrics") if isinstance(meta.get("metrics"), dict) else {}
     return ModelEntry(
         name=name,
         path=path,
@@ -107,7 +110,8 @@ def _read_entry(name: str, path: Path, source: str) -> ModelEntry | None:
         dataset=meta.get("dataset_short") or meta.get("dataset") or "user images",
         source=source,
         opening_seed=_opening_seed(meta.get("opening_seed")),
-        precision=_share(meta.get("metrics", {}).get("precision") if isinstance(meta.get("metrics"), dict) else None),
+        precision=_share(metrics.get("precision")),
+        coverage=_share(metrics.get("coverage")),
     )
 
 
@@ -125,17 +129,27 @@ def _share(value: object) -> float | None:
     return float(value) if ok else None
 
 
+def opening_score(entry: ModelEntry) -> float | None:
+    """Precision times coverage from the card (Lite0, k = 5): the share of the model's samples that
+    fall among its data's pictures (Kynkaanniemi et al.), times the share of its data's pictures its
+    samples reach (Naeem et al.). A collapsed model's few clean pictures score a high precision
+    alone; coverage, what a visitor moving the seed sees, takes that back. None: not measured."""
+    if entry.precision is None or entry.coverage is None:
+        return None
+    return entry.precision * entry.coverage
+
+
 def opening_model(entries: list[ModelEntry]) -> ModelEntry | None:
     """The model the Generate page opens on, by a rule that a retrain re-applies: of the shipped
-    models, the one whose card has the highest measured precision (Kynkaanniemi et al.: the share
-    of its samples that fall among its data's pictures, in Lite0 features, ``bench/quality.py``),
-    so a first visitor's first picture is the one most likely to look like what the model was
-    trained on; the first in the list on a tie, or when no card carries the figure (and the first
-    entry of all when nothing is shipped)."""
+    models, the one with the highest ``opening_score`` (its card's precision times coverage), so a
+    first visitor meets the model whose pictures most look like, and most span, what it learnt; the
+    first in the list on a tie, or when no card carries the figures (and the first entry of all
+    when nothing is shipped)."""
     shipped = [e for e in entries if e.source == "shipped"] or entries
     if not shipped:
         return None
-    return max(shipped, key=lambda e: -1.0 if e.precision is None else e.precision)  # max keeps the first of equals
+    score = lambda e: -1.0 if opening_score(e) is None else opening_score(e)  # noqa: E731
+    return max(shipped, key=score)  # max keeps the first of equals
 
 
 def list_models(*, runs_dir: str | Path | None = None, weights_dir: str | Path | None = None) -> list[ModelEntry]:

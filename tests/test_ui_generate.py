@@ -414,23 +414,24 @@ def test_the_page_opens_on_the_models_opening_seed_and_odd_ones_are_ignored(tmp_
         assert zoo._entry("tiny16", root / "tiny16", "shipped").opening_seed == 0, odd
 
 
-def test_the_page_opens_on_the_shipped_model_whose_card_has_the_highest_precision(tmp_path):
-    # msgen.zoo.opening_model: a first visitor's first picture comes from the shipped model most
-    # likely to look like its data, whatever the names' order; odd figures count as unmeasured.
+def test_the_page_opens_on_the_shipped_model_whose_card_has_the_highest_precision_times_coverage(tmp_path):
+    # msgen.zoo.opening_model: a first visitor meets the shipped model whose pictures most look like,
+    # and most span, its data, whatever the names' order; a collapsed model's high precision alone
+    # does not win; odd figures count as unmeasured.
     from msgen import zoo
 
     root = tmp_path / "weights"
     for name, seed in (("a16", 1), ("b16", 2), ("c16", 3)):
         make_varied_model(root / name, resolution=16, seed=seed)
 
-    def card(name, precision, opening_seed=0):
+    def card(name, precision, coverage, opening_seed=0):
         g = msgen.load(root / name)
-        metrics = dict(g.meta.get("metrics") or {}, precision=precision)
+        metrics = dict(g.meta.get("metrics") or {}, precision=precision, coverage=coverage)
         save_model(root / name, g, meta=dict(g.meta) | {"metrics": metrics, "opening_seed": opening_seed})
 
-    card("a16", 0.2)
-    card("b16", 0.7, opening_seed=11)
-    card("c16", 0.5)
+    card("a16", 0.95, 0.05)  # a few clean pictures: 0.0475
+    card("b16", 0.7, 0.6, opening_seed=11)  # 0.42
+    card("c16", 0.5, 0.5)  # 0.25
     ctx = common.AppContext(runs_dir=tmp_path / "runs", weights_dir=root)
     assert [e.name for e in ctx.models(None)] == ["a16", "b16", "c16"]  # the list keeps its order
     with gr.Blocks() as demo:
@@ -440,11 +441,12 @@ def test_the_page_opens_on_the_shipped_model_whose_card_has_the_highest_precisio
     assert by_id["msgen-seed-box"].value == 11 and "seed 11" in str(by_id["msgen-view"].value)
     assert G.model_dropdown_update(ctx, None, current="gone")["value"] == "b16"  # a vanished pick falls back to it
     for odd in ("0.9", True, 1.5, -0.1, None, [0.9], {"v": 0.9}):  # (NaN: the JSON parser refuses the card)
-        card("b16", odd)
-        assert zoo._entry("b16", root / "b16", "shipped").precision is None, odd
+        card("b16", odd, 0.6)
+        entry = zoo._entry("b16", root / "b16", "shipped")
+        assert entry.precision is None and zoo.opening_score(entry) is None, odd
         assert G.opening_name(ctx) == "c16", odd
     for name in ("a16", "b16", "c16"):
-        card(name, None)
+        card(name, 0.9, None)
     assert G.opening_name(ctx) == "a16"  # nothing measured: the first, as listed
     assert zoo.opening_model([]) is None
 
