@@ -328,7 +328,7 @@ def parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("generate", formatter_class=_Help, help="generate an image (and optionally every level's feature maps)")
     g.add_argument("--model", default=None, help="listed name, model folder or Hub repo id (default: the model the "
-                   "Generate page opens on, the shipped one whose card has the highest measured precision times coverage)")
+                   "Generate page opens on, chosen from the shipped models' measured figures)")
     g.add_argument("--seed", type=_seed, default=0, help=validate.seed_range_text())
     g.add_argument("--scale", type=int, default=None, help="finest level to render (default: the model's resolution)")
     lo, hi = validate.truncation_range()

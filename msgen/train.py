@@ -89,6 +89,9 @@ def _unflatten_optimizer(name: str, opt: torch.optim.Optimizer, tensors: dict, i
         if key.startswith(prefix):
             idx, sub = key[len(prefix):].split(".", 1)
             state.setdefault(int(idx), {})[sub] = value
+    if len(info["param_groups"]) != len(opt.param_groups):  # e.g. the GAN's mapping_lr turned on or off
+        raise ValueError(f"this run's {name} optimiser was begun with other options (its parameter groups differ, "
+                         f"as when the GAN's --mapping-lr is turned on or off): resume it with the options it began with")
     opt.load_state_dict({"state": state, "param_groups": info["param_groups"]})
 
 

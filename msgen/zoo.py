@@ -60,6 +60,7 @@ class ModelEntry:
     # its card's measured precision and coverage (``bench/quality.py``, Lite0, k = 5); None: not measured
     precision: float | None = None
     coverage: float | None = None
+    near_duplicates: float | None = None  # share of its samples with a near-copy among the others
 
     @property
     def label(self) -> str:
@@ -112,6 +113,7 @@ def _read_entry(name: str, path: Path, source: str) -> ModelEntry | None:
         opening_seed=_opening_seed(meta.get("opening_seed")),
         precision=_share(metrics.get("precision")),
         coverage=_share(metrics.get("coverage")),
+        near_duplicates=_share(metrics.get("near_duplicates")),
     )
 
 
@@ -130,21 +132,23 @@ def _share(value: object) -> float | None:
 
 
 def opening_score(entry: ModelEntry) -> float | None:
-    """Precision times coverage from the card (Lite0, k = 5): the share of the model's samples that
-    fall among its data's pictures (Kynkaanniemi et al.), times the share of its data's pictures its
-    samples reach (Naeem et al.). A collapsed model's few clean pictures score a high precision
-    alone; coverage, what a visitor moving the seed sees, takes that back. None: not measured."""
-    if entry.precision is None or entry.coverage is None:
+    """From the card (Lite0, k = 5): precision (the share of the model's samples that fall among its
+    data's pictures; Kynkaanniemi et al.) times coverage (the share of its data's pictures its
+    samples reach; Naeem et al.) times the share of samples without a near-copy among the others.
+    A collapsed model's few clean pictures score a high precision, and can still reach a fair
+    coverage; the repeats a visitor sees while moving the seed take that back. None: not measured."""
+    figures = (entry.precision, entry.coverage, entry.near_duplicates)
+    if any(f is None for f in figures):
         return None
-    return entry.precision * entry.coverage
+    return entry.precision * entry.coverage * (1.0 - entry.near_duplicates)
 
 
 def opening_model(entries: list[ModelEntry]) -> ModelEntry | None:
     """The model the Generate page opens on, by a rule that a retrain re-applies: of the shipped
-    models, the one with the highest ``opening_score`` (its card's precision times coverage), so a
-    first visitor meets the model whose pictures most look like, and most span, what it learnt; the
-    first in the list on a tie, or when no card carries the figures (and the first entry of all
-    when nothing is shipped)."""
+    models, the one with the highest ``opening_score`` (its card's precision x coverage x share of
+    samples that are not near-copies), so a first visitor meets the model whose pictures most look
+    like, and most span, what it learnt, without repeats; the first in the list on a tie, or when no
+    card carries the figures (and the first entry of all when nothing is shipped)."""
     shipped = [e for e in entries if e.source == "shipped"] or entries
     if not shipped:
         return None

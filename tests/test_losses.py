@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 import torch
 
 from msgen import losses
@@ -106,3 +107,7 @@ def test_mapping_lr_gives_the_mapping_network_its_own_rate_and_resumes(tmp_path)
     again = Trainer(images=_images(), run_dir=tmp_path / "run", base=base, options=dataclasses.replace(opts, steps=2))
     assert again.load_state() and again.step == 1
     assert [g["lr"] for g in again.recipe.optimizers["generator"].param_groups] == [1e-3, 1e-5]
+    off = Trainer(images=_images(), run_dir=tmp_path / "run", base=base,
+                  options=dataclasses.replace(opts, steps=2, family=GANOptions()))
+    with pytest.raises(ValueError, match="mapping-lr"):  # a clear refusal, not torch's "different number of groups"
+        off.load_state()

@@ -414,23 +414,24 @@ def test_the_page_opens_on_the_models_opening_seed_and_odd_ones_are_ignored(tmp_
         assert zoo._entry("tiny16", root / "tiny16", "shipped").opening_seed == 0, odd
 
 
-def test_the_page_opens_on_the_shipped_model_whose_card_has_the_highest_precision_times_coverage(tmp_path):
+def test_the_page_opens_on_the_shipped_model_whose_card_scores_best_with_collapse_counted(tmp_path):
     # msgen.zoo.opening_model: a first visitor meets the shipped model whose pictures most look like,
-    # and most span, its data, whatever the names' order; a collapsed model's high precision alone
-    # does not win; odd figures count as unmeasured.
+    # and most span, its data without repeats, whatever the names' order; a collapsed model's high
+    # precision and fair coverage do not win; odd figures count as unmeasured.
     from msgen import zoo
 
     root = tmp_path / "weights"
     for name, seed in (("a16", 1), ("b16", 2), ("c16", 3)):
         make_varied_model(root / name, resolution=16, seed=seed)
 
-    def card(name, precision, coverage, opening_seed=0):
+    def card(name, precision, coverage, near_duplicates=0.0, opening_seed=0):
         g = msgen.load(root / name)
-        metrics = dict(g.meta.get("metrics") or {}, precision=precision, coverage=coverage)
+        metrics = dict(g.meta.get("metrics") or {}, precision=precision, coverage=coverage,
+                       near_duplicates=near_duplicates)
         save_model(root / name, g, meta=dict(g.meta) | {"metrics": metrics, "opening_seed": opening_seed})
 
-    card("a16", 0.95, 0.05)  # a few clean pictures: 0.0475
-    card("b16", 0.7, 0.6, opening_seed=11)  # 0.42
+    card("a16", 0.95, 0.5, 0.9)  # a collapsed model's clean, repeated pictures: 0.0475
+    card("b16", 0.7, 0.6, 0.0, opening_seed=11)  # 0.42
     card("c16", 0.5, 0.5)  # 0.25
     ctx = common.AppContext(runs_dir=tmp_path / "runs", weights_dir=root)
     assert [e.name for e in ctx.models(None)] == ["a16", "b16", "c16"]  # the list keeps its order

@@ -181,8 +181,9 @@ class GANOptions:
     ms_size: int = option(0, "mode seeking compares pictures area-averaged to this side (0: full resolution)",
                           lo=0, hi=4096)
     mixing_prob: float = option(0.5, "style-mixing probability, so that per-level mixing is meaningful", lo=0.0, hi=1.0)
-    mapping_lr: float = option(1.0, "learning-rate multiplier of the mapping network z -> w (StyleGAN's 0.01)",
-                               lo=0.0, hi=1.0)
+    # StyleGAN's 0.01 acts on equalised layers (weights scaled at run time); on plain nn.Linear
+    # layers the same number is a different rate relative to the weights' size.
+    mapping_lr: float = option(1.0, "learning-rate multiplier of the mapping network z -> w", lo=0.0, hi=1.0)
 
     def __post_init__(self) -> None:
         if len(self.betas) != 2:

@@ -45,7 +45,7 @@ LIVE = dict(trigger_mode="always_last", show_progress="hidden", preprocess=False
 
 def opening_name(ctx, owner: str | None = None) -> str | None:
     """The model the tab opens on (``msgen.zoo.opening_model``: the shipped card with the highest
-    precision times coverage)."""
+    precision x coverage x share of samples that are not near-copies)."""
     entry = zoo.opening_model(ctx.models(owner))
     return entry.name if entry else None
 
