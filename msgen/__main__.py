@@ -107,15 +107,24 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
     model = args.model or default_model()
     g = serving_form(msgen.load(model))  # as the Generate page runs it, so its pixels are the page's
-    threads = torch.get_num_threads()
-    # One picture is quickest on one thread (the second only waits on the first's small operations,
-    # 2-4x slower on a 2-core CPU; the page runs one the same way); a grid uses them all.
-    torch.set_num_threads(args.threads or (1 if args.n == 1 else threads))
-    try:
-        out = msgen.generate(g, seed=args.seed, scale=args.scale, truncation=args.truncation,
-                             mix_seed=args.mix_seed, mix_level=args.mix_level, n=args.n, features=bool(args.features))
-    finally:
-        torch.set_num_threads(threads)  # an in-process caller (tests, notebooks) keeps its own setting
+    def draw() -> msgen.Generation:
+        return msgen.generate(g, seed=args.seed, scale=args.scale, truncation=args.truncation,
+                              mix_seed=args.mix_seed, mix_level=args.mix_level, n=args.n, features=bool(args.features))
+
+    if not args.threads and args.n == 1 and next(g.parameters()).device.type == "cpu":
+        # One picture is quickest on one thread (a second only waits on the first's small
+        # operations: 2-4x slower on a 2-core CPU): the page's own one-thread worker, which leaves
+        # every other thread's count as it was.
+        from .ui.cpu_runner import OneThreadRunner
+
+        out = OneThreadRunner().run(draw)
+    else:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(args.threads or threads)
+        try:
+            out = draw()
+        finally:
+            torch.set_num_threads(threads)  # an in-process caller (tests, notebooks) keeps its own setting
     final = render.to_uint8(out.images[out.scale])
     image = final[0] if args.n == 1 else render.grid(final, cols=min(args.n, 8), gap=1, fill=255, border=True)
     _save_png(image, Path(args.out), upscale=args.upscale)
@@ -148,7 +157,7 @@ def default_model() -> str:
     entry = opening_model(list_models())
     if entry is None:
         raise ValueError("no model is shipped or trained here; name one with --model")
-    return entry.name
+    return str(entry.path)
 
 
 def torch_threads(n: int) -> None:
@@ -342,8 +351,8 @@ def parser() -> argparse.ArgumentParser:
                    help=f"nearest-neighbour enlargement of the PNG (its side at most {MAX_PNG_SIDE} px)")
     g.add_argument("--features", default=None, metavar="DIR", help="write per-level images, feature maps and stats here")
     g.add_argument("--out", default="out.png")
-    g.add_argument("--threads", type=_threads, default=None, help="torch threads (default: 1 for one picture, as "
-                   "the page runs it and quickest on a CPU; torch's own count for --n above 1)")
+    g.add_argument("--threads", type=_threads, default=None, help="torch threads, 1 to 256 (default, or 0: 1 for one "
+                   "picture on a CPU, as the page runs it and quickest there; torch's own count otherwise)")
     g.set_defaults(func=cmd_generate)
 
     t = sub.add_parser("train", formatter_class=_Help, help="train from scratch (--family) or fine-tune (--model) on an image set")
