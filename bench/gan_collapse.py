@@ -50,6 +50,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=500)
     p.add_argument("--n", type=int, default=1000, help="samples scored, and as many pictures")
     p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--r1", type=float, default=0.5, help="R1 weight (the shipped GANs' 0.5)")
     p.add_argument("--resolution", type=int, default=32)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
@@ -81,7 +82,7 @@ def main() -> None:
           "density | coverage | wall s |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name in variants:
-        family = GANOptions(mapping_lr=0.01) if name == "mapping-lr" else GANOptions()
+        family = GANOptions(r1_gamma=args.r1, mapping_lr=0.01 if name == "mapping-lr" else 1.0)
         opts = TrainOptions(steps=args.steps, batch_size=args.batch, sample_every=10**6, checkpoint_every=10**6,
                             seed=args.seed, device="cpu", family=family)
         t = Trainer(images=images, run_dir=out / name, config=make_config("msggan", resolution=args.resolution),
