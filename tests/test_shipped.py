@@ -1,6 +1,7 @@
 """The shipped models in weights/: they load, draw non-blank pictures at every level, stay under
-the size limit, and their cards say what their configs say; the hierarchical VAEs take apart
-images of their own data set (built from the Debian packages) better than a blur does."""
+the size limit, and their cards say what their configs say; the GANs (but the one still known to
+repeat) draw 64 seeds without near-copies; the hierarchical VAEs take apart images of their own
+data set (built from the Debian packages) better than a blur does."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 SHIPPED = sorted(p.name for p in WEIGHTS.iterdir() if (p / "model.safetensors").is_file())
 EXPECTED = {"sprites32", "emoji64", "fashion32"}
 HVAE_DATA = {"fashion32-hvae": "fashion", "emoji64-hvae": "emoji"}  # shipped hvae model -> its data set
+# sprites32 was trained before the mapping network's He init and repeats itself (57% near-duplicates
+# at 605 samples, 14 of these 64): the README's "Why the GANs collapsed"; retraining it is open.
+STILL_REPEATS = {"sprites32"}
 
 
 def test_the_three_gan_models_and_both_hvae_models_ship():
@@ -65,6 +69,18 @@ def test_loads_and_generates_non_blank_images_at_every_level(name):
     one = msgen.generate(g, seed=1).images[g.levels[-1]][0]
     assert torch.equal(one, msgen.generate(g, seed=1).images[g.levels[-1]][0])  # same seed, same pixels
     assert torch.allclose(one, finest[0], atol=1e-4)  # batching changes only float rounding
+
+
+@pytest.mark.parametrize("name", sorted(n for n in SHIPPED if json.loads((WEIGHTS / n / "config.json").read_text())
+                                         ["family"] == "msggan" and n not in STILL_REPEATS))
+def test_shipped_gan_does_not_repeat_itself(name):
+    # 64 seeds, as the page draws them: at most 2 with a near-copy among the others (RMS 0.05 on
+    # [-1, 1]). fashion32 before its retrain had 26 of 64 (97% of 1000), sprites32 has 14.
+    from msgen.metrics import near_duplicate_share
+
+    g = msgen.load(name)
+    pictures = msgen.generate(g, seed=0, n=64).images[g.levels[-1]].float()
+    assert near_duplicate_share(pictures) <= 2 / 64
 
 
 @pytest.mark.parametrize("name", SHIPPED)
