@@ -18,7 +18,7 @@ between seeds at step 0 and at the end. Variants:
 * ``mapping-lr``: torch's init with StyleGAN's 0.01 learning-rate multiplier on the mapping network
   (``GANOptions.mapping_lr``).
 
-Measured on our 2-core CPU (500 steps, batch 32, 1 thread, Fashion-MNIST): the README's Quality
+Measured on our 2-core CPU (500 steps, batch 32, 2 threads, Fashion-MNIST): the README's Quality
 section. The runs go to ``--out`` (a temporary folder by default).
 """
 
