@@ -98,15 +98,15 @@ def _save_png(picture, path: Path, *, upscale: int = 1) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
+    import torch
+
     import msgen
     from . import render
-
     from .zoo import serving_form
-
-    import torch
 
     model = args.model or default_model()
     g = serving_form(msgen.load(model))  # as the Generate page runs it, so its pixels are the page's
+
     def draw() -> msgen.Generation:
         return msgen.generate(g, seed=args.seed, scale=args.scale, truncation=args.truncation,
                               mix_seed=args.mix_seed, mix_level=args.mix_level, n=args.n, features=bool(args.features))

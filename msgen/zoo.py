@@ -152,7 +152,10 @@ def opening_model(entries: list[ModelEntry]) -> ModelEntry | None:
     shipped = [e for e in entries if e.source == "shipped"] or entries
     if not shipped:
         return None
-    score = lambda e: -1.0 if opening_score(e) is None else opening_score(e)  # noqa: E731
+    def score(entry: ModelEntry) -> float:
+        value = opening_score(entry)
+        return -1.0 if value is None else value
+
     return max(shipped, key=score)  # max keeps the first of equals
 
 

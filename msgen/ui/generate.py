@@ -43,34 +43,37 @@ LIVE = dict(trigger_mode="always_last", show_progress="hidden", preprocess=False
             concurrency_id="msgen-generate-page", concurrency_limit=1)
 
 
-def opening_name(ctx, owner: str | None = None) -> str | None:
+def opening_name(ctx, owner: str | None = None, entries: list | None = None) -> str | None:
     """The model the tab opens on (``msgen.zoo.opening_model``: the shipped card with the highest
-    precision x coverage x share of samples that are not near-copies)."""
-    entry = zoo.opening_model(ctx.models(owner))
+    precision x coverage x share of samples that are not near-copies), of ``entries`` when the
+    caller has listed them already, else of ``ctx.models(owner)``."""
+    entry = zoo.opening_model(ctx.models(owner) if entries is None else entries)
     return entry.name if entry else None
 
 
-def model_choices(ctx, owner: str | None) -> list[tuple[str, str]]:
-    """(label, name) for every model this visitor may use: shipped ones, then their runs.
+def model_choices(ctx, owner: str | None, entries: list | None = None) -> list[tuple[str, str]]:
+    """(label, name) for every model this visitor may use: shipped ones, then their runs
+    (``entries`` when the caller has listed them already).
 
     The Train tab calls this (through ``model_dropdown_update``) after a run exports a model.
     """
-    return [(model_label(e), e.name) for e in ctx.models(owner)]
+    return [(model_label(e), e.name) for e in (ctx.models(owner) if entries is None else entries)]
 
 
 def model_list(ctx) -> gr.Dropdown:
     """The tab's model list, unrendered: made before any tab (``ctx.model_dropdown``, app.py) so the
     Train tab can refresh it whatever order the tabs are built in; ``build`` places it."""
-    choices = model_choices(ctx, None)
-    return gr.Dropdown(choices, value=opening_name(ctx), label="Model (family, resolution, training data)",
+    entries = ctx.models(None)  # listed once for the choices and the opening pick
+    return gr.Dropdown(model_choices(ctx, None, entries), value=opening_name(ctx, None, entries), label="Model (family, resolution, training data)",
                        allow_custom_value=True, elem_id="msgen-model", render=False)  # a visitor's run may be unlisted yet
 
 
 def model_dropdown_update(ctx, owner: str | None, current: str | None = None, select: str | None = None) -> dict:
     """An update for ``ctx.model_dropdown``: fresh choices, ``select`` or the current pick kept."""
-    choices = model_choices(ctx, owner)
+    entries = ctx.models(owner)  # listed once for the choices and the fallback pick
+    choices = model_choices(ctx, owner, entries)
     names = [name for _, name in choices]
-    value = next((v for v in (select, current) if v in names), opening_name(ctx, owner))
+    value = next((v for v in (select, current) if v in names), opening_name(ctx, owner, entries))
     return gr.update(choices=choices, value=value)
 
 
